@@ -1,0 +1,28 @@
+"""Cohort sources: the ICU-Sepsis MDP (embedded default), MIMIC loaders, and the synthetic generator.
+
+Submodules are imported on first use so that ``import sepsis_sdk.sources`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "sample_icu_sepsis": ("sepsis_sdk.sources.icu_sepsis", "sample_cohort"),
+    "icu_sepsis_schema": ("sepsis_sdk.sources.icu_sepsis", "icu_sepsis_schema"),
+    "load_mdp": ("sepsis_sdk.sources.icu_sepsis", "load_mdp"),
+    "load_mimictable": ("sepsis_sdk.sources.mimic", "load_mimictable"),
+    "load_mimic_iv": ("sepsis_sdk.sources.mimic", "load_mimic_iv"),
+    "synthesize_cohort": ("sepsis_sdk.sources.synthetic", "synthesize_cohort"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sepsis_sdk.sources' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1 @@
+"""sepsis_sdk.testing."""

@@ -1,0 +1,110 @@
+"""The WorldModel protocol and its batch types, shared by every backend, tool, planner and evaluator.
+
+Shapes use: ``B`` patients, ``W`` history window, ``D`` features, ``K`` candidate plans, ``N`` samples,
+``H`` horizon. Values are in the cohort's **stored** space (the schema's space); backends convert to and
+from their own normalised space internally, and :meth:`WorldModel.to_clinical` renders clinical units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sepsis_sdk.features import FeatureSchema
+
+
+@dataclass(frozen=True)
+class HistoryBatch:
+    """The last ``W`` observations of ``B`` patients, left-padded.
+
+    Attributes:
+        x: ``(B, W, D)`` stored values (NaN where missing or padded).
+        mask: ``(B, W, D)`` True where observed.
+        actions: ``(B, W)`` action taken after each observation; the last column (the current decision)
+            and padded steps are ``-1``.
+        valid: ``(B, W)`` True for real (not padded) steps.
+        static: ``(B, S)`` static features.
+    """
+
+    x: np.ndarray
+    mask: np.ndarray
+    actions: np.ndarray
+    valid: np.ndarray
+    static: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class NextStatePrediction:
+    """One-step predictive distribution for ``B`` (patient, action) pairs, in stored space.
+
+    ``mean``/``std`` are the mixture moments over the ensemble; ``epistemic_std`` is the spread of the
+    members' means (disagreement); ``lower``/``upper`` a central 90 % predictive interval, inside bounds.
+    """
+
+    mean: np.ndarray  # (B, D)
+    std: np.ndarray  # (B, D)
+    epistemic_std: np.ndarray  # (B, D)
+    lower: np.ndarray  # (B, D)
+    upper: np.ndarray  # (B, D)
+    p_death: np.ndarray  # (B,)
+    p_discharge: np.ndarray  # (B,) survival / discharge alive
+    support: np.ndarray  # (B,) in [0, 1]: how well the training data covers this (state, action)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Simulated futures of ``B`` patients under ``K`` plans, ``N`` samples each, ``H`` steps.
+
+    Attributes:
+        states: ``(B, K, N, H, D)`` sampled states after each step (stored space, inside bounds); after a
+            sample terminates its states are NaN.
+        alive: ``(B, K, N, H)`` True while the sample has not terminated (after step h).
+        p_death: ``(B, K)`` probability of death within H steps (mean over samples of the per-step hazards).
+        p_discharge: ``(B, K)`` probability of survival/discharge within H steps.
+        mean: ``(B, K, H, D)`` mean over samples of states (among alive samples).
+        std: ``(B, K, H, D)`` total spread over samples.
+        epistemic_std: ``(B, K, H, D)`` ensemble disagreement along the mean path.
+        support: ``(B, K)`` support of the first action of each plan.
+        plans: ``(B, K, H)`` the simulated action indices.
+    """
+
+    states: np.ndarray
+    alive: np.ndarray
+    p_death: np.ndarray
+    p_discharge: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    epistemic_std: np.ndarray
+    support: np.ndarray
+    plans: np.ndarray
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    """A learned simulator of patient dynamics under treatment."""
+
+    schema: FeatureSchema
+    window: int
+
+    def batch(self, histories: Sequence[object]) -> HistoryBatch:
+        """Convert :class:`~sepsis_sdk.PatientHistory` objects into a validated :class:`HistoryBatch`."""
+        ...
+
+    def predict(self, histories: HistoryBatch, actions: np.ndarray) -> NextStatePrediction:
+        """Next-state distribution of each patient ``b`` under ``actions[b]`` (0-24)."""
+        ...
+
+    def rollout(self, histories: HistoryBatch, plans: np.ndarray, *, n_samples: int = 8, seed: int = 0) -> Rollout:
+        """Simulate ``plans`` (``(B, K, H)`` action indices, or ``(K, H)`` shared) for every patient."""
+        ...
+
+    def support(self, histories: HistoryBatch, actions: np.ndarray) -> np.ndarray:
+        """``(B,)`` coverage of (state, action) by the training data, in [0, 1]."""
+        ...
