@@ -162,8 +162,10 @@ def resolve_policy_table(policy: Any, mdp: ICUSepsisMDP | None = None) -> np.nda
 
     Accepted: a name (``"clinician"``, ``"clinician_raw"``, ``"random"``, ``"optimal"``, ``"no_treatment"``);
     an array of shape ``(716, 25)`` / ``(713, 25)`` (probabilities) or ``(716,)`` / ``(713,)`` (actions);
-    an object with ``action_probabilities(observations) -> (n, 25)``; or a callable on the stored
-    observation of a state (48 values) returning an action index or 25 probabilities.
+    a :class:`~sepsis_sdk.policies.Policy` (``action_probabilities(histories) -> (n, 25)``), evaluated as a
+    Markov policy: it sees a one-step history holding the state's observation (t=0) and ``state_id``; or a
+    callable on the stored observation of a state (48 values) returning an action index or 25 probabilities.
+    History-dependent policies are scored by Monte Carlo in the true MDP instead.
     """
     mdp = mdp or load_mdp()
     if isinstance(policy, str):
@@ -171,7 +173,16 @@ def resolve_policy_table(policy: Any, mdp: ICUSepsisMDP | None = None) -> np.nda
 
         return builtin_policy(policy)
     if hasattr(policy, "action_probabilities"):
-        probs = np.asarray(policy.action_probabilities(mdp.observation(np.arange(N_CLINICAL))), dtype=np.float64)
+        from sepsis_sdk.types import Observation, PatientHistory
+
+        obs = mdp.observation(np.arange(N_CLINICAL))
+        names = tuple(icu_sepsis_schema().names)
+        hist = [
+            PatientHistory(patient_id=f"state-{s}", observations=(Observation(t=0, values=tuple(obs[s].tolist())),),
+                           feature_names=names, state_id=s)
+            for s in range(N_CLINICAL)
+        ]
+        probs = np.asarray(policy.action_probabilities(hist), dtype=np.float64)
         return _complete_table(probs)
     if callable(policy):
         rows = []
