@@ -94,17 +94,23 @@ class Cohort:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check columns, types, action range and time order; raise :class:`CohortValidationError`."""
+        from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
+
         df = self.data
         src = self.source
         missing = [c for c in (*REQUIRED, *self.schema.names) if c not in df.columns]
         if missing:
             raise CohortValidationError(f"missing required columns {missing}", source=src)
         for c in self.schema.names:
-            if not np.issubdtype(df[c].dtype, np.number):
-                raise CohortValidationError(f"feature column has non-numeric type {df[c].dtype}", source=src, column=c)
+            if not is_numeric_dtype(df[c].dtype) or is_bool_dtype(df[c].dtype):
+                raise CohortValidationError(
+                    f"feature column has non-numeric type {df[c].dtype}", source=src, column=c
+                )
+        if not is_integer_dtype(df["action"].dtype):
+            raise CohortValidationError(
+                f"action must be integers, got {df['action'].dtype}", source=src, column="action"
+            )
         act = df["action"].to_numpy()
-        if not np.issubdtype(act.dtype, np.integer):
-            raise CohortValidationError(f"action must be integers, got {act.dtype}", source=src, column="action")
         bad = np.flatnonzero((act < 0) | (act > 24))
         if bad.size:
             raise CohortValidationError("action outside 0-24", source=src, column="action", rows=bad.tolist())
@@ -115,17 +121,25 @@ class Cohort:
         if unsorted.size:
             dup = np.flatnonzero(same & (t[1:] == t[:-1])) + 1
             if dup.size:
-                raise CohortValidationError("duplicate time steps for a patient", source=src, column="t", rows=dup.tolist())
-            raise CohortValidationError("time steps not increasing within a patient", source=src, column="t", rows=unsorted.tolist())
+                raise CohortValidationError(
+                    "duplicate time steps for a patient", source=src, column="t", rows=dup.tolist()
+                )
+            raise CohortValidationError(
+                "time steps not increasing within a patient", source=src, column="t", rows=unsorted.tolist()
+            )
         # A patient's rows must be contiguous: a patient id may not reappear after another patient.
         starts = pid[np.r_[True, ~same]]
         if len(set(starts.tolist())) != len(starts):
-            raise CohortValidationError("a patient's rows are not contiguous", source=src, column="patient_id")
+            raise CohortValidationError(
+                "a patient's rows are not contiguous", source=src, column="patient_id"
+            )
         ends = np.r_[~same, True]
         done = df["done"].to_numpy().astype(bool)
         if not np.array_equal(done, ends):
             rows = np.flatnonzero(done != ends).tolist()
-            raise CohortValidationError("done must be True exactly on each episode's last row", source=src, column="done", rows=rows)
+            raise CohortValidationError(
+                "done must be True exactly on each episode's last row", source=src, column="done", rows=rows
+            )
 
     # ------------------------------------------------------------------ basic views
     def __len__(self) -> int:
@@ -263,7 +277,13 @@ class Cohort:
     def select(self, patient_ids: Sequence[Any]) -> Cohort:
         """The cohort restricted to ``patient_ids`` (table order kept)."""
         keep = self.data["patient_id"].isin(list(patient_ids))
-        return Cohort(self.data.loc[keep].reset_index(drop=True), self.schema, source=self.source, meta=self.meta, validate=False)
+        return Cohort(
+            self.data.loc[keep].reset_index(drop=True),
+            self.schema,
+            source=self.source,
+            meta=self.meta,
+            validate=False,
+        )
 
     def head(self, n_patients: int) -> Cohort:
         return self.select(self.patient_ids[:n_patients].tolist())
@@ -320,7 +340,9 @@ class Cohort:
             raise CohortValidationError(f"not a readable Parquet file ({exc})", source=str(path)) from exc
         md = table.schema.metadata or {}
         if _META_KEY not in md:
-            raise CohortValidationError("Parquet file has no sepsis_sdk metadata (not written by Cohort.to_parquet)", source=str(path))
+            raise CohortValidationError(
+                "Parquet file has no sepsis_sdk metadata (not written by Cohort.to_parquet)", source=str(path)
+            )
         info = json.loads(md[_META_KEY])
         schema = FeatureSchema.model_validate(info["schema"])
         return cls(table.to_pandas(), schema, source=info.get("source", str(path)), meta=info.get("meta", {}))

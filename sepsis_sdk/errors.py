@@ -36,9 +36,7 @@ class MissingDependencyError(UserError, ImportError):
 
     def __init__(self, package: str, extra: str, feature: str = "") -> None:
         what = f" for {feature}" if feature else ""
-        super().__init__(
-            f"{package!r} is required{what}; install it with: pip install 'sepsis-sdk[{extra}]'"
-        )
+        super().__init__(f"{package!r} is required{what}; install it with: pip install 'sepsis-sdk[{extra}]'")
         self.package = package
         self.extra = extra
 

@@ -57,7 +57,9 @@ class FeatureSpec(BaseModel):
     @model_validator(mode="after")
     def _check_bounds(self) -> FeatureSpec:
         if not (math.isfinite(self.lower) and math.isfinite(self.upper)) or self.lower >= self.upper:
-            raise ValueError(f"feature {self.name!r}: need finite lower < upper, got {self.lower}, {self.upper}")
+            raise ValueError(
+                f"feature {self.name!r}: need finite lower < upper, got {self.lower}, {self.upper}"
+            )
         return self
 
     def clip(self, value: float) -> float:

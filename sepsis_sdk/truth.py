@@ -82,7 +82,9 @@ class OptimalSolution:
 
 
 @functools.lru_cache(maxsize=4)
-def optimal_policy(*, admissible_only: bool = False, tol: float = 1e-12, max_iter: int = 100_000) -> OptimalSolution:
+def optimal_policy(
+    *, admissible_only: bool = False, tol: float = 1e-12, max_iter: int = 100_000
+) -> OptimalSolution:
     """The optimal policy by value iteration (ties broken towards the lowest action index).
 
     Args:
@@ -92,7 +94,8 @@ def optimal_policy(*, admissible_only: bool = False, tol: float = 1e-12, max_ite
     mdp = load_mdp()
     v = np.zeros(N_STATES)
     mask = np.where(mdp.admissible, 0.0, -np.inf) if admissible_only else 0.0
-    for it in range(1, max_iter + 1):
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         q = mdp.reward + mdp.tx_mat @ v + mask
         q[N_CLINICAL:] = 0.0
         v_new = q.max(1)
@@ -155,7 +158,9 @@ class MonteCarloResult:
         return self.ci_low <= value <= self.ci_high
 
 
-def monte_carlo_value(policy: Any, n_episodes: int = 20_000, *, seed: int = 0, level: float = 0.95) -> MonteCarloResult:
+def monte_carlo_value(
+    policy: Any, n_episodes: int = 20_000, *, seed: int = 0, level: float = 0.95
+) -> MonteCarloResult:
     """Estimate a policy's value by simulating the true MDP (a check on :func:`true_value`)."""
     from sepsis_sdk.sources.icu_sepsis import sample_cohort
 
@@ -164,7 +169,9 @@ def monte_carlo_value(policy: Any, n_episodes: int = 20_000, *, seed: int = 0, l
     mean = float(returns.mean())
     se = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("inf")
     z = _normal_quantile(0.5 + level / 2)
-    return MonteCarloResult(mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=n_episodes, level=level)
+    return MonteCarloResult(
+        mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=n_episodes, level=level
+    )
 
 
 def _normal_quantile(p: float) -> float:
@@ -173,17 +180,25 @@ def _normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-def survival_within(policy: Any, horizon: int) -> np.ndarray:
-    """Exact probability, per state, of reaching death within ``horizon`` steps under ``policy``."""
+def death_within(policy: Any, horizon: int) -> np.ndarray:
+    """Exact probability, per state, of dying within ``horizon`` steps under ``policy`` (``(716,)``).
+
+    Death is made absorbing for this computation (in the MDP it moves on to the absorbing state 715).
+    """
     from sepsis_sdk.sources.icu_sepsis import DEATH
 
+    if horizon < 0:
+        raise UserError(f"horizon must be >= 0, got {horizon}")
     mdp = load_mdp()
     pi = resolve_policy_table(policy, mdp)
     p_pi = np.einsum("sa,sat->st", pi, mdp.tx_mat)
-    dist = np.eye(N_STATES)
-    for _ in range(horizon):
-        dist = dist @ p_pi
-    return dist[:, DEATH]
+    p_pi[DEATH] = 0.0
+    p_pi[DEATH, DEATH] = 1.0
+    hit = np.zeros(N_STATES)
+    hit[DEATH] = 1.0
+    for _ in range(horizon):  # hit_h = P_pi @ hit_{h-1}: probability of being dead after h steps
+        hit = p_pi @ hit
+    return hit
 
 
 __all__ = [
@@ -191,10 +206,10 @@ __all__ = [
     "MonteCarloResult",
     "OptimalSolution",
     "builtin_policy",
+    "death_within",
     "monte_carlo_value",
     "optimal_policy",
     "q_values",
     "state_values",
-    "survival_within",
     "true_value",
 ]

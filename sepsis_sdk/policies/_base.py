@@ -46,7 +46,9 @@ def check_probabilities(probs: np.ndarray, n: int, who: str = "policy") -> np.nd
 class FunctionPolicy:
     """A policy from a function ``history -> action index`` (deterministic) or ``-> 25 probabilities``."""
 
-    def __init__(self, fn: Callable[[PatientHistory], int | Sequence[float] | np.ndarray], name: str = "function") -> None:
+    def __init__(
+        self, fn: Callable[[PatientHistory], int | Sequence[float] | np.ndarray], name: str = "function"
+    ) -> None:
         self.fn = fn
         self.name = name
 
@@ -56,7 +58,9 @@ class FunctionPolicy:
             out = self.fn(h)
             arr = np.asarray(out, dtype=np.float64)
             rows.append(one_hot([int(out)])[0] if arr.ndim == 0 else arr)  # type: ignore[arg-type]
-        return check_probabilities(np.stack(rows) if rows else np.zeros((0, N_ACTIONS)), len(histories), self.name)
+        return check_probabilities(
+            np.stack(rows) if rows else np.zeros((0, N_ACTIONS)), len(histories), self.name
+        )
 
 
 class StateTablePolicy:
@@ -73,7 +77,9 @@ class StateTablePolicy:
         ids = []
         for h in histories:
             if h.state_id is None:
-                raise UserError(f"{self.name}: history of {h.patient_id} has no state_id (not an ICU-Sepsis cohort)")
+                raise UserError(
+                    f"{self.name}: history of {h.patient_id} has no state_id (not an ICU-Sepsis cohort)"
+                )
             ids.append(h.state_id)
         return self.table[np.array(ids, dtype=np.int64)]
 

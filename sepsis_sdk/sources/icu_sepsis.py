@@ -90,10 +90,9 @@ class ICUSepsisMDP:
 @functools.lru_cache(maxsize=1)
 def load_mdp() -> ICUSepsisMDP:
     """Load the MDP arrays from the ``icu-sepsis`` package (cached)."""
-    import warnings
-
     import contextlib
     import io
+    import warnings
 
     import gymnasium
 
@@ -138,19 +137,59 @@ def icu_sepsis_schema() -> FeatureSchema:
     feats = []
     for j, name in enumerate(FEATURE_NAMES):
         if name in BINARY_FEATURES and name != "max_dose_vaso":
-            feats.append(FeatureSpec(name=name, kind="binary", transform="binary", lower=float(lo[j] - pad[j]),
-                                     upper=float(hi[j] + pad[j]), offset=0.5 if name != "re_admission" else -0.1,
-                                     description="flag stored as raw - 0.5" + (" + 0.6" if name == "re_admission" else "")))
+            feats.append(
+                FeatureSpec(
+                    name=name,
+                    kind="binary",
+                    transform="binary",
+                    lower=float(lo[j] - pad[j]),
+                    upper=float(hi[j] + pad[j]),
+                    offset=0.5 if name != "re_admission" else -0.1,
+                    description="flag stored as raw - 0.5" + (" + 0.6" if name == "re_admission" else ""),
+                )
+            )
         elif name == "max_dose_vaso":
-            feats.append(FeatureSpec(name=name, unit="ug/kg/min", lower=float(lo[j] - pad[j]), upper=float(hi[j] + pad[j]),
-                                     offset=0.5, description="maximum vasopressor dose, stored as raw - 0.5"))
+            feats.append(
+                FeatureSpec(
+                    name=name,
+                    unit="ug/kg/min",
+                    lower=float(lo[j] - pad[j]),
+                    upper=float(hi[j] + pad[j]),
+                    offset=0.5,
+                    description="maximum vasopressor dose, stored as raw - 0.5",
+                )
+            )
         elif name in Z_FEATURES:
-            feats.append(FeatureSpec(name=name, unit="SD", transform="z", lower=float(lo[j] - pad[j]), upper=float(hi[j] + pad[j])))
+            feats.append(
+                FeatureSpec(
+                    name=name,
+                    unit="SD",
+                    transform="z",
+                    lower=float(lo[j] - pad[j]),
+                    upper=float(hi[j] + pad[j]),
+                )
+            )
         else:
-            feats.append(FeatureSpec(name=name, unit="SD", transform="zlog", lower=float(lo[j] - pad[j]), upper=float(hi[j] + pad[j]),
-                                     description="z-score of log(x + 0.1)"))
-    feats.append(FeatureSpec(name=SOFA_COLUMN, unit="points", kind="ordinal", lower=0.0, upper=24.0,
-                             description="SOFA score of the state (icu-sepsis sofa_scores)"))
+            feats.append(
+                FeatureSpec(
+                    name=name,
+                    unit="SD",
+                    transform="zlog",
+                    lower=float(lo[j] - pad[j]),
+                    upper=float(hi[j] + pad[j]),
+                    description="z-score of log(x + 0.1)",
+                )
+            )
+    feats.append(
+        FeatureSpec(
+            name=SOFA_COLUMN,
+            unit="points",
+            kind="ordinal",
+            lower=0.0,
+            upper=24.0,
+            description="SOFA score of the state (icu-sepsis sofa_scores)",
+        )
+    )
     return FeatureSchema(name="icu-sepsis", features=tuple(feats))
 
 
@@ -178,8 +217,12 @@ def resolve_policy_table(policy: Any, mdp: ICUSepsisMDP | None = None) -> np.nda
         obs = mdp.observation(np.arange(N_CLINICAL))
         names = tuple(icu_sepsis_schema().names)
         hist = [
-            PatientHistory(patient_id=f"state-{s}", observations=(Observation(t=0, values=tuple(obs[s].tolist())),),
-                           feature_names=names, state_id=s)
+            PatientHistory(
+                patient_id=f"state-{s}",
+                observations=(Observation(t=0, values=tuple(obs[s].tolist())),),
+                feature_names=names,
+                state_id=s,
+            )
             for s in range(N_CLINICAL)
         ]
         probs = np.asarray(policy.action_probabilities(hist), dtype=np.float64)
@@ -200,7 +243,9 @@ def resolve_policy_table(policy: Any, mdp: ICUSepsisMDP | None = None) -> np.nda
         return _complete_table(table[:N_CLINICAL])
     if arr.ndim == 2 and arr.shape[1] == N_ACTIONS and arr.shape[0] in (N_CLINICAL, N_STATES):
         return _complete_table(arr[:N_CLINICAL].astype(np.float64))
-    raise UserError(f"cannot interpret a policy of type {type(policy).__name__} with shape {getattr(arr, 'shape', None)}")
+    raise UserError(
+        f"cannot interpret a policy of type {type(policy).__name__} with shape {getattr(arr, 'shape', None)}"
+    )
 
 
 def _as_row(out: Any, s: int) -> np.ndarray:
@@ -232,7 +277,9 @@ def _complete_table(probs: np.ndarray) -> np.ndarray:
     return full
 
 
-def soften(table: np.ndarray, epsilon: float, mdp: ICUSepsisMDP | None = None, *, admissible_only: bool = True) -> np.ndarray:
+def soften(
+    table: np.ndarray, epsilon: float, mdp: ICUSepsisMDP | None = None, *, admissible_only: bool = True
+) -> np.ndarray:
     """Mix a policy table with uniform over (admissible) actions: ``(1 - eps) * pi + eps * uniform``."""
     if not 0.0 <= epsilon <= 1.0:
         raise UserError(f"epsilon must be in [0, 1], got {epsilon}")
@@ -315,7 +362,10 @@ def sample_cohort(
     obs = mdp.observation(s_arr)
     schema = icu_sepsis_schema()
     width = len(str(n - 1))
-    cols: dict[str, Any] = {"patient_id": np.char.add("icu-", np.char.zfill(ep.astype(str), width)), "t": t_arr}
+    cols: dict[str, Any] = {
+        "patient_id": np.char.add("icu-", np.char.zfill(ep.astype(str), width)),
+        "t": t_arr,
+    }
     for j, name in enumerate(schema.names):
         cols[name] = obs[:, j]
     cols.update(
@@ -327,8 +377,14 @@ def sample_cohort(
         behaviour_prob=np.concatenate(rec_p)[order],
     )
     df = pd.DataFrame(cols)
-    meta = {"n_episodes": n, "policy": policy if isinstance(policy, str) else "custom", "epsilon": epsilon,
-            "seed": seed, "synthetic": False, "gamma": 1.0}
+    meta = {
+        "n_episodes": n,
+        "policy": policy if isinstance(policy, str) else "custom",
+        "epsilon": epsilon,
+        "seed": seed,
+        "synthetic": False,
+        "gamma": 1.0,
+    }
     return Cohort(df, schema, source="icu-sepsis", meta=meta)
 
 
