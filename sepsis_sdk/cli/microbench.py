@@ -1,0 +1,165 @@
+"""``sepsis-sdk microbench ...``: MicroWorldBench info, grading runs and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sepsis_sdk.cli._common import console, friendly_errors, progress
+
+app = typer.Typer(
+    help="Grade generated videos against MicroWorldBench's 459 rubric tasks.", no_args_is_help=True
+)
+
+_SOURCE_HELP = "Folder with MWBenchRubrics_norm.json and finaltasks.json; default: fetch the pinned upstream files once (cached, sha256-checked)."
+
+
+def make_judge(
+    model: str,
+    *,
+    mode: str = "grouped",
+    api_base: str | None = None,
+    api_key: str | None = None,
+    temperature: float | None = 0.0,
+    max_reasks: int = 2,
+    retries: int = 3,
+    timeout: float | None = 180.0,
+) -> Any:
+    """An LLM judge over any LiteLLM vision model (``openai/gpt-4o``, ``hosted_vllm/...`` with ``api_base``)."""
+    from sepsis_sdk.judge import LLMJudge
+    from sepsis_sdk.llm import LiteLLMChat
+
+    kwargs: dict[str, Any] = {}
+    if api_base:
+        kwargs["api_base"] = api_base
+    if api_key:
+        kwargs["api_key"] = api_key
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    chat = LiteLLMChat(model, retries=retries, timeout=timeout, **kwargs)
+    return LLMJudge(chat, mode=mode, max_reasks=max_reasks)
+
+
+@app.command("info")
+def info(
+    source: Path | None = typer.Option(None, "--source", help=_SOURCE_HELP),
+    weights: str = typer.Option("norm", help="Weight set: norm (published scorer) or raw."),
+) -> None:
+    """Load the benchmark and print its counts (459 tasks, 6,884 criteria upstream)."""
+    from rich.table import Table
+
+    from sepsis_sdk.microbench import load_benchmark
+
+    with friendly_errors():
+        bench = load_benchmark(source, weights=weights)  # type: ignore[arg-type]
+    c = bench.counts()
+    table = Table(title=f"MicroWorldBench ({bench.source}, weights={bench.weights})", show_header=False)
+    table.add_row("tasks", str(c["tasks"]))
+    table.add_row("criteria", str(c["criteria"]))
+    for d, n in c["criteria_per_dimension"].items():
+        table.add_row(f"  {d}", str(n))
+    table.add_row("positive / penalty", f"{c['positive']} / {c['penalty']}")
+    table.add_row("zero-weight criteria", str(c["zero_weight"]))
+    for cat, n in sorted(c["categories"].items()):
+        table.add_row(f"  {cat}", str(n))
+    console.print(table)
+    console.print(f"{c['tasks']} tasks, {c['criteria']} criteria")
+
+
+@app.command("fetch")
+def fetch(cache_dir: Path | None = typer.Option(None, help="Where to cache the files.")) -> None:
+    """Download the pinned upstream benchmark files once and verify their sha256."""
+    from sepsis_sdk.microbench import fetch_upstream
+
+    with friendly_errors():
+        folder = fetch_upstream(cache_dir)
+    console.print(f"benchmark files in {folder}")
+
+
+@app.command("run")
+def run(
+    videos: Path = typer.Option(..., "--videos", help="Folder of videos named by task index (12.mp4)."),
+    model: str = typer.Option(..., "--model", help="Name of the video set (the text-to-video model)."),
+    judge: list[str] = typer.Option(..., "--judge", help="LiteLLM vision model; repeat for several judges."),
+    source: Path | None = typer.Option(None, "--source", help=_SOURCE_HELP),
+    out: Path = typer.Option(
+        Path("microbench_results.jsonl"), "--out", help="JSONL results (resumed if it exists)."
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", help="Judge calls in flight at most."),
+    mode: str = typer.Option(
+        "grouped", "--mode", help="grouped (one call per dimension, published) or per_criterion."
+    ),
+    api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible base URL (vLLM, ...)."),
+    n_frames: int = typer.Option(8, "--frames", help="Frames per video."),
+    max_side: int = typer.Option(768, "--max-side", help="Longest side of frames sent to the judge."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Only these task indices, e.g. 1-20,45."),
+    retry_errors: bool = typer.Option(
+        False, "--retry-errors", help="Ask again where a verdict was recorded with an error."
+    ),
+) -> None:
+    """Grade a folder of videos; one JSONL line per task-dimension verdict; safe to interrupt and rerun."""
+    from sepsis_sdk.microbench import load_benchmark, run_benchmark
+
+    with friendly_errors():
+        bench = load_benchmark(source)
+        judges = [make_judge(j, mode=mode, api_base=api_base) for j in judge]
+        wanted = _parse_tasks(tasks) if tasks else None
+        with progress() as bar:
+            bar_id = bar.add_task("judging", total=None)
+            rep = run_benchmark(
+                bench,
+                videos,
+                judges,
+                model=model,
+                out=out,
+                concurrency=concurrency,
+                n_frames=n_frames,
+                max_side=max_side,
+                tasks=wanted,
+                retry_errors=retry_errors,
+                on_plan=lambda n: bar.update(bar_id, total=n),
+                on_record=lambda r: bar.advance(bar_id),
+            )
+    console.print(
+        f"{rep.written} verdicts written, {rep.skipped} already done, {len(rep.missing_videos)} tasks without video, "
+        f"{rep.video_errors} unreadable videos, {rep.judge_errors} failed verdicts -> {rep.results}"
+    )
+
+
+@app.command("report")
+def report(
+    results: list[Path] = typer.Option(
+        ..., "--results", help="Results JSONL files (several: models, judges)."
+    ),
+    out: Path = typer.Option(Path("microbench_report"), "--out", help="Output folder."),
+    n_tasks: int = typer.Option(459, "--n-tasks", help="Tasks in the benchmark (coverage denominator)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw bar charts."),
+) -> None:
+    """Write report.md, summary.csv, tasks.csv, agreement.csv and plots per dimension and category."""
+    from sepsis_sdk.microbench import read_many, write_report
+
+    with friendly_errors():
+        files = write_report(read_many(results), out, n_tasks=n_tasks, plots=plots)
+    console.print(files.markdown.read_text(encoding="utf-8"))
+    console.print(f"wrote {files.markdown}, {len(files.csv)} CSV files, {len(files.plots)} plots")
+
+
+def _parse_tasks(spec: str) -> list[int]:
+    from sepsis_sdk.errors import UserError
+
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise UserError(f"--tasks: {part!r} is not an index or a range like 1-20") from None
+    return out
