@@ -1,1 +1,60 @@
-"""sepsis_sdk.world_model."""
+"""The Clinical World Model: one protocol, a fake for tests, torch and xgboost backends, a Gym environment.
+
+Heavy backends load on first use: ``import sepsis_sdk.world_model`` imports neither torch nor xgboost.
+
+Example:
+    >>> from sepsis_sdk.world_model import FakeWorldModel
+    >>> wm = FakeWorldModel()
+    >>> out = wm.rollout(histories, plans=[[7, 7, 7], [0, 0, 0]], n_samples=16)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sepsis_sdk.world_model._protocol import HistoryBatch, NextStatePrediction, Rollout, WorldModel
+
+_LAZY: dict[str, str] = {
+    "WorldModelBase": "sepsis_sdk.world_model._base",
+    "StepOutput": "sepsis_sdk.world_model._base",
+    "FakeWorldModel": "sepsis_sdk.world_model.fake",
+    "Normaliser": "sepsis_sdk.world_model._space",
+    "to_clinical": "sepsis_sdk.world_model._space",
+    "SupportIndex": "sepsis_sdk.world_model._support",
+    "TorchWorldModel": "sepsis_sdk.world_model.torch_backend",
+    "TorchConfig": "sepsis_sdk.world_model.torch_backend",
+    "XGBoostWorldModel": "sepsis_sdk.world_model.xgboost_backend",
+    "XGBoostConfig": "sepsis_sdk.world_model.xgboost_backend",
+    "WorldModelEnv": "sepsis_sdk.world_model.env",
+    "load_world_model": "sepsis_sdk.world_model._io",
+    "train_world_model": "sepsis_sdk.world_model._io",
+    "evaluate_world_model": "sepsis_sdk.world_model.evaluation",
+}
+
+__all__ = sorted(["HistoryBatch", "NextStatePrediction", "Rollout", "WorldModel", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sepsis_sdk.world_model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sepsis_sdk.world_model._base import StepOutput, WorldModelBase
+    from sepsis_sdk.world_model._io import load_world_model, train_world_model
+    from sepsis_sdk.world_model._space import Normaliser, to_clinical
+    from sepsis_sdk.world_model._support import SupportIndex
+    from sepsis_sdk.world_model.env import WorldModelEnv
+    from sepsis_sdk.world_model.evaluation import evaluate_world_model
+    from sepsis_sdk.world_model.fake import FakeWorldModel
+    from sepsis_sdk.world_model.torch_backend import TorchConfig, TorchWorldModel
+    from sepsis_sdk.world_model.xgboost_backend import XGBoostConfig, XGBoostWorldModel

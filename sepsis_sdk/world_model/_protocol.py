@@ -101,7 +101,9 @@ class WorldModel(Protocol):
         """Next-state distribution of each patient ``b`` under ``actions[b]`` (0-24)."""
         ...
 
-    def rollout(self, histories: HistoryBatch, plans: np.ndarray, *, n_samples: int = 8, seed: int = 0) -> Rollout:
+    def rollout(
+        self, histories: HistoryBatch, plans: np.ndarray, *, n_samples: int = 8, seed: int = 0
+    ) -> Rollout:
         """Simulate ``plans`` (``(B, K, H)`` action indices, or ``(K, H)`` shared) for every patient."""
         ...
 
