@@ -65,7 +65,7 @@ _EXPORTS: dict[str, str] = {
     "write_report": "_report",
     "render_markdown": "_report",
     # test doubles
-    "FunctionJudge": "_fakes",
+    "RecordingJudge": "_fakes",
     "SyntheticVideoGenerator": "_fakes",
     # generation hook
     "VideoGenerator": "_generate",

@@ -14,11 +14,14 @@ from sepsis_sdk.judge._types import CriterionVerdict, Evidence, Rubric, Verdict
 ScoreFn = Callable[[Rubric, Evidence], Any]
 
 
-class FunctionJudge:
-    """A :class:`~sepsis_sdk.judge.Judge` whose decisions come from a function (no model, no network).
+class RecordingJudge:
+    """A :class:`~sepsis_sdk.judge.Judge` whose decisions come from a function, recording every call.
 
-    The function receives ``(rubric, evidence)`` and returns a list with one 0/1/None per criterion, a full
-    :class:`~sepsis_sdk.judge.Verdict`, or raises. It may be a coroutine function.
+    Unlike :class:`sepsis_sdk.judge.FunctionJudge` it passes a score list of the wrong length through as
+    it is (so tests can check that :mod:`~sepsis_sdk.microbench` validates verdicts itself), records the
+    calls, and can simulate latency and token use. The function receives ``(rubric, evidence)`` and returns
+    a list of 0/1/None in rubric order, a full :class:`~sepsis_sdk.judge.Verdict`, or raises. It may be a
+    coroutine function.
 
     Args:
         fn: the decision function (default: every criterion 1).
@@ -30,14 +33,14 @@ class FunctionJudge:
         calls: ``(rubric, evidence)`` of every call, in order.
 
     Example:
-        >>> judge = FunctionJudge(lambda rubric, ev: [1] * len(rubric.criteria), name="all-yes")
+        >>> judge = RecordingJudge(lambda rubric, ev: [1] * len(rubric.criteria), name="all-yes")
     """
 
     def __init__(
         self,
         fn: ScoreFn | None = None,
         *,
-        name: str = "function-judge",
+        name: str = "recording-judge",
         delay_s: float = 0.0,
         usage: dict[str, Any] | None = None,
     ) -> None:

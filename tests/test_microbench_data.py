@@ -299,3 +299,20 @@ def test_load_benchmark_without_source_fetches_pinned_files(tmp_path, shared_dir
     b = load_benchmark(None, cache_dir=tmp_path, transport=_mock_upstream(files, hits))
     assert (len(b), b.n_criteria) == (459, 6884) and len(hits) == 3
     assert {hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in SHA256} == set(SHA256.values())
+
+
+def test_public_surface_resolves_and_import_is_light():
+    import subprocess
+    import sys
+
+    import sepsis_sdk.microbench as mb
+
+    assert mb.__all__ == sorted(mb.__all__)
+    for name in mb.__all__:
+        assert getattr(mb, name) is not None
+    code = (
+        "import sys, sepsis_sdk.microbench as mb; mb.load_benchmark; mb.score_dimension; "
+        "print([m for m in ('av', 'litellm', 'matplotlib', 'cv2', 'PIL') if m in sys.modules])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"

@@ -39,7 +39,9 @@ def make_judge(
     if temperature is not None:
         kwargs["temperature"] = temperature
     chat = LiteLLMChat(model, retries=retries, timeout=timeout, **kwargs)
-    return LLMJudge(chat, mode=mode, max_reasks=max_reasks)
+    # The sampler already sized the frames (--max-side); max_image_side=None makes the judge's
+    # payload-too-large shrinking start from their real size instead of from its own 1024 cap.
+    return LLMJudge(chat, mode=mode, max_reasks=max_reasks, max_image_side=None)
 
 
 @app.command("info")
