@@ -1,4 +1,69 @@
-"""sepsis_sdk.graphs (shipped from the repository's `graphs/` folder)."""
+"""Agent graphs on LangGraph: propose–simulate–refine, direct (no tools), and the SepsisAgent tool protocol.
+
+The factories are thin: they bind the public node functions (:mod:`sepsis_sdk.graphs.nodes`) to an
+:class:`AgentDeps` and wire them. Rebuild or rewire a graph from the same pieces (see docs/agent.md).
+
+Example:
+    >>> from sepsis_sdk.graphs import build_psr_graph
+    >>> graph = build_psr_graph("local/smollm2", world_model=wm)     # doctest: +SKIP
+    >>> out = graph.invoke({"history": history})                      # doctest: +SKIP
+    >>> out["final"]["action"], out["final"]["rationale"]             # doctest: +SKIP
+"""
 
 if __name__ != "sepsis_sdk.graphs":  # pragma: no cover - guards against a second copy via `import graphs`
-    raise ImportError(f"this folder is the package 'sepsis_sdk.graphs'; import it as that, not as {__name__!r}")
+    raise ImportError(
+        f"this folder is the package 'sepsis_sdk.graphs'; import it as that, not as {__name__!r}"
+    )
+
+from sepsis_sdk.graphs import nodes
+from sepsis_sdk.graphs._critique import SimulationCritic, candidate_evidence, simulation_rubric, verdict_score
+from sepsis_sdk.graphs._factories import (
+    as_chat_model,
+    bind,
+    build_direct_graph,
+    build_psr_graph,
+    build_tool_calling_graph,
+    sqlite_checkpointer,
+)
+from sepsis_sdk.graphs._guard import Guard, GuardResult, HoldSafePolicy, allowed_mask, nearest_allowed
+from sepsis_sdk.graphs._prompts import PRESCRIPTION_TOOL, SIMULATION_TOOL
+from sepsis_sdk.graphs._state import (
+    AgentDeps,
+    AgentState,
+    CandidateProposal,
+    Prescription,
+    Proposals,
+    RefineDecision,
+    as_history,
+)
+from sepsis_sdk.graphs._trace import build_trace, dump_trace
+
+__all__ = [
+    "PRESCRIPTION_TOOL",
+    "SIMULATION_TOOL",
+    "AgentDeps",
+    "AgentState",
+    "CandidateProposal",
+    "Guard",
+    "GuardResult",
+    "HoldSafePolicy",
+    "Prescription",
+    "Proposals",
+    "RefineDecision",
+    "SimulationCritic",
+    "allowed_mask",
+    "as_chat_model",
+    "as_history",
+    "bind",
+    "build_direct_graph",
+    "build_psr_graph",
+    "build_tool_calling_graph",
+    "build_trace",
+    "candidate_evidence",
+    "dump_trace",
+    "nearest_allowed",
+    "nodes",
+    "simulation_rubric",
+    "sqlite_checkpointer",
+    "verdict_score",
+]

@@ -1,4 +1,85 @@
-"""sepsis_sdk.tools (shipped from the repository's `tools/` folder)."""
+"""Agent tools: a small protocol, the ``@tool`` decorator, a registry, and the built-in tools.
+
+Built-ins:
+
+- ``simulate``: the world model as a tool; up to K candidate actions, horizon H, one batched rollout;
+  predicted paths of key vitals/labs in clinical units with 90 % bands, support, uncertainty, and the
+  probabilities of death and discharge, plus a compact text for the prompt.
+- ``check_guidelines``: which guideline/safety rules an action would break for the patient now.
+- ``patient_history``: trends of key vitals and labs and the treatments given.
+
+Example:
+    >>> from sepsis_sdk.tools import ToolRegistry, ToolContext, tool
+    >>> @tool
+    ... def bed_occupancy(ctx: ToolContext = None) -> str:
+    ...     '''How full the ICU is right now.'''
+    ...     return "87 % of beds occupied"
+    >>> reg = ToolRegistry.default()
+    >>> _ = reg.add(bed_occupancy)
+    >>> reg.names
+    ['simulate', 'check_guidelines', 'patient_history', 'bed_occupancy']
+"""
 
 if __name__ != "sepsis_sdk.tools":  # pragma: no cover - guards against a second copy via `import tools`
-    raise ImportError(f"this folder is the package 'sepsis_sdk.tools'; import it as that, not as {__name__!r}")
+    raise ImportError(
+        f"this folder is the package 'sepsis_sdk.tools'; import it as that, not as {__name__!r}"
+    )
+
+from sepsis_sdk.tools._base import (
+    FunctionTool,
+    Tool,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    as_registry,
+    openai_schema,
+    parse_google_docstring,
+    tool,
+)
+from sepsis_sdk.tools._builtin import ActionChoice, builtin_tools, check_guidelines, patient_history, simulate
+from sepsis_sdk.tools._render import infer_schema, key_features, render_history
+from sepsis_sdk.tools._safety import (
+    DEFAULT_HARD_RULES,
+    NoRules,
+    RuleFinding,
+    RuleSetChecker,
+    SafetyChecker,
+    admissible_mask,
+    as_safety_checker,
+    safety_matrix,
+    violations,
+)
+from sepsis_sdk.tools._simulate import CandidateOutcome, FeaturePath, SimulationReport, simulate_actions
+
+__all__ = [
+    "DEFAULT_HARD_RULES",
+    "ActionChoice",
+    "CandidateOutcome",
+    "FeaturePath",
+    "FunctionTool",
+    "NoRules",
+    "RuleFinding",
+    "RuleSetChecker",
+    "SafetyChecker",
+    "SimulationReport",
+    "Tool",
+    "ToolContext",
+    "ToolRegistry",
+    "ToolResult",
+    "admissible_mask",
+    "as_registry",
+    "as_safety_checker",
+    "builtin_tools",
+    "check_guidelines",
+    "infer_schema",
+    "key_features",
+    "openai_schema",
+    "parse_google_docstring",
+    "patient_history",
+    "render_history",
+    "safety_matrix",
+    "simulate",
+    "simulate_actions",
+    "tool",
+    "violations",
+]

@@ -8,5 +8,18 @@ from sepsis_sdk.policies._base import (
     check_probabilities,
     one_hot,
 )
+from sepsis_sdk.policies.graph_policy import AgentDecision, GraphPolicy
+from sepsis_sdk.policies.planner import PlannerDecision, WorldModelPlannerPolicy
 
-__all__ = ["FunctionPolicy", "Policy", "StateTablePolicy", "UniformPolicy", "check_probabilities", "one_hot"]
+__all__ = [
+    "AgentDecision",
+    "FunctionPolicy",
+    "GraphPolicy",
+    "PlannerDecision",
+    "Policy",
+    "StateTablePolicy",
+    "UniformPolicy",
+    "WorldModelPlannerPolicy",
+    "check_probabilities",
+    "one_hot",
+]

@@ -1,0 +1,155 @@
+"""The graphs' shared state, the LLM-facing output models, and the dependencies nodes are bound to."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sepsis_sdk.actions import Action
+from sepsis_sdk.types import PatientHistory
+
+
+def merge_usage(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Reducer: add token counts, calls and latency of LLM calls."""
+    out = dict(left or {})
+    for k, v in (right or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = out.get(k, 0) + v
+        else:
+            out[k] = v
+    return out
+
+
+class AgentState(TypedDict, total=False):
+    """State of every agent graph (PSR, direct, tool-calling).
+
+    Inputs: ``history`` (a :class:`~sepsis_sdk.PatientHistory` or its dict). Everything else is written
+    by nodes. Fields with a reducer accumulate across nodes and rounds; the others are overwritten.
+
+    Attributes:
+        history: the patient.
+        observation: the patient rendered as prompt text (by ``observe``).
+        messages: the conversation (tool-calling graph), appended to.
+        round: PSR round (1-based) of the current proposals.
+        candidates: the current round's proposals ``{action, fluid, vaso, rationale}``.
+        simulation: the current round's :meth:`SimulationReport.as_dict` (or ``None``).
+        critique: the judge's per-candidate critique of the current round.
+        choice: the model's chosen action ``{action, rationale, decision}`` before the guard.
+        failure: why the model could not decide (beyond retries); the guard then uses the fallback.
+        final: the prescription ``{action, fluid, vaso, rationale, source, overridden, reasons}``.
+        events: the trace: one JSON-serialisable record per notable step (appended to).
+        usage: LLM tokens, calls and latency (summed).
+        turns: model turns taken (tool-calling graph).
+    """
+
+    history: PatientHistory | dict[str, Any]
+    observation: str
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    round: int
+    candidates: list[dict[str, Any]]
+    simulation: dict[str, Any] | None
+    critique: dict[str, Any] | None
+    choice: dict[str, Any] | None
+    failure: str | None
+    final: dict[str, Any] | None
+    events: Annotated[list[dict[str, Any]], operator.add]
+    usage: Annotated[dict[str, Any], merge_usage]
+    turns: int
+
+
+# ---------------------------------------------------------------------------------------------- LLM outputs
+class CandidateProposal(BaseModel):
+    """One candidate treatment proposed by the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    fluid: int = Field(ge=0, le=4, description="IV fluid level 0-4")
+    vaso: int = Field(ge=0, le=4, description="vasopressor level 0-4")
+    rationale: str = Field(default="", description="one sentence: why this candidate is worth simulating")
+
+
+class Proposals(BaseModel):
+    """The model's candidate treatments for this round."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    candidates: list[CandidateProposal] = Field(min_length=1, max_length=8)
+    reasoning: str = Field(default="", description="brief assessment of the patient")
+
+
+class RefineDecision(BaseModel):
+    """The model's choice after reading the simulations and the critique."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    decision: Literal["commit", "revise"] = Field(
+        description="commit = prescribe the chosen treatment; revise = propose new candidates"
+    )
+    fluid: int = Field(ge=0, le=4, description="IV fluid level 0-4 of the chosen treatment")
+    vaso: int = Field(ge=0, le=4, description="vasopressor level 0-4 of the chosen treatment")
+    rationale: str = Field(default="", description="why, citing the simulated outcomes")
+
+
+class Prescription(BaseModel):
+    """A treatment decision (direct graph)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    fluid: int = Field(ge=0, le=4, description="IV fluid level 0-4")
+    vaso: int = Field(ge=0, le=4, description="vasopressor level 0-4")
+    rationale: str = Field(default="", description="brief clinical reasoning")
+
+
+# ---------------------------------------------------------------------------------------------- dependencies
+@dataclass
+class AgentDeps:
+    """What the nodes are bound to (with ``functools.partial(node, deps=deps)``).
+
+    Attributes:
+        model: the chat model (any :class:`~sepsis_sdk.llm.ChatModel`).
+        tools: the tool registry (``simulate`` is used by the PSR simulate node).
+        world_model: the world model behind ``simulate`` and the default fallback planner.
+        judge: critiques simulated outcomes in ``refine`` (default: :class:`SimulationCritic`).
+        guard: the final safety net (default: :class:`Guard` with the planner fallback).
+        schema: for rendering values (default: the world model's, else inferred from the history).
+        n_candidates: K, candidates proposed (and simulated) per round.
+        max_rounds: PSR rounds before the model must commit.
+        horizon: H, simulated 4-hour steps.
+        n_samples: sampled futures per candidate.
+        seed: simulation seed.
+        max_retries: extra attempts of a node's LLM call after an :class:`~sepsis_sdk.errors.LLMError`
+            (on top of the chat model's own retries) before the guard's fallback acts.
+        max_turns: model turns in the tool-calling graph before the fallback acts.
+        history_steps: steps of history shown in the prompt.
+        system_prompt: replaces the default system prompt.
+        graph: the graph's name in traces.
+    """
+
+    model: Any = None
+    tools: Any = None
+    world_model: Any = None
+    judge: Any = None
+    guard: Any = None
+    schema: Any = None
+    n_candidates: int = 3
+    max_rounds: int = 3
+    horizon: int = 6
+    n_samples: int = 8
+    seed: int = 0
+    max_retries: int = 1
+    max_turns: int = 6
+    history_steps: int = 6
+    system_prompt: str | None = None
+    graph: str = "psr"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def as_history(value: PatientHistory | dict[str, Any]) -> PatientHistory:
+    """Accept a :class:`PatientHistory` or its dict form (JSON inputs, LangGraph Studio)."""
+    if isinstance(value, PatientHistory):
+        return value
+    return PatientHistory.model_validate(value)
+
+
+def action_dict(action: int, **extra: Any) -> dict[str, Any]:
+    a = Action.from_index(action)
+    return {"action": int(action), "fluid": a.fluid, "vaso": a.vaso, **extra}

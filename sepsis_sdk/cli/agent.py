@@ -1,0 +1,190 @@
+"""``sepsis-sdk recommend``: one treatment recommendation from an agent graph, with its simulated candidates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+
+def _load_history(patient: Path, patient_id: str | None, t: int | None) -> Any:
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.types import PatientHistory
+
+    if not patient.exists():
+        raise UserError(f"{patient}: no such file")
+    if patient.suffix.lower() in (".parquet", ".pq"):
+        from sepsis_sdk.cohort import Cohort
+
+        cohort = Cohort.read_parquet(patient)
+        pid = patient_id if patient_id is not None else str(cohort.patient_ids[0])
+        ep = cohort.episode(pid)
+        step = len(ep) - 1 if t is None else t
+        if not 0 <= step < len(ep):
+            raise UserError(f"{patient}: patient {pid!r} has decisions 0-{len(ep) - 1}, not {step}")
+        return ep.history(step)
+    try:
+        data = json.loads(patient.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{patient}: not JSON ({exc}); give a PatientHistory JSON or a cohort .parquet"
+        ) from exc
+    try:
+        return PatientHistory.model_validate(data.get("history", data) if isinstance(data, dict) else data)
+    except ValueError as exc:
+        raise UserError(f"{patient}: not a PatientHistory: {exc}") from exc
+
+
+def _load_world_model(spec: str) -> Any:
+    if spec == "fake":
+        from sepsis_sdk.world_model.fake import FakeWorldModel
+
+        return FakeWorldModel()
+    from sepsis_sdk.world_model import load_world_model
+
+    return load_world_model(spec)
+
+
+def _model(model: str, api_base: str | None, api_key: str | None, temperature: float | None) -> Any:
+    from sepsis_sdk.llm import LiteLLMChat
+
+    kw: dict[str, Any] = {}
+    if api_base:
+        kw["api_base"] = api_base
+    if api_key:
+        kw["api_key"] = api_key
+    if temperature is not None:
+        kw["temperature"] = temperature
+    return LiteLLMChat(model, **kw)
+
+
+def build_graph(
+    graph: str, model: Any, wm: Any, *, n_candidates: int, max_rounds: int, horizon: int, seed: int
+) -> Any:
+    """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``)."""
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.graphs import build_direct_graph, build_psr_graph, build_tool_calling_graph
+
+    if graph == "psr":
+        return build_psr_graph(
+            model,
+            world_model=wm,
+            n_candidates=n_candidates,
+            max_rounds=max_rounds,
+            horizon=horizon,
+            seed=seed,
+        )
+    if graph == "direct":
+        return build_direct_graph(model, world_model=wm)
+    if graph in ("tool-calling", "tool_calling", "sepsisagent"):
+        return build_tool_calling_graph(model, world_model=wm, horizon=horizon, seed=seed)
+    raise UserError(f"unknown graph {graph!r}; choose psr, direct or tool-calling")
+
+
+def render(trace: dict[str, Any], console: Any) -> None:
+    """Print a trace: the recommendation, the candidates' simulated outcomes, the rationale, the guard."""
+    from rich.table import Table
+
+    from sepsis_sdk.actions import Action
+
+    final = trace["final"]
+    a = Action.from_index(final["action"])
+    console.print(f"[bold]Recommendation[/bold] for {trace.get('patient_id')} at t={trace.get('t')}: "
+                  f"fluid {a.fluid}, vasopressor {a.vaso}  ({a.describe()})")  # fmt: skip
+    sims = trace.get("simulations") or []
+    if sims:
+        report = sims[-1].get("report") or {}
+        table = Table(
+            title=f"Simulated candidates (horizon {report.get('horizon')} x 4 h, {report.get('n_samples')} samples)"
+        )
+        for col in ("fluid", "vaso", "P(death)", "P(discharge)", "support", "uncertainty"):
+            table.add_column(col, justify="right")
+        roles = [p["role"] for p in (report.get("candidates") or [{}])[0].get("paths", [])][:4]
+        for r in roles:
+            table.add_column(f"{r} (end)", justify="right")
+        for c in report.get("candidates", []):
+            ends = []
+            for p in c["paths"][: len(roles)]:
+                ends.append(next((d for d in reversed(p["display"]) if d != "ended"), "ended"))
+            mark = " *" if c["action"] == final["action"] else ""
+            table.add_row(str(c["fluid"]) + mark, str(c["vaso"]), f"{c['p_death']:.3f}", f"{c['p_discharge']:.3f}",
+                          f"{c['support']:.2f}", f"{c['uncertainty']:.2f}", *ends)  # fmt: skip
+        console.print(table)
+    else:
+        console.print("No simulation was run.")
+    console.print(f"[bold]Rationale[/bold]: {final.get('rationale') or '(none given)'}")
+    if final.get("source") == "fallback":
+        console.print(
+            f"[yellow]Fallback[/yellow] ({final.get('fallback')}): " + "; ".join(final.get("reasons", []))
+        )
+    elif final.get("overridden"):
+        console.print("[red]Guard override[/red]: " + "; ".join(final.get("reasons", [])))
+    else:
+        console.print("Guard: no override.")
+    usage = trace.get("usage") or {}
+    console.print(f"LLM calls {int(usage.get('llm_calls', 0))}, tokens "
+                  f"{int(usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0))}, "
+                  f"latency {trace.get('latency_s') or 0:.2f} s")  # fmt: skip
+
+
+@app.command()
+def recommend(
+    patient: Path = typer.Option(
+        ..., "--patient", help="a PatientHistory JSON, or a cohort .parquet (with --patient-id)"
+    ),
+    model: str = typer.Option(
+        "local/smollm2",
+        "--model",
+        help="any LiteLLM model string, e.g. openai/gpt-4o-mini, hosted_vllm/<name>",
+    ),
+    world_model: str = typer.Option("fake", "--world-model", help="a saved world-model directory, or 'fake'"),
+    graph: str = typer.Option(
+        "psr", "--graph", help="psr, direct or tool-calling (the SepsisAgent protocol)"
+    ),
+    patient_id: str | None = typer.Option(
+        None, "--patient-id", help="patient in a cohort parquet (default: the first)"
+    ),
+    t: int | None = typer.Option(
+        None, "--t", help="decision step in the patient's episode (default: the last)"
+    ),
+    trace: Path | None = typer.Option(None, "--trace", help="write the run's JSON trace here"),
+    api_base: str | None = typer.Option(
+        None, "--api-base", help="server URL, e.g. http://localhost:8000/v1 for vLLM"
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="API key (default: the provider's environment variable)"
+    ),
+    temperature: float | None = typer.Option(None, "--temperature"),
+    n_candidates: int = typer.Option(3, "--n-candidates", min=1, max=5),
+    max_rounds: int = typer.Option(3, "--max-rounds", min=1),
+    horizon: int = typer.Option(6, "--horizon", min=1),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Recommend a treatment for one patient with an agent graph, show the simulated candidates and the guard."""
+    from rich.console import Console
+
+    from sepsis_sdk.errors import SepsisSDKError
+    from sepsis_sdk.graphs import build_trace, dump_trace
+
+    console = Console()
+    try:
+        history = _load_history(patient, patient_id, t)
+        wm = _load_world_model(world_model)
+        chat = _model(model, api_base, api_key, temperature)
+        g = build_graph(
+            graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon, seed=seed
+        )
+        with console.status(f"{graph} agent with {model} is deciding..."):
+            state = g.invoke({"history": history}, {"recursion_limit": 100})
+    except SepsisSDKError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    tr = build_trace(state)
+    render(tr, console)
+    if trace is not None:
+        dump_trace(tr, str(trace))
+        console.print(f"Trace written to {trace}")

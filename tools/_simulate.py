@@ -1,0 +1,251 @@
+"""Simulation of candidate actions with a world model, summarised for prompts, traces and tables."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sepsis_sdk.actions import Action, validate_index
+from sepsis_sdk.errors import UserError
+from sepsis_sdk.features import FeatureSchema, FeatureSpec
+from sepsis_sdk.tools._render import action_label, key_features
+from sepsis_sdk.types import PatientHistory
+
+Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs
+
+
+@dataclass
+class FeaturePath:
+    """The simulated path of one feature under one candidate.
+
+    ``mean``/``lower``/``upper`` are stored values per step (``lower``/``upper`` a 90 % band, clipped to
+    the feature's bounds; NaN after every sample has ended); ``display`` renders the current value then
+    each step's mean in clinical units (``H + 1`` strings).
+    """
+
+    feature: str
+    role: str
+    start: float
+    mean: list[float]
+    lower: list[float]
+    upper: list[float]
+    display: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "role": self.role,
+            "start": _num(self.start),
+            "mean": [_num(v) for v in self.mean],
+            "lower": [_num(v) for v in self.lower],
+            "upper": [_num(v) for v in self.upper],
+            "display": self.display,
+        }
+
+
+@dataclass
+class CandidateOutcome:
+    """What the world model predicts if ``action`` is given for ``horizon`` steps.
+
+    Attributes:
+        action: canonical index (0-24).
+        p_death: probability of death within the horizon.
+        p_discharge: probability of survival/discharge within the horizon.
+        support: how well the training data covers (current state, action), in [0, 1].
+        uncertainty: mean ensemble disagreement over key features and steps, in feature SDs.
+        paths: key features' predicted paths.
+    """
+
+    action: int
+    p_death: float
+    p_discharge: float
+    support: float
+    uncertainty: float
+    paths: list[FeaturePath] = field(default_factory=list)
+
+    @property
+    def action_obj(self) -> Action:
+        return Action.from_index(self.action)
+
+    def path(self, feature: str) -> FeaturePath | None:
+        return next((p for p in self.paths if p.feature == feature or p.role == feature), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        a = self.action_obj
+        return {
+            "action": self.action,
+            "fluid": a.fluid,
+            "vaso": a.vaso,
+            "p_death": round(self.p_death, 4),
+            "p_discharge": round(self.p_discharge, 4),
+            "support": round(self.support, 4),
+            "uncertainty": round(self.uncertainty, 4),
+            "paths": [p.as_dict() for p in self.paths],
+        }
+
+
+@dataclass
+class SimulationReport:
+    """The outcomes of up to K candidate actions for one patient (one batched rollout)."""
+
+    patient_id: str
+    horizon: int
+    n_samples: int
+    candidates: list[CandidateOutcome]
+    seed: int = 0
+    latency_s: float = 0.0
+
+    def get(self, action: int) -> CandidateOutcome | None:
+        return next((c for c in self.candidates if c.action == action), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "patient_id": self.patient_id,
+            "horizon": self.horizon,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "latency_s": round(self.latency_s, 6),
+            "candidates": [c.as_dict() for c in self.candidates],
+        }
+
+    def to_text(self) -> str:
+        """Compact rendering for a prompt: one block per candidate."""
+        hours = 4 * self.horizon
+        lines = [
+            f"World-model simulation: each candidate held for {self.horizon} steps ({hours} h), "
+            f"{self.n_samples} samples. Bands are 90% intervals; low support means few similar cases "
+            "in the training data, so trust those predictions less."
+        ]
+        for i, c in enumerate(self.candidates):
+            lines.append(
+                f"{chr(65 + i)}. {action_label(c.action)}: P(death within {hours} h)={c.p_death:.2f}, "
+                f"P(discharge)={c.p_discharge:.2f}, support={c.support:.2f}, uncertainty={c.uncertainty:.2f}"
+            )
+            parts = []
+            for p in c.paths:
+                end = next((k for k in range(len(p.mean) - 1, -1, -1) if p.mean[k] == p.mean[k]), None)
+                if end is None:
+                    parts.append(f"{p.role}: all samples ended")
+                    continue
+                parts.append(f"{p.role} {p.display[0]} -> {p.display[end + 1]}")
+            if parts:
+                lines.append("   " + "; ".join(parts))
+        return "\n".join(lines)
+
+    def to_tool_result(self) -> Any:
+        from sepsis_sdk.tools._base import ToolResult
+
+        return ToolResult(content=self.to_text(), data=self.as_dict(), value=self)
+
+
+def _num(v: float) -> float | None:
+    return None if v != v else round(float(v), 4)
+
+
+def _scale(spec: FeatureSpec) -> float:
+    if spec.transform in ("z", "zlog"):
+        return 1.0
+    span = spec.upper - spec.lower
+    return span / 6.0 if 0 < span < 1e9 else 1.0
+
+
+def _band(spec: FeatureSpec, mean: float, std: float) -> tuple[float, float]:
+    if mean != mean:
+        return math.nan, math.nan
+    s = std if std == std else 0.0
+    return spec.clip(mean - Z90 * s), spec.clip(mean + Z90 * s)
+
+
+def simulate_actions(
+    world_model: Any,
+    history: PatientHistory,
+    actions: Sequence[int | Action],
+    *,
+    horizon: int = 6,
+    n_samples: int = 8,
+    seed: int = 0,
+    schema: FeatureSchema | None = None,
+) -> SimulationReport:
+    """Simulate each candidate action (held for ``horizon`` steps) in one batched rollout.
+
+    Args:
+        world_model: any :class:`~sepsis_sdk.world_model.WorldModel`.
+        history: the patient.
+        actions: up to K candidate actions (indices or :class:`Action`); duplicates are simulated once.
+        horizon: steps of 4 hours.
+        n_samples: sampled futures per candidate.
+        seed: RNG seed of the rollout.
+        schema: for display; defaults to the world model's.
+
+    Returns:
+        A :class:`SimulationReport` with one :class:`CandidateOutcome` per distinct action, in input order.
+    """
+    if world_model is None:
+        raise UserError("simulate needs a world model (pass world_model=... to the graph or ToolContext)")
+    idx: list[int] = []
+    for a in actions:
+        i = a.index if isinstance(a, Action) else validate_index(a)
+        if i not in idx:
+            idx.append(i)
+    if not idx:
+        raise UserError("simulate needs at least one candidate action")
+    if horizon < 1:
+        raise UserError(f"horizon must be >= 1, got {horizon}")
+    schema = schema or world_model.schema
+    t0 = time.perf_counter()
+    batch = world_model.batch([history])
+    plans = np.repeat(np.asarray(idx, dtype=np.int64)[:, None], horizon, axis=1)[None]  # (1, K, H)
+    ro = world_model.rollout(batch, plans, n_samples=n_samples, seed=seed)
+    names = schema.names
+    cur = history.current
+    keys = [(role, name) for role, name in key_features(schema) if name in names]
+    out: list[CandidateOutcome] = []
+    for k, a in enumerate(idx):
+        paths: list[FeaturePath] = []
+        unc: list[float] = []
+        for role, name in keys:
+            j = names.index(name)
+            spec = schema[name]
+            mean = ro.mean[0, k, :, j].astype(float)
+            std = ro.std[0, k, :, j].astype(float)
+            epi = ro.epistemic_std[0, k, :, j].astype(float)
+            bands = [_band(spec, m, s) for m, s in zip(mean, std, strict=False)]
+            start = cur.values[j] if cur.observed[j] else math.nan
+            display = [spec.to_display(start)] + [spec.to_display(m) if m == m else "ended" for m in mean]
+            paths.append(
+                FeaturePath(
+                    feature=name,
+                    role=role,
+                    start=float(start),
+                    mean=[float(v) for v in mean],
+                    lower=[b[0] for b in bands],
+                    upper=[b[1] for b in bands],
+                    display=display,
+                )
+            )
+            finite = epi[np.isfinite(epi)]
+            if finite.size:
+                unc.append(float(finite.mean()) / _scale(spec))
+        out.append(
+            CandidateOutcome(
+                action=a,
+                p_death=float(ro.p_death[0, k]),
+                p_discharge=float(ro.p_discharge[0, k]),
+                support=float(ro.support[0, k]),
+                uncertainty=float(np.mean(unc)) if unc else 0.0,
+                paths=paths,
+            )
+        )
+    return SimulationReport(
+        patient_id=history.patient_id,
+        horizon=horizon,
+        n_samples=n_samples,
+        candidates=out,
+        seed=seed,
+        latency_s=time.perf_counter() - t0,
+    )
