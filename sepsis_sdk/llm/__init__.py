@@ -1,1 +1,64 @@
-"""sepsis_sdk.llm."""
+"""The LLM layer: one :class:`ChatModel` protocol, LiteLLM behind it, and local models through LiteLLM.
+
+Example:
+    >>> from sepsis_sdk.llm import LiteLLMChat
+    >>> chat = LiteLLMChat("openai/gpt-4o-mini", temperature=0)          # doctest: +SKIP
+    >>> chat = LiteLLMChat("hosted_vllm/Qwen/Qwen3-4B", api_base="http://localhost:8000/v1")  # doctest: +SKIP
+    >>> chat = LiteLLMChat("local/smollm2")  # in-process, offline, the embedded default  # doctest: +SKIP
+
+litellm, instructor, torch and transformers are imported only when a call needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sepsis_sdk.llm._base import ChatModel, ChatResponse, Message, ToolCall, Usage
+from sepsis_sdk.llm._guard import allow_real_requests, block_real_requests, real_requests_allowed
+from sepsis_sdk.llm._retry import Backoff
+
+_LAZY: dict[str, str] = {
+    "LiteLLMChat": "sepsis_sdk.llm._litellm",
+    "default_structured_mode": "sepsis_sdk.llm._litellm",
+    "import_litellm": "sepsis_sdk.llm._litellm",
+    "ReplyCache": "sepsis_sdk.llm._cache",
+    "register_local_provider": "sepsis_sdk.llm._local",
+    "load_local_model": "sepsis_sdk.llm._local",
+    "LocalModel": "sepsis_sdk.llm._local",
+    "smollm2_path": "sepsis_sdk.llm._local",
+}
+
+__all__ = sorted(
+    [
+        "Backoff",
+        "ChatModel",
+        "ChatResponse",
+        "Message",
+        "ToolCall",
+        "Usage",
+        "allow_real_requests",
+        "block_real_requests",
+        "real_requests_allowed",
+        *_LAZY,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sepsis_sdk.llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sepsis_sdk.llm._cache import ReplyCache
+    from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm
+    from sepsis_sdk.llm._local import LocalModel, load_local_model, register_local_provider, smollm2_path

@@ -18,12 +18,23 @@ T = TypeVar("T", bound=BaseModel)
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A tool call requested by the model; ``arguments`` already parsed from JSON when possible."""
+    """A tool call requested by the model; ``arguments`` already parsed from JSON when possible.
+
+    Attributes:
+        id: the provider's call id (echo it back in the ``tool`` message).
+        name: the tool's name.
+        arguments: the parsed JSON arguments (``{}`` when they could not be parsed).
+        raw_arguments: the arguments exactly as the model wrote them.
+        error: why ``raw_arguments`` could not be parsed into a JSON object, else ``None``. Malformed
+            arguments are kept and reported rather than raised, so a graph can send the error back to the
+            model as a tool message and let it correct itself.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any]
     raw_arguments: str = ""
+    error: str | None = None
 
 
 @dataclass
@@ -102,13 +113,23 @@ class ChatModel(Protocol):
     name: str
 
     def complete(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None, **kwargs: Any
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        **kwargs: Any,
     ) -> ChatResponse:
         """One reply (text and/or tool calls)."""
         ...
 
     async def acomplete(
-        self, messages: list[Message], *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None, **kwargs: Any
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        **kwargs: Any,
     ) -> ChatResponse:
         """Async :meth:`complete`."""
         ...

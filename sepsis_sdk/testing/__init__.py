@@ -1,1 +1,88 @@
-"""sepsis_sdk.testing."""
+"""Test doubles for code built on sepsis-sdk: fake chat models, a fake LLM endpoint, the request guard.
+
+Nothing here touches the network. Enable the pytest fixtures in your ``conftest.py`` with::
+
+    pytest_plugins = ["sepsis_sdk.testing.pytest_plugin"]
+
+Example:
+    >>> from sepsis_sdk.testing import ScriptedChatModel
+    >>> model = ScriptedChatModel(["first", "second"])
+    >>> [model.complete([{"role": "user", "content": "?"}]).text for _ in range(2)]
+    ['first', 'second']
+
+``FakeWorldModel`` is re-exported from :mod:`sepsis_sdk.world_model.fake` when that module exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sepsis_sdk.llm._guard import (
+    allow_real_requests,
+    block_real_requests,
+    real_requests_allowed,
+    set_real_requests_allowed,
+)
+from sepsis_sdk.testing._fakes import (
+    FunctionChatModel,
+    RecordedCall,
+    ScriptedChatModel,
+    ScriptExhaustedError,
+    to_response,
+    tool_call,
+)
+
+_LAZY: dict[str, str] = {
+    "FakeEndpoint": "sepsis_sdk.testing._respx",
+    "chat_completion_json": "sepsis_sdk.testing._respx",
+    "fake_openai_endpoint": "sepsis_sdk.testing._respx",
+    "prepare_litellm_for_respx": "sepsis_sdk.testing._respx",
+    "FakeWorldModel": "sepsis_sdk.world_model.fake",
+}
+
+__all__ = sorted(
+    [
+        "FunctionChatModel",
+        "RecordedCall",
+        "ScriptExhaustedError",
+        "ScriptedChatModel",
+        "allow_real_requests",
+        "block_real_requests",
+        "real_requests_allowed",
+        "set_real_requests_allowed",
+        "to_response",
+        "tool_call",
+        *_LAZY,
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sepsis_sdk.testing' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if name == "FakeWorldModel" and exc.name == module:
+            raise AttributeError(
+                "FakeWorldModel is not available: sepsis_sdk.world_model.fake is missing"
+            ) from exc
+        raise
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sepsis_sdk.testing._respx import (
+        FakeEndpoint,
+        chat_completion_json,
+        fake_openai_endpoint,
+        prepare_litellm_for_respx,
+    )
+    from sepsis_sdk.world_model.fake import FakeWorldModel
