@@ -211,3 +211,25 @@ def test_bad_arguments():
         synthesize_cohort(5, policy=lambda h: [1.0] * 25)
     with pytest.raises(UserError, match="impute"):
         synthesize_cohort(5, impute="mean")
+
+
+def test_counterfactual_same_patients(tmp_path):
+    m = SyntheticSepsisModel(horizon=6)
+    obs = m.simulate(80, seed=9)
+    back = Cohort.read_parquet(obs.to_parquet(tmp_path / "obs.parquet"))
+    cf = m.counterfactual(back, "no-treatment")
+    a0 = obs.data[obs.data.t == 0].set_index("patient_id")
+    b0 = cf.data[cf.data.t == 0].set_index("patient_id")
+    # same patients: identical first observation and static data, different treatment afterwards
+    np.testing.assert_allclose(a0[list(MIMIC_IV_FEATURES)], b0[list(MIMIC_IV_FEATURES)])
+    np.testing.assert_allclose(a0["age"], b0["age"])
+    assert (cf.actions == 0).all() and (obs.actions != 0).any()
+    with pytest.raises(UserError, match="other parameters"):
+        SyntheticSepsisModel(horizon=7).counterfactual(obs, "guideline")
+
+
+def test_histories_carry_static():
+    seen = []
+    SyntheticSepsisModel(horizon=2).simulate(2, seed=0, policy=lambda h: seen.append(h) or 0)
+    assert set(seen[0].static) == {"age", "gender", "charlson_comorbidity_index"}
+    assert 18 <= seen[0].static["age"] <= 100

@@ -97,6 +97,11 @@ class ValidationReport:
             problem = first.problem + (f" [and {more} more problem(s); run validate_file()]" if more else "")
             raise CohortValidationError(problem, source=first.source, column=first.column, rows=first.rows)
 
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(str(self), style="green" if self.ok else "red")
+
     def __str__(self) -> str:
         head = f"{self.path}: format {self.format}, {self.n_patients} patients, {self.n_steps} steps"
         if self.ok:

@@ -397,6 +397,20 @@ class SyntheticSepsisModel:
             out[name] = float(self._expected_returns(tr, reward, gamma).mean())
         return out
 
+    def counterfactual(self, cohort: Cohort, policy: PolicySpec, **kwargs: Any) -> Cohort:
+        """The patients of a synthetic ``cohort`` (made by this simulator) treated by ``policy`` instead.
+
+        Uses the cohort's recorded seed and size, so each patient keeps their initial state and noise; only
+        the decisions (and what follows from them) change. Keyword arguments go to :meth:`simulate`.
+        """
+        meta = cohort.meta
+        if not meta.get("synthetic") or meta.get("generator") != "SyntheticSepsisModel":
+            raise UserError(f"{cohort.source}: counterfactuals need a cohort made by SyntheticSepsisModel")
+        if meta.get("params") != dict(self.params.__dict__):
+            raise UserError("the cohort was simulated with other parameters; build the model with them: "
+                            "SyntheticSepsisModel(SyntheticParams(**cohort.meta['params']))")  # fmt: skip
+        return self.simulate(int(meta["n_patients"]), policy=policy, seed=int(meta["seed"]), **kwargs)
+
     # ------------------------------------------------------------------ engine
     def _rngs(self, seed: int) -> list[np.random.Generator]:
         seqs = np.random.SeedSequence([int(seed), 0x5E95])
@@ -461,6 +475,7 @@ class SyntheticSepsisModel:
         prev_action = np.full(n, -1, dtype=np.int64)
         fluid_total = np.zeros(n)
         histories: list[tuple[list, list]] = [([], []) for _ in range(n)] if needs_hist else []
+        static = {"age": age, "gender": male, "charlson_comorbidity_index": charlson}
         names = tuple(MIMIC_IV_FEATURES)
 
         for t in range(H):
@@ -484,7 +499,11 @@ class SyntheticSepsisModel:
             # ---- decide
             ctx = PolicyContext(t=t, values=obs_now[idx], mask=m[idx], prev_action=prev_action[idx],
                                 fluid_total=fluid_total[idx], prev_vaso_level=np.maximum(prev_action[idx], 0) % 5)  # fmt: skip
-            hist = self._histories(histories, idx, t, obs_now, m, prev_action, names) if needs_hist else []
+            hist = (
+                self._histories(histories, idx, t, obs_now, m, prev_action, names, static)
+                if needs_hist
+                else []
+            )
             probs = fn(ctx, hist)
             probs = self._check_probs(probs, idx.size)
             cum = np.cumsum(probs, 1)
@@ -522,7 +541,7 @@ class SyntheticSepsisModel:
         outcome = np.where(died, 0, (u_out >= p_after).astype(np.int64))
         return _Trace(values=values, mask=mask, action=action, prob=prob, fluid=fluid, vaso=vaso, latent=latent,
                       length=length, died_in_window=died, p_death_after=p_after, outcome=outcome,
-                      static={"age": age, "gender": male, "charlson_comorbidity_index": charlson})  # fmt: skip
+                      static=static)  # fmt: skip
 
     @staticmethod
     def _check_probs(probs: np.ndarray, n: int) -> np.ndarray:
@@ -534,7 +553,7 @@ class SyntheticSepsisModel:
         return probs
 
     @staticmethod
-    def _histories(store, idx, t, obs_now, m, prev_action, names):
+    def _histories(store, idx, t, obs_now, m, prev_action, names, static):
         """Histories as a cohort would show them: stored (carried-forward) values plus masks."""
         from sepsis_sdk.types import Observation, PatientHistory
 
@@ -546,7 +565,7 @@ class SyntheticSepsisModel:
             obs_list.append(Observation.model_construct(t=t, values=tuple(obs_now[i].tolist()),
                                                         mask=tuple(m[i].tolist())))  # fmt: skip
             out.append(PatientHistory.model_construct(patient_id=_pid(i), observations=tuple(obs_list),
-                                                      actions=tuple(act_list), static={}, feature_names=names,
+                                                      actions=tuple(act_list), static={k: float(v[i]) for k, v in static.items()}, feature_names=names,
                                                       state_id=None))  # fmt: skip
         return out
 
