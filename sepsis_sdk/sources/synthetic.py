@@ -610,28 +610,28 @@ class SyntheticSepsisModel:
         x[:, _F["heart_rate"]] = (69.0 + pat["hr_b"] + 9.0 * S - 8.0 * hypo + 4.0 * D + 12.0 * vaso / (vaso + 0.3)
                                   + 8.0 * eps[:, 8])  # fmt: skip
         x[:, _F["resp_rate"]] = 18.3 + pat["rr_b"] + 1.5 * S + 1.0 * D + 3.0 * eps[:, 9]
-        x[:, _F["temp_c"]] = 36.95 + pat["t_b"] + 0.12 * zS + 0.25 * eps[:, 10]
+        x[:, _F["temp_c"]] = 36.98 + pat["t_b"] + 0.12 * zS + 0.25 * eps[:, 10]
         lac = (0.95 + 1.4 * D + 0.3 * S) * np.exp(0.3 * eps[:, 11])
         x[:, _F["lactate"]] = lac
         # kidney
         creat = pat["creat_b"] * np.exp(0.7 * K) * np.exp(0.05 * eps[:, 12])
         x[:, _F["creatinine"]] = creat
-        x[:, _F["bun"]] = 22.0 * creat**0.75 * np.exp(0.55 * pat["bun_b"] + 0.1 * eps[:, 13])
+        x[:, _F["bun"]] = 20.0 * creat**0.75 * np.exp(0.55 * pat["bun_b"] + 0.1 * eps[:, 13])
         urine = np.exp(5.75 + 0.5 * np.tanh(V) - 0.9 * K + 0.02 * np.clip(MAP - 70, -30, 20) + pat["urine_b"]
                        + 0.8 * eps[:, 14])  # fmt: skip
         anuric = eps[:, 15] < -1.35 + 1.5 * np.maximum(K - 1.0, 0) + 0.6 * (MAP < 55)  # incl. not charted
         x[:, _F["output_4hourly"]] = np.where(anuric, 0.0, np.log1p(urine))
         # oxygenation: P/F falls with severity and overload; FiO2 set to keep saturation
-        pf = 250.0 * np.exp(-0.25 * (S - 1.0) - 0.1 * Ov + pat["pf_b"])
+        pf = 240.0 * np.exp(-0.25 * (S - 1.0) - 0.1 * Ov + pat["pf_b"])
         fio2 = np.clip(
-            35.0 + 12.0 * pat["fio2_b"] + 55.0 * np.exp(-pf / 150.0) + 6.0 * eps[:, 16], 21.0, 100.0
+            34.0 + 12.0 * pat["fio2_b"] + 55.0 * np.exp(-pf / 150.0) + 6.0 * eps[:, 16], 21.0, 100.0
         )
         pao2_true = pf * fio2 / 100.0
         pao2 = pao2_true * np.exp(0.25 * eps[:, 17])
         x[:, _F["fio2"]] = fio2
         x[:, _F["pao2"]] = pao2
         sat = 100.0 / (1.0 + 23400.0 / (pao2_true**3 + 150.0 * pao2_true))  # Severinghaus
-        x[:, _F["spo2"]] = np.minimum(100.0, 98.9 - 0.35 * (100.0 - sat) + 1.5 * eps[:, 18])
+        x[:, _F["spo2"]] = np.minimum(100.0, 98.6 - 0.35 * (100.0 - sat) + 1.5 * eps[:, 18])
         # acid-base: lactic acidosis lowers bicarbonate and pH
         hco3 = 23.45 - 1.3 * (lac - 1.8) + 4.3 * pat["acid_b"] + 1.2 * eps[:, 19]
         x[:, _F["bicarbonate"]] = hco3
