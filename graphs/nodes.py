@@ -34,13 +34,9 @@ from sepsis_sdk.types import PatientHistory
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _schema(deps: AgentDeps, history: PatientHistory) -> Any:
-    if deps.schema is not None:
-        return deps.schema
-    if deps.world_model is not None and getattr(deps.world_model, "schema", None) is not None:
-        return deps.world_model.schema
-    from sepsis_sdk.tools._render import infer_schema
+    from sepsis_sdk.tools._render import schema_for
 
-    return infer_schema(history)
+    return schema_for(history, deps.schema, deps.world_model)
 
 
 def _registry(deps: AgentDeps) -> ToolRegistry:

@@ -62,14 +62,11 @@ class ToolContext:
         return self.history
 
     def resolved_schema(self) -> FeatureSchema:
-        """The schema to render values with: explicit, else the world model's, else inferred."""
-        if self.schema is not None:
-            return self.schema
-        if self.world_model is not None and getattr(self.world_model, "schema", None) is not None:
-            return self.world_model.schema
-        from sepsis_sdk.tools._render import infer_schema
+        """The schema to render values with: explicit, else the world model's (when its features are the
+        history's), else inferred from the history."""
+        from sepsis_sdk.tools._render import schema_for
 
-        return infer_schema(self.require_history("schema"))
+        return schema_for(self.require_history("schema"), self.schema, self.world_model)
 
 
 @dataclass

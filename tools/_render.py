@@ -66,6 +66,21 @@ def infer_schema(history: PatientHistory) -> FeatureSchema:
     return _generic_schema(tuple(names))
 
 
+def schema_for(
+    history: PatientHistory, schema: FeatureSchema | None = None, world_model: Any = None
+) -> FeatureSchema:
+    """The schema describing ``history``: ``schema`` if given, else the world model's when its feature
+    names are the history's, else :func:`infer_schema`."""
+    if schema is not None:
+        return schema
+    wm_schema = getattr(world_model, "schema", None) if world_model is not None else None
+    if wm_schema is not None and (
+        not history.feature_names or tuple(wm_schema.names) == tuple(history.feature_names)
+    ):
+        return wm_schema
+    return infer_schema(history)
+
+
 def action_label(a: int | Action) -> str:
     act = a if isinstance(a, Action) else Action.from_index(int(a))
     return f"fluid {act.fluid} ({FLUID_BINS[act.fluid].label()}), vaso {act.vaso} ({VASO_BINS[act.vaso].label()})"

@@ -39,11 +39,23 @@ def _load_history(patient: Path, patient_id: str | None, t: int | None) -> Any:
         raise UserError(f"{patient}: not a PatientHistory: {exc}") from exc
 
 
-def _load_world_model(spec: str) -> Any:
+def _load_world_model(spec: str, history: Any) -> Any:
     if spec == "fake":
+        from sepsis_sdk.tools._render import infer_schema, key_features
         from sepsis_sdk.world_model.fake import FakeWorldModel
 
-        return FakeWorldModel()
+        schema = infer_schema(history)
+        if schema.name == "icu-sepsis":
+            return FakeWorldModel()
+        # Any other feature set: a toy response in clinical units (MAP +1 mmHg per fluid level and +2 per
+        # vasopressor level per step, lactate -0.05 mmol/L per fluid level). A demo, not a model.
+        roles = dict(key_features(schema))
+        effects = {}
+        if "MAP" in roles:
+            effects[roles["MAP"]] = (1.0, 2.0)
+        if "lactate" in roles:
+            effects[roles["lactate"]] = (-0.05, 0.0)
+        return FakeWorldModel(schema, effects=effects)
     from sepsis_sdk.world_model import load_world_model
 
     return load_world_model(spec)
@@ -173,7 +185,7 @@ def recommend(
     console = Console()
     try:
         history = _load_history(patient, patient_id, t)
-        wm = _load_world_model(world_model)
+        wm = _load_world_model(world_model, history)
         chat = _model(model, api_base, api_key, temperature)
         g = build_graph(
             graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon, seed=seed

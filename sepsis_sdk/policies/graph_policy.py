@@ -88,6 +88,7 @@ class GraphPolicy:
         self.concurrency = concurrency
         self.on_error = on_error
         self.decisions: list[AgentDecision] = []
+        self._threads = False
 
     @property
     def graph(self) -> Any:
@@ -134,9 +135,21 @@ class GraphPolicy:
         return self._decision(history, state)
 
     async def adecide(self, history: PatientHistory) -> AgentDecision:
-        """Async :meth:`decide` (sync nodes run in LangGraph's thread pool)."""
+        """Async :meth:`decide` (sync nodes run in LangGraph's thread pool).
+
+        A graph compiled with a sync-only checkpointer (``SqliteSaver``) runs ``invoke`` in a worker
+        thread instead: the concurrency bound holds either way.
+        """
+        cfg = self._config(history)
         try:
-            state = await self.graph.ainvoke({"history": history}, self._config(history))
+            if self._threads:
+                state = await asyncio.to_thread(self.graph.invoke, {"history": history}, cfg)
+            else:
+                try:
+                    state = await self.graph.ainvoke({"history": history}, cfg)
+                except NotImplementedError:
+                    self._threads = True
+                    state = await asyncio.to_thread(self.graph.invoke, {"history": history}, cfg)
         except Exception as exc:
             return self._on_error(history, exc)
         return self._decision(history, state)

@@ -164,7 +164,10 @@ class WorldModelPlannerPolicy:
             dtype=float,
         )
         epi = np.asarray(ro.epistemic_std, dtype=float) / scale  # (B, K, H, D)
-        with np.errstate(invalid="ignore"):
+        import warnings
+
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps (every sample ended)
             out = (
                 np.nanmean(epi.reshape(epi.shape[0], epi.shape[1], -1), axis=-1)
                 if epi.size
