@@ -324,6 +324,7 @@ class WorldModelBase:
         epi_path = np.full((r, h_len, d), np.nan)
         alive_hist = np.zeros((r, h_len), dtype=bool)
         alive = np.ones(r, dtype=bool)
+        ended = np.zeros(r, dtype=np.int8)
         surv = np.ones(r)
         pd_acc = np.zeros(r)
         pc_acc = np.zeros(r)
@@ -345,6 +346,8 @@ class WorldModelBase:
             surv = surv * (1.0 - pdth - pdis)
             died = u[:, t] < pdth
             left = ~died & (u[:, t] < pdth + pdis)
+            ended[alive & died] = 1
+            ended[alive & left] = 2
             alive = alive & ~died & ~left
             alive_hist[:, t] = alive
             states[:, t] = np.where(alive[:, None], stored, np.nan)
@@ -372,6 +375,7 @@ class WorldModelBase:
             epistemic_std=epistemic,
             support=first_support,
             plans=np.ascontiguousarray(p),
+            terminal=ended.reshape(b, k, n),
         )
 
     def _noise(
@@ -403,3 +407,26 @@ class WorldModelBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: schema {self.schema.name!r}, {len(self.schema)} features, window {self.window}, {self.n_members} member(s)>"
+
+
+def calibration_scale(
+    mean: np.ndarray, alea: np.ndarray, epi: np.ndarray, target: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """Per-feature factor on the aleatoric SD that makes the 90 % interval cover 90 % of held-out changes.
+
+    Args:
+        mean, alea, epi, target: ``(n, D)`` ensemble mean change, aleatoric SD, ensemble SD, observed change.
+        mask: ``(n, D)`` where the target was observed.
+    """
+    grid = np.exp(np.linspace(np.log(0.1), np.log(10.0), 121))
+    d = mean.shape[1]
+    out = np.ones(d)
+    err = np.abs(target - mean)
+    for j in range(d):
+        ok = mask[:, j]
+        if ok.sum() < 20:
+            continue
+        e, a, p = err[ok, j], alea[ok, j], epi[ok, j]
+        cov = np.array([(e <= Z90 * np.sqrt((c * a) ** 2 + p**2)).mean() for c in grid])
+        out[j] = grid[int(np.argmin(np.abs(cov - 0.9)))]
+    return out

@@ -73,6 +73,8 @@ class Rollout:
         epistemic_std: ``(B, K, H, D)`` ensemble disagreement along the mean path.
         support: ``(B, K)`` support of the first action of each plan.
         plans: ``(B, K, H)`` the simulated action indices.
+        terminal: ``(B, K, N)`` int8, how each sample ended within H steps: 0 still in the ICU, 1 died,
+            2 discharged alive / survived (None for backends that do not report it).
     """
 
     states: np.ndarray
@@ -84,6 +86,7 @@ class Rollout:
     epistemic_std: np.ndarray
     support: np.ndarray
     plans: np.ndarray
+    terminal: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import ModelError, UserError
 from sepsis_sdk.features import FeatureSchema
-from sepsis_sdk.world_model._base import Z90, StepOutput, WorldModelBase
+from sepsis_sdk.world_model._base import StepOutput, WorldModelBase, calibration_scale
 from sepsis_sdk.world_model._data import TrainingData, Windows, cohort_windows
 from sepsis_sdk.world_model._space import Normaliser
 from sepsis_sdk.world_model._support import SupportIndex
@@ -48,7 +48,7 @@ class TorchConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     arch: Literal["mlp", "gru"] = "mlp"
-    likelihood: Literal["gaussian", "laplace"] = "gaussian"
+    likelihood: Literal["gaussian", "laplace"] = "laplace"
     n_members: int = Field(5, ge=1)
     window: int = Field(4, ge=1)
     hidden: int = Field(256, ge=8)
@@ -423,29 +423,6 @@ def _train(
         net.load_state_dict(best_state)
     net.eval()
     return {"epochs_run": len(curve), "best_val_loss": None if best == math.inf else best, "curve": curve}
-
-
-def calibration_scale(
-    mean: np.ndarray, alea: np.ndarray, epi: np.ndarray, target: np.ndarray, mask: np.ndarray
-) -> np.ndarray:
-    """Per-feature factor on the aleatoric SD that makes the 90 % interval cover 90 % of held-out changes.
-
-    Args:
-        mean, alea, epi, target: ``(n, D)`` ensemble mean change, aleatoric SD, ensemble SD, observed change.
-        mask: ``(n, D)`` where the target was observed.
-    """
-    grid = np.exp(np.linspace(np.log(0.1), np.log(10.0), 121))
-    d = mean.shape[1]
-    out = np.ones(d)
-    err = np.abs(target - mean)
-    for j in range(d):
-        ok = mask[:, j]
-        if ok.sum() < 20:
-            continue
-        e, a, p = err[ok, j], alea[ok, j], epi[ok, j]
-        cov = np.array([(e <= Z90 * np.sqrt((c * a) ** 2 + p**2)).mean() for c in grid])
-        out[j] = grid[int(np.argmin(np.abs(cov - 0.9)))]
-    return out
 
 
 def _calibrate(model: TorchWorldModel, val: TrainingData) -> np.ndarray:
