@@ -236,3 +236,32 @@ def test_histories_carry_static():
     SyntheticSepsisModel(horizon=2).simulate(2, seed=0, policy=lambda h: seen.append(h) or 0)
     assert set(seen[0].static) == {"age", "gender", "charlson_comorbidity_index"}
     assert 18 <= seen[0].static["age"] <= 100
+
+
+def test_branching_from_a_recorded_step():
+    m = SyntheticSepsisModel(horizon=8)
+    obs = m.simulate(150, seed=21)
+    # replaying every recorded action reproduces the cohort exactly
+    same = m.counterfactual(obs, "no-treatment", from_step=8)
+    np.testing.assert_allclose(same.features(), obs.features())
+    assert (same.actions == obs.actions).all() and (same.data["outcome"] == obs.data["outcome"]).all()
+    # deviating at step 3: identical before, different after
+    cf = m.counterfactual(obs, "no-treatment", from_step=3)
+    a, b = (c.data.set_index(["patient_id", "t"]) for c in (obs, cf))
+    before = a.index[a.index.get_level_values("t") < 3]
+    np.testing.assert_allclose(a.loc[before, "meanbp"], b.loc[before, "meanbp"])
+    after = b[b.index.get_level_values("t") >= 3]
+    assert (after["action"] == 0).all()
+    # values on the cohort's own patients; a subset keeps only its patients
+    v_obs = m.counterfactual_value(obs, "clinician-like")
+    v_none = m.counterfactual_value(obs, "no-treatment", from_step=1)
+    assert v_obs.n_episodes == 150 and v_obs.mean > v_none.mean
+    sub = obs.head(10)
+    assert m.counterfactual(sub, "guideline", from_step=2).n_patients == 10
+    assert m.counterfactual_value(sub, "guideline").n_episodes == 10
+    with pytest.raises(UserError, match="from_step"):
+        m.counterfactual(obs, "guideline", from_step=-1)
+    with pytest.raises(UserError, match="branch from the original"):
+        m.counterfactual(cf, "guideline", from_step=2)
+    with pytest.raises(UserError, match="reward"):
+        m.counterfactual_value(obs, "guideline", reward="sofa")

@@ -374,49 +374,110 @@ class SyntheticSepsisModel:
 
         Use a seed different from the training cohort's to score on fresh patients.
         """
-        from sepsis_sdk.truth import MonteCarloResult, _normal_quantile
-
-        if reward not in ("survival", "raghu"):
-            raise UserError(f"reward must be 'survival' or 'raghu', got {reward!r}")
+        self._check_reward(reward)
         tr = self._run(n_patients, policy, seed)
-        returns = self._expected_returns(tr, reward, gamma)
-        mean = float(returns.mean())
-        se = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("inf")
-        z = _normal_quantile(0.5 + level / 2)
-        return MonteCarloResult(mean=mean, ci_low=mean - z * se, ci_high=mean + z * se,
-                                n_episodes=n_patients, level=level)  # fmt: skip
+        return _mc(self._expected_returns(tr, reward, gamma), level)
 
     def compare(
         self, policies: dict[str, PolicySpec], *, n_patients: int = 5000, seed: int = 1,
         reward: Literal["survival", "raghu"] = "survival", gamma: float = 1.0,
     ) -> dict[str, float]:  # fmt: skip
         """Values of several policies on the **same** simulated patients (common random numbers)."""
+        self._check_reward(reward)
         out = {}
         for name, pol in policies.items():
             tr = self._run(n_patients, pol, seed)
             out[name] = float(self._expected_returns(tr, reward, gamma).mean())
         return out
 
-    def counterfactual(self, cohort: Cohort, policy: PolicySpec, **kwargs: Any) -> Cohort:
+    def counterfactual(
+        self,
+        cohort: Cohort,
+        policy: PolicySpec,
+        *,
+        from_step: int = 0,
+        impute: Literal["locf", "none"] = "locf",
+        include_latent: bool = False,
+    ) -> Cohort:
         """The patients of a synthetic ``cohort`` (made by this simulator) treated by ``policy`` instead.
 
         Uses the cohort's recorded seed and size, so each patient keeps their initial state and noise; only
-        the decisions (and what follows from them) change. Keyword arguments go to :meth:`simulate`.
+        the decisions (and what follows from them) change. With ``from_step=k`` the recorded actions are
+        replayed for steps ``< k`` (the trajectory is reproduced exactly) and ``policy`` decides from step
+        ``k`` on: the true outcome of deviating at ``k``. The result holds the cohort's patients only.
         """
+        n, seed, replay, only = self._replay(cohort, from_step)
+        tr = self._run(n, policy, seed, replay=replay, from_step=from_step, only=only)
+        out = self._to_cohort(tr, seed=seed, policy_name=_resolve_policy(policy)[1], impute=impute,
+                              include_latent=include_latent)  # fmt: skip
+        out.meta.update(counterfactual_of=cohort.meta.get("policy"), from_step=int(from_step))
+        keep = set(cohort.patient_ids.tolist())
+        return out if len(keep) == n else out.select([p for p in out.patient_ids.tolist() if p in keep])
+
+    def counterfactual_value(
+        self,
+        cohort: Cohort,
+        policy: PolicySpec,
+        *,
+        from_step: int = 0,
+        reward: Literal["survival", "raghu"] = "survival",
+        gamma: float = 1.0,
+        level: float = 0.95,
+    ) -> MonteCarloResult:
+        """True value of ``policy`` on the patients of a synthetic ``cohort`` (recorded actions before
+        ``from_step``), with a CI over patients; the 90-day risk after the window is used in expectation."""
+        self._check_reward(reward)
+        n, seed, replay, only = self._replay(cohort, from_step)
+        tr = self._run(n, policy, seed, replay=replay, from_step=from_step, only=only)
+        idx = np.array(sorted(int(p[4:]) for p in cohort.patient_ids.tolist()))
+        return _mc(self._expected_returns(tr, reward, gamma)[idx], level)
+
+    @staticmethod
+    def _check_reward(reward: str) -> None:
+        if reward not in ("survival", "raghu"):
+            raise UserError(f"reward must be 'survival' or 'raghu', got {reward!r}")
+
+    def _replay(
+        self, cohort: Cohort, from_step: int
+    ) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
         meta = cohort.meta
         if not meta.get("synthetic") or meta.get("generator") != "SyntheticSepsisModel":
             raise UserError(f"{cohort.source}: counterfactuals need a cohort made by SyntheticSepsisModel")
         if meta.get("params") != dict(self.params.__dict__):
             raise UserError("the cohort was simulated with other parameters; build the model with them: "
                             "SyntheticSepsisModel(SyntheticParams(**cohort.meta['params']))")  # fmt: skip
-        return self.simulate(int(meta["n_patients"]), policy=policy, seed=int(meta["seed"]), **kwargs)
+        if meta.get("from_step", 0):
+            raise UserError("cannot branch from a counterfactual cohort; branch from the original")
+        if not isinstance(from_step, (int, np.integer)) or from_step < 0:
+            raise UserError(f"from_step must be a non-negative integer, got {from_step!r}")
+        n, seed = int(meta["n_patients"]), int(meta["seed"])
+        df = cohort.data
+        rows = np.array([int(p[4:]) for p in df["patient_id"].tolist()], dtype=np.int64)
+        only = np.zeros(n, dtype=bool)
+        only[rows] = True
+        if only.all():
+            only = None
+        if from_step == 0:
+            return n, seed, None, only
+        replay = np.full((n, self.params.horizon), -1, dtype=np.int64)
+        replay[rows, df["t"].to_numpy()] = df["action"].to_numpy()
+        return n, seed, replay, only
 
     # ------------------------------------------------------------------ engine
     def _rngs(self, seed: int) -> list[np.random.Generator]:
         seqs = np.random.SeedSequence([int(seed), 0x5E95])
         return [np.random.default_rng(s) for s in seqs.spawn(self.params.horizon + 1)]
 
-    def _run(self, n: int, policy: PolicySpec, seed: int) -> _Trace:
+    def _run(
+        self,
+        n: int,
+        policy: PolicySpec,
+        seed: int,
+        *,
+        replay: np.ndarray | None = None,
+        from_step: int = 0,
+        only: np.ndarray | None = None,
+    ) -> _Trace:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
             raise UserError(f"n_patients must be a positive integer, got {n!r}")
         p = self.params
@@ -496,16 +557,24 @@ class SyntheticSepsisModel:
             values[idx, t] = obs_now[idx]
             mask[idx, t] = m[idx]
             latent[idx, t] = np.stack([S, V, Ov, D, K], 1)[idx]
-            # ---- decide
-            ctx = PolicyContext(t=t, values=obs_now[idx], mask=m[idx], prev_action=prev_action[idx],
-                                fluid_total=fluid_total[idx], prev_vaso_level=np.maximum(prev_action[idx], 0) % 5)  # fmt: skip
+            # ---- decide (patients outside `only` get action 0 and never reach the policy)
+            q = idx if only is None else idx[only[idx]]
             hist = (
-                self._histories(histories, idx, t, obs_now, m, prev_action, names, static)
-                if needs_hist
-                else []
+                self._histories(histories, q, t, obs_now, m, prev_action, names, static) if needs_hist else []
             )
-            probs = fn(ctx, hist)
-            probs = self._check_probs(probs, idx.size)
+            probs = np.zeros((idx.size, N_ACTIONS))
+            probs[:, 0] = 1.0
+            pos = np.searchsorted(idx, q)
+            if replay is not None and t < from_step:
+                rec = replay[q, t]
+                if (rec < 0).any():
+                    raise UserError(f"no recorded action at step {t} for {_pid(int(q[rec < 0][0]))}")
+                probs[pos] = 0.0
+                probs[pos, rec] = 1.0
+            elif q.size:
+                ctx = PolicyContext(t=t, values=obs_now[q], mask=m[q], prev_action=prev_action[q],
+                                    fluid_total=fluid_total[q], prev_vaso_level=np.maximum(prev_action[q], 0) % 5)  # fmt: skip
+                probs[pos] = self._check_probs(fn(ctx, hist), q.size)
             cum = np.cumsum(probs, 1)
             a = np.minimum((cum < (uni[idx, 0] * cum[:, -1])[:, None]).sum(1), N_ACTIONS - 1)
             action[idx, t] = a
@@ -771,6 +840,18 @@ class SyntheticSepsisModel:
         cohort = RaghuReward(sofa=SOFA_COLUMN, lactate="lactate").relabel(cohort)
         cohort.meta["synthetic"] = True
         return cohort
+
+
+def _mc(returns: np.ndarray, level: float) -> MonteCarloResult:
+    from statistics import NormalDist
+
+    from sepsis_sdk.truth import MonteCarloResult
+
+    mean = float(returns.mean())
+    se = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("inf")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return MonteCarloResult(mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=len(returns),
+                            level=level)  # fmt: skip
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
