@@ -62,6 +62,7 @@ def test_layout(cohort):
     assert (per == 1).all().all()
     assert (df["mortality_90d"] == 1 - df["outcome"]).all()
     assert (df["behaviour_prob"] > 0).all()
+    assert (df["sysbp"] > df["meanbp"]).all() and (df["diabp"] < df["meanbp"]).all()
 
 
 def test_missingness_is_realistic(cohort):

@@ -673,8 +673,9 @@ class SyntheticSepsisModel:
         x = np.empty((n, len(MIMIC_IV_FEATURES)))
         zS = (S - 1.1) / 0.6
         x[:, _F["meanbp"]] = MAP
-        x[:, _F["sysbp"]] = 117.0 + 1.25 * (MAP - 77.8) + 9.6 * eps[:, 6]
-        x[:, _F["diabp"]] = 61.7 + 0.8 * (MAP - 77.8) + 6.8 * eps[:, 7]
+        # keep SBP > MAP > DBP (noise alone would cross them in ~1 % of rows)
+        x[:, _F["sysbp"]] = np.maximum(117.0 + 1.25 * (MAP - 77.8) + 9.6 * eps[:, 6], MAP + 5.0)
+        x[:, _F["diabp"]] = np.minimum(61.7 + 0.8 * (MAP - 77.8) + 6.8 * eps[:, 7], MAP - 2.0)
         hypo = np.where(V < 0, np.tanh(V / 0.8), 0.0)
         x[:, _F["heart_rate"]] = (69.0 + pat["hr_b"] + 9.0 * S - 8.0 * hypo + 4.0 * D + 12.0 * vaso / (vaso + 0.3)
                                   + 8.0 * eps[:, 8])  # fmt: skip
