@@ -337,3 +337,11 @@ def test_every_feature_has_a_range_check(frame, tmp_path):
     report = validate_file(_write(df, tmp_path))
     flagged = {p.column for p in report.problems if "plausible range" in p.problem}
     assert flagged == set(MIMIC_IV_FEATURES)
+
+
+def test_float_stay_ids_are_read_as_integers(frame, tmp_path):
+    df = frame.copy()
+    df["stay_id"] = 30_000_000 + df["stay_id"].str[4:].astype(int)
+    df = df.astype({"stay_id": float})
+    c = load_mimic_iv(_write(df, tmp_path))
+    assert c.patient_ids[0] == "30000000"

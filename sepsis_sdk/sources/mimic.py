@@ -239,6 +239,18 @@ def _check_structure(
     return ok
 
 
+def _ids(col: pd.Series) -> np.ndarray:
+    """Patient ids; integer-valued numbers (e.g. 30001234.0 after a NaN made the column float) as ints."""
+    from pandas.api.types import is_numeric_dtype
+
+    ids = col.to_numpy()
+    if is_numeric_dtype(col.dtype) and not col.isna().any():
+        num = col.to_numpy(dtype=np.float64)
+        if np.isfinite(num).all() and (num == np.round(num)).all():
+            return num.astype(np.int64)
+    return ids
+
+
 def _isnull(a: np.ndarray) -> np.ndarray:
     import pandas as pd
 
@@ -326,7 +338,7 @@ def _validate_mimic_iv(df: pd.DataFrame, src: str, probs: _Problems) -> dict[str
         probs.add(f"missing required columns {missing}")
         return None
     steps = _numeric(df, STEP_COLUMN, probs)
-    ids = df[ID_COLUMN].to_numpy()
+    ids = _ids(df[ID_COLUMN])
     structure_ok = _check_structure(ids, steps, ID_COLUMN, STEP_COLUMN, probs)
     key = np.asarray([str(x) for x in ids], dtype=object)
     schema = mimic_iv_schema()
@@ -469,11 +481,7 @@ def _validate_mimictable(df: pd.DataFrame, src: str, probs: _Problems) -> dict[s
         probs.add(f"missing required columns {missing} (an AI-Clinician MIMICtable has 59)")
         return None
     steps = _numeric(df, "bloc", probs)
-    ids_raw = df["icustayid"]
-    ids = ids_raw.to_numpy()
-    id_num = _numeric(df, "icustayid", probs)
-    if np.isfinite(id_num).all() and (id_num == np.round(id_num)).all():
-        ids = id_num.astype(np.int64)
+    ids = _ids(df["icustayid"])
     structure_ok = _check_structure(ids, steps, "icustayid", "bloc", probs)
     key = np.asarray([str(x) for x in ids], dtype=object)
     _numeric(df, "charttime", probs)
