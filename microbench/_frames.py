@@ -7,8 +7,10 @@ Speed: upstream seeks once per sampled frame with OpenCV (``CAP_PROP_POS_FRAMES`
 again from the previous keyframe. We decode the stream **once, sequentially**, with FFmpeg's frame threads,
 convert only the frames we keep (swscale resize straight to RGB), and stop after the last wanted frame.
 For long videos where the wanted frames lie far apart, jumping ahead is cheaper than decoding everything:
-when the next wanted frame is more than ``seek_gap`` frames ahead we seek to the keyframe before it (PyAV
-``container.seek``) and carry on decoding from there, recovering frame numbers from timestamps.
+we learn the keyframe interval (GOP) from the keyframes met while decoding, and when the next wanted frame
+is clearly more than one GOP ahead we seek to the keyframe before it (PyAV ``container.seek``) and carry
+on decoding from there, recovering frame numbers from timestamps. If a seek lands after the wanted frame
+(inexact timestamps) we fall back to one sequential decode, so the frames are always the rule's frames.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import UserError, VideoError
@@ -39,6 +41,7 @@ class FrameSample:
         width: width of the encoded images.
         height: height of the encoded images.
         source_size: the video's own ``(width, height)``.
+        meta: decoding statistics (``decoded`` frames, ``seeks``).
     """
 
     path: str
@@ -107,7 +110,7 @@ def sample_frames(
     *,
     max_side: int | None = 768,
     quality: int = 85,
-    seek_gap: int | None = 300,
+    seek_gap: SeekGap = "auto",
 ) -> FrameSample:
     """Sample ``n`` evenly spaced frames of a video as JPEG images.
 
@@ -116,8 +119,9 @@ def sample_frames(
         n: frames to take (the published protocol uses 8).
         max_side: longest side of the encoded images in pixels (``None`` keeps the video's size).
         quality: JPEG quality 1-95.
-        seek_gap: seek ahead (to the keyframe before the next wanted frame) when it is more than this many
-            frames away; ``None`` always decodes sequentially.
+        seek_gap: when to jump ahead (to the keyframe before the next wanted frame) instead of decoding
+            on: ``"auto"`` (default) when the gap is longer than the keyframe interval seen so far plus 8
+            frames; an int: when the gap exceeds that many frames; ``None``: always decode sequentially.
 
     Returns:
         The :class:`FrameSample`.
@@ -145,7 +149,7 @@ def sample_frames(
 
 
 def _sample(
-    av: Any, p: Path, n: int, *, max_side: int | None, quality: int, seek_gap: int | None
+    av: Any, p: Path, n: int, *, max_side: int | None, quality: int, seek_gap: SeekGap
 ) -> FrameSample:
     with av.open(str(p)) as container:
         if not container.streams.video:
@@ -158,7 +162,21 @@ def _sample(
         if n_total <= 0:
             raise VideoError(f"{p}: video stream has no frames")
         wanted = sample_positions(n_total, n)
-        got = _decode_wanted(container, stream, wanted, max_side=max_side, quality=quality, seek_gap=seek_gap)
+        stats: dict[str, int] = {}
+        try:
+            got = _decode_wanted(
+                container, stream, wanted, max_side=max_side, quality=quality, seek_gap=seek_gap, stats=stats
+            )
+            missed = False
+        except _SeekMissed:
+            missed = True
+    if missed:  # timestamps did not locate the frame after a seek: decode from the start instead
+        with av.open(str(p)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            got = _decode_wanted(
+                container, stream, wanted, max_side=max_side, quality=quality, seek_gap=None, stats=stats
+            )
     if len(got) < len(wanted):
         # the header over-counted; count the real frames and try once more with the true N
         real = _count_frames(p)
@@ -185,7 +203,15 @@ def _sample(
         width=w,
         height=h,
         source_size=(sw, sh),
+        meta=stats,
     )
+
+
+class _SeekMissed(Exception):
+    """A seek landed after the wanted frame (inexact index); the caller decodes sequentially instead."""
+
+
+SeekGap = Union[int, Literal["auto"], None]
 
 
 def _decode_wanted(
@@ -195,49 +221,66 @@ def _decode_wanted(
     *,
     max_side: int | None,
     quality: int,
-    seek_gap: int | None,
+    seek_gap: SeekGap,
+    stats: dict[str, int] | None = None,
 ) -> list[tuple[int, bytes, tuple[int, int, int, int]]]:
+    stats = stats if stats is not None else {}
+    stats.setdefault("decoded", 0)
+    stats.setdefault("seeks", 0)
     rate = stream.average_rate or stream.guessed_rate
     tb = stream.time_base
     start = stream.start_time or 0
-    can_seek = bool(seek_gap) and rate and tb and float(rate) > 0
+    can_seek = seek_gap is not None and bool(rate) and bool(tb) and float(rate) > 0
+    gops: list[int] = []  # distances between consecutive keyframes met while decoding on (the GOP length)
+    last_key: int | None = None
 
     def index_of(frame: Any) -> int | None:
         if frame.pts is None:
             return None
         return round(float((frame.pts - start) * tb * Fraction(rate)))
 
+    def threshold() -> int | None:
+        if not can_seek:
+            return None
+        if seek_gap == "auto":
+            # A seek lands on the keyframe before the target and decodes at most one GOP from there;
+            # decoding on costs the whole gap. Seek only when the gap is clearly longer than a GOP.
+            return max(gops) + 8 if gops else None
+        return int(seek_gap)  # type: ignore[arg-type]
+
     out: list[tuple[int, bytes, tuple[int, int, int, int]]] = []
     todo = list(wanted)
-    i = 0  # frame counter when decoding sequentially from the start
-    exact = True  # True while `i` is the true frame number
-    pending_seek = can_seek and todo[0] > seek_gap
+    i = 0  # frame number while decoding sequentially from the start
+    exact = True  # False right after a seek, until a frame's timestamp gives the number again
+    thr = threshold()
+    pending_seek = thr is not None and todo[0] > thr
     while todo:
         if pending_seek:
-            target = todo[0]
-            ts = int(start + Fraction(target) / Fraction(rate) / tb)
+            ts = int(start + Fraction(todo[0]) / Fraction(rate) / tb)
             container.seek(ts, stream=stream, backward=True, any_frame=False)
-            exact = False
+            stats["seeks"] += 1
+            exact, last_key = False, None
         pending_seek = False
-        frames = container.decode(stream)
-        for frame in frames:
+        for frame in container.decode(stream):
+            stats["decoded"] += 1
             if not exact:
                 k = index_of(frame)
-                if k is None:
-                    raise VideoError("frames carry no timestamps after a seek")
-                i = k
-                exact = True
+                if k is None or k > todo[0]:
+                    raise _SeekMissed
+                i, exact = k, True
+            if frame.key_frame:
+                if last_key is not None and i > last_key:
+                    gops.append(i - last_key)
+                last_key = i
             if i >= todo[0]:
-                if i > todo[0] and out and out[-1][0] == i:  # pragma: no cover - defensive
-                    continue
                 idx = todo.pop(0)
                 out.append((idx, *_encode(frame, max_side, quality)))
-                while todo and todo[0] <= i:  # duplicate positions (n close to N)
-                    idx = todo.pop(0)
-                    out.append((idx, out[-1][1], out[-1][2]))
+                while todo and todo[0] <= i:  # repeated positions (n close to N)
+                    out.append((todo.pop(0), out[-1][1], out[-1][2]))
                 if not todo:
                     break
-                if can_seek and todo[0] - i > seek_gap:
+                thr = threshold()
+                if thr is not None and todo[0] - i > thr:
                     pending_seek = True
                     break
             i += 1
@@ -247,10 +290,16 @@ def _decode_wanted(
 
 
 def _encode(frame: Any, max_side: int | None, quality: int) -> tuple[bytes, tuple[int, int, int, int]]:
+    # to_ndarray (swscale straight to packed RGB, resizing in the same pass) then Image.fromarray is several
+    # times faster than VideoFrame.to_image() or a PIL resize on this path.
+    image_mod = require("PIL.Image", "video", "frame encoding")
     sw, sh = frame.width, frame.height
     w, h = _target_size(sw, sh, max_side)
-    rgb = frame.reformat(width=w, height=h, format="rgb24") if (w, h) != (sw, sh) else frame
-    return encode_jpeg(rgb.to_image(), quality), (w, h, sw, sh)
+    if (w, h) != (sw, sh):
+        rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
+    return encode_jpeg(image_mod.fromarray(rgb), quality), (w, h, sw, sh)
 
 
 def find_videos(folder: str | Path) -> dict[int, Path]:

@@ -39,6 +39,8 @@ def synthesize_video(
     codec: str | None = None,
     gop: int | None = None,
     bar: bool = True,
+    texture: bool = False,
+    seed: int = 0,
 ) -> Path:
     """Write a small test video.
 
@@ -51,6 +53,9 @@ def synthesize_video(
         codec: FFmpeg encoder (default by suffix: libx264, libvpx for webm, mjpeg for avi).
         gop: keyframe interval (encoder default when ``None``).
         bar: write the frame number as blocks in the top band (makes inter-frame prediction work too).
+        texture: add a drifting pattern and fine noise below the band, so decoding costs about what it
+            costs on real footage (benchmarks); flat frames otherwise.
+        seed: seed of the noise.
 
     Returns:
         The path written.
@@ -75,8 +80,16 @@ def synthesize_video(
             s.options = {"qscale": "2"}
         elif codec in ("libvpx", "libvpx-vp9"):
             s.options = {"crf": "10", "b": "1M", "deadline": "realtime", "cpu-used": "8"}
+        rng = np.random.default_rng(seed)
+        if texture:
+            yy, xx = np.mgrid[0:height, 0:width]
         for i in range(n_frames):
             img = np.full((height, width, 3), frame_level(i, n_frames), dtype=np.uint8)
+            if texture:
+                wave = 40 * np.sin((xx + 3 * i) / 9.0) * np.cos((yy - 2 * i) / 13.0)
+                noise = rng.normal(0, 6, size=(height, width))
+                band = np.clip(img[..., 0] + wave + noise, 0, 255).astype(np.uint8)
+                img = np.stack([band, np.roll(band, i, axis=1), band[::-1]], axis=-1)
             if bar:
                 bw = width // _BITS
                 for b in range(_BITS):

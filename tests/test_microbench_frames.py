@@ -72,9 +72,15 @@ def test_seeking_ahead_on_long_videos_returns_the_same_frames(tmp_path):
     p = synthesize_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64, gop=30)
     seq = sample_frames(p, 8, seek_gap=None)
     jump = sample_frames(p, 8, seek_gap=20)
-    assert seq.indices == jump.indices == sample_positions(600, 8)
-    assert [read_index(b) for b in jump.images] == jump.indices
-    assert [read_index(b) for b in seq.images] == seq.indices
+    auto = sample_frames(p, 8)  # learns the 30-frame GOP, then seeks over the 75-frame gaps
+    assert seq.indices == jump.indices == auto.indices == sample_positions(600, 8)
+    for s in (seq, jump, auto):
+        assert [read_index(b) for b in s.images] == s.indices
+    assert seq.meta["seeks"] == 0 and seq.meta["decoded"] >= 562
+    assert jump.meta["seeks"] == 8 and auto.meta["seeks"] >= 6
+    assert auto.meta["decoded"] < seq.meta["decoded"] / 2
+    short = sample_frames(synthesize_video(tmp_path / "short.mp4", n_frames=48, gop=12), 8)
+    assert short.meta["seeks"] == 0  # gaps of 6 frames: never worth a seek
 
 
 def test_webm_without_frame_count_in_header_is_counted(tmp_path):
