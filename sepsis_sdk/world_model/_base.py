@@ -233,6 +233,10 @@ class WorldModelBase:
             raise ModelError(f"{self.name}: need one action per patient ({hb.size}), got shape {a.shape}")
         inp = self._inputs(hb)
         inp.act[:, -1] = a
+        return self._predict_windows(inp)
+
+    def _predict_windows(self, inp: Windows) -> NextStatePrediction:
+        """:meth:`predict` on prepared windows (the last action column holds the evaluated action)."""
         out = self._step(inp)
         nz = self.normaliser
         mu = inp.last[None].astype(np.float64) + out.mean  # (M, B, D)
@@ -251,7 +255,7 @@ class WorldModelBase:
             upper=nz.to_stored(np.clip(m + Z90 * sd, zl, zu)),
             p_death=np.asarray(out.p_death, dtype=np.float64),
             p_discharge=np.asarray(out.p_discharge, dtype=np.float64),
-            support=self._support_z(inp.last, a),
+            support=self._support_z(inp.last, inp.act[:, -1]),
         )
 
     def support(self, histories: HistoryBatch | Sequence[PatientHistory], actions: Any) -> np.ndarray:

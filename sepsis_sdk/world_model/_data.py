@@ -147,3 +147,30 @@ def cohort_windows(cohort, normaliser: Normaliser, window: int) -> TrainingData:
     next_stored = np.where(next_mask, x[nxt], np.nan)
     current = np.where(mask, x, np.nan)
     return TrainingData(inputs, target, next_mask, term, ep, next_stored, current, rows)
+
+
+def cohort_batch(cohort, window: int, rows: np.ndarray | None = None):
+    """The :class:`HistoryBatch` a model sees at decision ``rows`` of ``cohort`` (stored values; fast path).
+
+    The last action column is -1 (the decision to evaluate), as :meth:`WorldModel.batch` makes it.
+    """
+    from sepsis_sdk.world_model._protocol import HistoryBatch
+
+    x = cohort.features()
+    mask = cohort.masks() & np.isfinite(x)
+    actions = cohort.actions
+    ep = cohort.episode_index()
+    n = len(x)
+    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
+    ep_start = starts[ep][rows]
+    w = window
+    src = rows[:, None] - (w - 1 - np.arange(w))[None, :]
+    ok = src >= ep_start[:, None]
+    srcc = np.maximum(src, 0)
+    xw = np.where(ok[..., None] & mask[srcc], x[srcc], np.nan)
+    mw = ok[..., None] & mask[srcc]
+    act = np.where(ok, actions[srcc], -1).astype(np.int64)
+    act[:, -1] = -1
+    static = cohort.static_matrix()[rows]
+    return HistoryBatch(x=xw, mask=mw, actions=act, valid=ok, static=static)

@@ -1,0 +1,155 @@
+"""``sepsis-sdk world-model ...``: train and evaluate world models on any cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="Train and evaluate clinical world models (torch or xgboost).", no_args_is_help=True)
+
+
+def load_cohort(spec: str, episodes: int, seed: int) -> Any:
+    """``icu-sepsis`` (sampled episodes), ``synthetic`` (SYNTHETIC MIMIC-IV-like) or a cohort Parquet file."""
+    if spec == "icu-sepsis":
+        from sepsis_sdk.sources.icu_sepsis import sample_cohort
+
+        return sample_cohort(episodes, seed=seed)
+    if spec == "synthetic":
+        from sepsis_sdk.sources import synthesize_cohort
+
+        return synthesize_cohort(episodes, seed=seed)
+    from sepsis_sdk.cohort import Cohort
+
+    return Cohort.read_parquet(spec)
+
+
+def split_cohort(cohort: Any, split_seed: int) -> tuple[Any, Any]:
+    """Patient-level split: (train + validation patients, test patients), 85 % / 15 %."""
+    import pandas as pd
+
+    from sepsis_sdk.cohort import Cohort
+
+    sp = cohort.split(0.7, 0.15, 0.15, seed=split_seed)
+    data = pd.concat([sp.train.data, sp.validation.data], ignore_index=True)
+    train = Cohort(data, cohort.schema, source=cohort.source, meta=cohort.meta, validate=False)
+    return train, sp.test
+
+
+@app.command()
+def train(
+    cohort: str = typer.Option("icu-sepsis", help="icu-sepsis | synthetic | PATH.parquet"),
+    backend: str = typer.Option("torch", help="torch | xgboost"),
+    out: Path = typer.Option(..., help="directory to save the model into"),
+    episodes: int = typer.Option(5000, help="patients to sample (icu-sepsis / synthetic)"),
+    seed: int = typer.Option(0, help="cohort sampling seed"),
+    split_seed: int = typer.Option(0, help="seed of the patient-level train/test split"),
+    arch: str = typer.Option("mlp", help="torch: mlp | gru"),
+    likelihood: str = typer.Option("laplace", help="torch: laplace | gaussian"),
+    members: int = typer.Option(0, help="ensemble size (0 = backend default: torch 5, xgboost 3)"),
+    window: int = typer.Option(0, help="history window (0 = backend default)"),
+    epochs: int = typer.Option(
+        40, help="torch: maximum epochs (early stopping on held-out training patients)"
+    ),
+    hidden: int = typer.Option(256, help="torch: hidden width"),
+    n_estimators: int = typer.Option(200, help="xgboost: trees per regressor"),
+    device: str = typer.Option("auto", help="torch: auto | cpu | cuda"),
+    threads: int = typer.Option(0, help="CPU threads (0 = library default)"),
+    model_seed: int = typer.Option(0, help="training seed"),
+) -> None:
+    """Train a world model on the training patients of a cohort and save it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sepsis_sdk.world_model import train_world_model
+
+    console = Console()
+    data = load_cohort(cohort, episodes, seed)
+    tr, te = split_cohort(data, split_seed)
+    console.print(f"{data!r}: training on {tr.n_patients} patients, {te.n_patients} held out for eval")
+    cfg: dict[str, Any] = {"seed": model_seed}
+    if members:
+        cfg["n_members"] = members
+    if window:
+        cfg["window"] = window
+    if backend == "torch":
+        cfg.update(arch=arch, likelihood=likelihood, epochs=epochs, hidden=hidden)
+    elif backend == "xgboost":
+        cfg.update(n_estimators=n_estimators)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"training {backend}", total=None)
+
+        def progress(done: int, total: int, metrics: dict[str, float]) -> None:
+            desc = f"training {backend}" + "".join(f" {k}={v:.4f}" for k, v in metrics.items())
+            bar.update(task, completed=done, total=total, description=desc)
+
+        model = train_world_model(
+            tr,
+            backend,
+            progress=progress,
+            device=None if device == "auto" else device,
+            threads=threads or None,
+            **cfg,
+        )
+    model.info["cohort"] = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
+    model.save(out)
+    console.print(f"saved {model!r} to {out} ({model.info.get('seconds')} s on {model.info.get('device')})")
+
+
+@app.command("eval")
+def evaluate(
+    model: Path = typer.Option(..., help="directory of a saved world model"),
+    cohort: str = typer.Option("icu-sepsis", help="icu-sepsis | synthetic | PATH.parquet"),
+    out: Path = typer.Option(..., help="directory for report.md, report.json and plots"),
+    episodes: int = typer.Option(5000, help="patients to sample (must match training to reuse its split)"),
+    seed: int = typer.Option(0, help="cohort sampling seed"),
+    split_seed: int = typer.Option(0, help="seed of the patient-level split"),
+    n_samples: int = typer.Option(16, help="samples per rollout"),
+    rollout_starts: int = typer.Option(400, help="decision points for open-loop rollouts"),
+    truth_states: int = typer.Option(200, help="ICU-Sepsis: decision points compared with exact truth"),
+    device: str = typer.Option("auto", help="torch: auto | cpu | cuda"),
+    threads: int = typer.Option(0, help="CPU threads (0 = library default)"),
+) -> None:
+    """Evaluate a saved model on the held-out patients of a cohort; write markdown + JSON + PNG."""
+    from rich.console import Console
+
+    from sepsis_sdk.world_model import load_world_model
+    from sepsis_sdk.world_model.evaluation import evaluate_world_model, write_report
+
+    console = Console()
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    wm = load_world_model(model, device=None if device == "auto" else device)
+    trained_on = wm.info.get("cohort")
+    here = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
+    if trained_on and trained_on != here:
+        console.print(f"[yellow]note: model was trained on {trained_on}; evaluating on {here}[/yellow]")
+    data = load_cohort(cohort, episodes, seed)
+    tr, te = split_cohort(data, split_seed)
+    with console.status(f"evaluating {wm!r} on {te.n_patients} held-out patients"):
+        rep = evaluate_world_model(
+            wm, tr, te, n_samples=n_samples, rollout_starts=rollout_starts, truth_states=truth_states
+        )
+    rep["command"] = {"model": str(model), **here}
+    paths = write_report(rep, out)
+    o = rep["one_step"]["overall"]
+    console.print(
+        f"one-step MAE (SD): model {o['model']['mae_norm']:.4f} | persistence {o['persistence']['mae_norm']:.4f} | "
+        f"mean change {o['mean_change']['mae_norm']:.4f}; 90% coverage {rep['calibration']['coverage']:.3f}; "
+        f"death AUROC {rep['termination']['death']['auroc']:.3f}"
+    )
+    console.print(f"report: {paths['markdown']}")
+    console.print_json(json.dumps({k: str(v) for k, v in paths.items()}))
