@@ -74,3 +74,15 @@ def test_mimictable_layout():
     assert parts == set(MIMICTABLE_COLUMNS) and len(s) == 45
     assert not set(MIMICTABLE_ACTION_COLUMNS) & set(s.names)  # the doses are the action, not the state
     assert s["FiO2_1"].upper == 1.0 and s["mechvent"].kind == "binary"
+
+
+def test_public_surface():
+    import sepsis_sdk.sources.mimic as mimic
+    import sepsis_sdk.sources.synthetic as synthetic
+
+    for mod in (mimic, synthetic):
+        assert len(set(mod.__all__)) == len(mod.__all__)
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None
+    assert {"load_mimic_iv", "load_mimictable", "validate_file", "write_mimic_iv"} <= set(mimic.__all__)
+    assert {"synthesize_cohort", "SyntheticSepsisModel"} <= set(synthetic.__all__)

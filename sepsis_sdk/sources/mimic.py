@@ -49,6 +49,7 @@ from sepsis_sdk.sources._mimic_schema import (
     approx_sofa,
     mimic_iv_schema,
     mimictable_schema,
+    reference_stats,
 )
 
 if TYPE_CHECKING:
@@ -728,10 +729,17 @@ def write_mimic_iv(cohort: Cohort, path: str | Path, *, levels: bool = False) ->
     return p
 
 
+# Public re-exports of the schema helpers (their home is the private _mimic_schema module).
 __all__ = [
+    "MIMICTABLE_COLUMNS",
+    "MIMIC_IV_FEATURES",
     "ValidationReport",
+    "approx_sofa",
     "load_mimic_iv",
     "load_mimictable",
+    "mimic_iv_schema",
+    "mimictable_schema",
+    "reference_stats",
     "train_patient_ids",
     "validate_file",
     "write_mimic_iv",
