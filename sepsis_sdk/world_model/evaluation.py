@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from sepsis_sdk.world_model._base import Z90
 from sepsis_sdk.world_model._data import DEATH, DISCHARGE, cohort_batch, cohort_windows
 from sepsis_sdk.world_model._space import clinical_known, to_clinical
 
@@ -260,12 +259,32 @@ def _rollout_errors(
     return out
 
 
-def _death_truth(model, test, horizons, n_states, n_samples, seed) -> dict[str, Any]:
+def exact_death_within(states: np.ndarray, horizon: int) -> np.ndarray:
+    """``(n, 25)`` exact ICU-Sepsis probability of death within ``horizon`` steps from each state when the
+    same action is given at every step (see the module docstring). Reads the hidden transition matrix:
+    for evaluation only."""
     from sepsis_sdk.sources.icu_sepsis import DEATH as DEATH_STATE
     from sepsis_sdk.sources.icu_sepsis import N_CLINICAL, load_mdp
 
     mdp = load_mdp()
     c = slice(0, N_CLINICAL)
+    s = np.asarray(states, dtype=np.int64)
+    out = np.zeros((len(s), 25))
+    for a in range(25):
+        m_a = mdp.tx_mat[c, a, c]
+        v = mdp.tx_mat[c, a, DEATH_STATE].copy()
+        acc = np.zeros(N_CLINICAL)
+        for _ in range(horizon):
+            acc += v
+            v = m_a @ v
+        out[:, a] = acc[s]
+    return out
+
+
+def _death_truth(model, test, horizons, n_states, n_samples, seed) -> dict[str, Any]:
+    from sepsis_sdk.sources.icu_sepsis import load_mdp
+
+    mdp = load_mdp()
     sid = test.data["state_id"].to_numpy()
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(len(sid), min(n_states, len(sid)), replace=False))
@@ -278,15 +297,7 @@ def _death_truth(model, test, horizons, n_states, n_samples, seed) -> dict[str, 
         "by_horizon": {},
     }
     for hz in horizons:
-        truth = np.zeros((len(rows), 25))
-        for a in range(25):
-            m_a = mdp.tx_mat[c, a, c]
-            d_a = mdp.tx_mat[c, a, DEATH_STATE]
-            acc, v = np.zeros(N_CLINICAL), d_a.copy()
-            for _ in range(hz):
-                acc += v
-                v = m_a @ v
-            truth[:, a] = acc[s]
+        truth = exact_death_within(s, hz)
         plans = np.repeat(np.arange(25)[:, None], hz, axis=1)
         est = model.rollout(hb, plans, n_samples=n_samples, seed=seed).p_death
         err = est - truth
@@ -481,4 +492,4 @@ def _plots(rep: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["Z90", "auprc", "auroc", "evaluate_world_model", "render_markdown", "write_report"]
+__all__ = ["auprc", "auroc", "evaluate_world_model", "exact_death_within", "render_markdown", "write_report"]
