@@ -45,3 +45,20 @@ def test_validate_reports_a_broken_file_without_traceback(tmp_path):
     res = runner.invoke(app, ["data", "validate", str(bad)])
     assert res.exit_code == 2
     assert "broken.parquet" in res.output
+
+
+def test_synth_then_validate_csv_and_a_broken_csv(tmp_path):
+    csv = tmp_path / "synth.csv"
+    res = runner.invoke(app, ["data", "synth", "--patients", "30", "-o", str(csv)])
+    assert res.exit_code == 0, res.output
+    assert "synthetic" in res.output
+    ok = runner.invoke(app, ["data", "validate", str(csv)])
+    assert ok.exit_code == 0, ok.output
+    text = csv.read_text().splitlines()
+    header = text[0].split(",")
+    col = header.index("heart_rate")
+    row = text[1].split(",")
+    row[col] = "-40"  # impossible heart rate
+    (tmp_path / "bad.csv").write_text("\n".join([text[0], ",".join(row), *text[2:]]))
+    bad = runner.invoke(app, ["data", "validate", str(tmp_path / "bad.csv")])
+    assert bad.exit_code == 2 and "heart_rate" in bad.output

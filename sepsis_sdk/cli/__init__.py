@@ -26,6 +26,7 @@ _AREAS = [
     ("sepsis_sdk.cli.agent", None, "commands"),
     ("sepsis_sdk.cli.evaluate", None, "commands"),
     ("sepsis_sdk.cli.microbench", "microbench", "group"),
+    ("sepsis_sdk.cli.train", "train", "group"),
 ]
 
 

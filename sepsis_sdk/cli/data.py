@@ -50,18 +50,27 @@ def icu_sepsis(
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="File to write: .parquet (a cohort) or .csv (MIMIC-IV episode format)."
+    ),
     patients: int = typer.Option(1000, help="Number of synthetic patients."),
     seed: int = typer.Option(0, help="Random seed."),
+    policy: str = typer.Option(
+        "clinician-like", help="Behaviour policy of the simulated clinicians (see synthesize_cohort)."
+    ),
 ) -> None:
     """Generate a SYNTHETIC MIMIC-IV-like cohort (SepsisAgent format); no credentials needed."""
+    from sepsis_sdk.sources.mimic import write_mimic_iv
     from sepsis_sdk.sources.synthetic import synthesize_cohort
 
     with friendly_errors(), progress() as bar:
         task = bar.add_task("simulating synthetic patients", total=1)
-        cohort = synthesize_cohort(patients, seed=seed)
+        cohort = synthesize_cohort(patients, seed=seed, policy=policy)
         bar.update(task, completed=1)
-        cohort.to_parquet(out)
+        if out.suffix.lower() == ".csv":
+            write_mimic_iv(cohort, out)
+        else:
+            cohort.to_parquet(out)
     _print_summary(cohort.summary())
     console.print(f"wrote {out} [yellow](synthetic data)[/yellow]")
 
@@ -91,3 +100,5 @@ def validate(
 
         report = validate_file(file)
         console.print(report)
+    if not report.ok:
+        raise typer.Exit(code=2)

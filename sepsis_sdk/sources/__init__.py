@@ -15,6 +15,9 @@ _EXPORTS = {
     "load_mimictable": ("sepsis_sdk.sources.mimic", "load_mimictable"),
     "load_mimic_iv": ("sepsis_sdk.sources.mimic", "load_mimic_iv"),
     "synthesize_cohort": ("sepsis_sdk.sources.synthetic", "synthesize_cohort"),
+    "SyntheticSepsisModel": ("sepsis_sdk.sources.synthetic", "SyntheticSepsisModel"),
+    "validate_file": ("sepsis_sdk.sources.mimic", "validate_file"),
+    "write_mimic_iv": ("sepsis_sdk.sources.mimic", "write_mimic_iv"),
 }
 __all__ = sorted(_EXPORTS)
 
