@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sepsis_sdk._lazy import require
-from sepsis_sdk.errors import LLMCallError, LLMError, LLMOutputError, UserError
+from sepsis_sdk.errors import LLMCallError, LLMError, LLMOutputError, SepsisSDKError, UserError
 from sepsis_sdk.llm._base import ChatResponse, Message, T, ToolCall, Usage
 from sepsis_sdk.llm._cache import ReplyCache, request_key
 from sepsis_sdk.llm._guard import check_request
@@ -93,6 +93,18 @@ def _dump(raw: Any) -> Any:
     if isinstance(raw, dict):
         return raw
     return json.loads(json.dumps(raw, default=str))
+
+
+def sdk_error_in_chain(exc: BaseException) -> SepsisSDKError | None:
+    """The SDK error that LiteLLM wrapped (it turns a custom provider's exceptions into APIConnectionError)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, SepsisSDKError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
 
 
 def parse_tool_call(raw_call: Any, index: int = 0) -> ToolCall:
@@ -317,7 +329,19 @@ class LiteLLMChat:
             return key, None
         return key, self._from_cache(entry)
 
+    def _unwrap(self, exc: Exception) -> Exception:
+        # An SDK error raised inside the local provider (or an injected fake) comes back wrapped by LiteLLM;
+        # misuse (UserError, ModelError, the guard) is raised as itself, never retried.
+        inner = sdk_error_in_chain(exc)
+        if inner is not None and not isinstance(inner, LLMCallError):
+            raise inner
+        if isinstance(inner, LLMCallError):
+            return inner
+        return exc
+
     def _fail(self, exc: BaseException, attempts: int) -> LLMCallError:
+        if isinstance(exc, LLMCallError):
+            return exc
         err = LLMCallError(
             f"{type(exc).__name__}: {exc}",
             model=self.model,
@@ -343,13 +367,13 @@ class LiteLLMChat:
             start = time.perf_counter()
             try:
                 raw = fn(**request)
-            except Exception as exc:
-                if isinstance(exc, LLMError) and not is_retryable(exc):
-                    raise
+            except Exception as caught:
+                exc = self._unwrap(caught)
                 if attempt < self.retries and is_retryable(exc):
                     self._sleep(self.backoff.delay(attempt, exc))
                     continue
-                raise self._fail(exc, attempt + 1) from exc
+                err = self._fail(exc, attempt + 1)
+                raise err from (err.__cause__ if err is exc else exc)
             usage = self._usage_of(raw, time.perf_counter() - start)
             self._record(usage)
             if key is not None:
@@ -370,13 +394,13 @@ class LiteLLMChat:
             start = time.perf_counter()
             try:
                 raw = await fn(**request)
-            except Exception as exc:
-                if isinstance(exc, LLMError) and not is_retryable(exc):
-                    raise
+            except Exception as caught:
+                exc = self._unwrap(caught)
                 if attempt < self.retries and is_retryable(exc):
                     await self._asleep(self.backoff.delay(attempt, exc))
                     continue
-                raise self._fail(exc, attempt + 1) from exc
+                err = self._fail(exc, attempt + 1)
+                raise err from (err.__cause__ if err is exc else exc)
             usage = self._usage_of(raw, time.perf_counter() - start)
             self._record(usage)
             if key is not None:

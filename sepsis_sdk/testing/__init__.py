@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "chat_completion_json": "sepsis_sdk.testing._respx",
     "fake_openai_endpoint": "sepsis_sdk.testing._respx",
     "prepare_litellm_for_respx": "sepsis_sdk.testing._respx",
+    "tiny_causal_lm": "sepsis_sdk.testing._tiny",
     "FakeWorldModel": "sepsis_sdk.world_model.fake",
 }
 
@@ -85,4 +86,5 @@ if TYPE_CHECKING:  # pragma: no cover
         fake_openai_endpoint,
         prepare_litellm_for_respx,
     )
+    from sepsis_sdk.testing._tiny import tiny_causal_lm
     from sepsis_sdk.world_model.fake import FakeWorldModel
