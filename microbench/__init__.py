@@ -64,6 +64,8 @@ _EXPORTS: dict[str, str] = {
     "cohen_kappa": "_scoring",
     "write_report": "_report",
     "render_markdown": "_report",
+    # upstream compatibility
+    "import_upstream_results": "_upstream",
     # test doubles
     "RecordingJudge": "_fakes",
     "SyntheticVideoGenerator": "_fakes",

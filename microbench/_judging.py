@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sepsis_sdk.errors import RealRequestBlockedError, UserError
 from sepsis_sdk.judge._types import Evidence, Judge, Rubric, Verdict
 from sepsis_sdk.microbench._data import DIMENSION_TITLES, BenchTask
 from sepsis_sdk.microbench._frames import FrameSample
@@ -109,13 +110,18 @@ def judge_name(judge: Judge) -> str:
 async def ajudge_dimension(
     judge: Judge, task: BenchTask, dimension: str, frames: FrameSample, *, model: str
 ) -> VerdictRecord:
-    """Ask ``judge`` about one dimension of ``task`` and return the checked record (never raises for a
-    failed call: the failure is recorded, with the criteria unscored)."""
+    """Ask ``judge`` about one dimension of ``task`` and return the checked record.
+
+    A failed call is recorded (criteria unscored), not raised; only misuse (:class:`UserError`) and a
+    blocked real request in tests propagate.
+    """
     rubric = task.rubric(dimension)
     evidence = build_evidence(task, frames, dimension=dimension)
     name = judge_name(judge)
     try:
         verdict = await judge.ajudge(rubric, evidence)
+    except (UserError, RealRequestBlockedError):
+        raise  # misuse or configuration (a wrong argument, requests blocked in tests): stop, do not record
     except Exception as exc:  # a judge failure is a result to record, not a crash of the run
         return record_for(
             task,

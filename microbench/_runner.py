@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sepsis_sdk.errors import UserError, VideoError
+from sepsis_sdk.errors import JudgeError, UserError, VideoError
 from sepsis_sdk.judge._types import Judge
 from sepsis_sdk.microbench._data import DIMENSIONS, Benchmark, BenchTask
 from sepsis_sdk.microbench._frames import find_videos, sample_frames
@@ -99,6 +99,7 @@ async def arun_benchmark(
     fsync: bool = True,
     on_record: Callable[[VerdictRecord], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    max_consecutive_failures: int | None = 12,
 ) -> RunReport:
     """Grade videos against the benchmark and append one record per verdict to ``out``.
 
@@ -118,12 +119,16 @@ async def arun_benchmark(
         fsync: fsync after every line (leave on; tests of speed may turn it off).
         on_record: called with each record as it is written (progress bars).
         on_plan: called once with the number of verdicts to ask for.
+        max_consecutive_failures: stop the run with :class:`~sepsis_sdk.errors.JudgeError` when one judge
+            fails this many calls in a row (a wrong API key or a dead server would otherwise fill the file
+            with failures); what was written stays, and ``--retry-errors`` asks again. ``None``: never stop.
 
     Returns:
         A :class:`RunReport`.
 
     Raises:
         UserError: no judge, duplicate judge names, or ``concurrency`` < 1.
+        JudgeError: a judge failed ``max_consecutive_failures`` calls in a row.
     """
     t0 = time.perf_counter()
     judge_list = [judges] if isinstance(judges, Judge) else list(judges)
@@ -165,6 +170,8 @@ async def arun_benchmark(
         for item in work:
             queue.put_nowait(item)
 
+        streak: dict[str, int] = dict.fromkeys(names, 0)
+
         def emit(rec: VerdictRecord) -> None:
             writer.append(rec)
             report.written += 1
@@ -172,6 +179,16 @@ async def arun_benchmark(
                 report.judge_errors += 1
             if on_record is not None:
                 on_record(rec)
+            if rec.error_kind == "judge":
+                streak[rec.judge] += 1
+                if max_consecutive_failures is not None and streak[rec.judge] >= max_consecutive_failures:
+                    raise JudgeError(
+                        f"judge {rec.judge!r} failed {streak[rec.judge]} calls in a row; stopping "
+                        f"(last: {rec.error}). Results so far are in {out_path}; rerun with retry_errors "
+                        "(--retry-errors) once the judge works."
+                    )
+            elif rec.error_kind is None:
+                streak[rec.judge] = 0
 
         async def one_call(task: BenchTask, judge: str, dim: str, frames: object) -> None:
             async with calls:

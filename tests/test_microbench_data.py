@@ -316,3 +316,34 @@ def test_public_surface_resolves_and_import_is_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
+
+
+def test_cli_import_upstream_results_on_real_rubrics(shared_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+    from sepsis_sdk.microbench import read_records
+
+    def ev(n):
+        return {"raw_response": "{}", "parsed_result": {"scores": [1] * n, "reasoning": "r"}}
+
+    data = [
+        {"index": 1, "scientific_eval": ev(5), "visual_eval": ev(5), "instruction_eval": ev(5)},
+        {
+            "index": 277,
+            "scientific_eval": ev(5),
+            "visual_eval": ev(5),
+            "instruction_eval": ev(5),
+        },  # 4 instruction
+    ]
+    src = tmp_path / "Runway_result.json"
+    src.write_text(json.dumps(data))
+    out = tmp_path / "r.jsonl"
+    args = ["microbench", "import-upstream", "--results", str(src), "--model", "Runway", "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--source", str(shared_dir)])
+    assert res.exit_code == 0, res.output
+    assert "6 verdicts imported (1 unscored or invalid)" in res.output
+    bad = [r for r in read_records(out) if r.error]
+    assert [(r.task, r.dimension) for r in bad] == [
+        (277, "instruction")
+    ] and "5 scores for 4 criteria" in bad[0].error

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 
+# before litellm is imported: read its bundled price list, never fetch one
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 pytest.importorskip("av")
 pytest.importorskip("respx")
 pytest.importorskip("litellm")
@@ -121,7 +124,8 @@ async def test_grouped_protocol_sends_frames_and_criteria_and_records_usage(resp
             and rec.usage["completion_tokens"] == 7
             and rec.usage["calls"] == 1
         )
-        assert "cost_usd" in rec.usage and rec.judge == "llm:openai/gpt-4o-mini"
+        # priced from LiteLLM's bundled table
+        assert rec.usage["cost_usd"] > 0 and rec.judge == "llm:openai/gpt-4o-mini"
         assert f"{dim} looks fine" in rec.reasoning
 
 

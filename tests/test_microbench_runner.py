@@ -359,3 +359,30 @@ def test_cli_report(bench, videos, tmp_path):
         app, ["microbench", "report", "--results", str(bad), "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "line 1" in res.output
+
+
+def test_a_judge_that_always_fails_stops_the_run(bench, videos, tmp_path):
+    from sepsis_sdk.errors import JudgeError
+
+    def dead(rubric, evidence):
+        raise ConnectionError("server down")
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(JudgeError, match=r"'dead' failed 3 calls in a row.*server down"):
+        run_benchmark(bench, videos, RecordingJudge(dead, name="dead"), model="m", out=out, concurrency=1,
+                      max_consecutive_failures=3)  # fmt: skip
+    assert len(read_records(out)) == 3  # what was recorded stays
+    # occasional failures between successes do not stop a run
+    flaky = RecordingJudge(
+        lambda r, e: [1] * len(r.criteria) if len(flaky.calls) % 2 else dead(r, e), name="f"
+    )
+    rep = run_benchmark(bench, videos, flaky, model="m2", out=out, concurrency=1, max_consecutive_failures=2)
+    assert rep.judge_errors == 6 and rep.written == 15
+
+
+def test_misuse_inside_a_judge_propagates(bench, videos, tmp_path):
+    def misused(rubric, evidence):
+        raise UserError("unknown option")
+
+    with pytest.raises(UserError, match="unknown option"):
+        run_benchmark(bench, videos, RecordingJudge(misused), model="m", out=tmp_path / "r.jsonl")

@@ -180,3 +180,48 @@ def test_agreement_per_dimension_over_commonly_scored_criteria():
     assert (rows["visual"].n, rows["visual"].percent, rows["visual"].kappa) == (1, 100.0, None)
     assert rows["instruction"].n == 0 and rows["instruction"].percent is None
     assert rows["all"].n == 5 and rows["all"].percent == pytest.approx(60.0)
+
+
+def test_import_upstream_results_validates_lengths(tmp_path):
+    import json
+
+    from sepsis_sdk.microbench import Benchmark, import_upstream_results
+    from sepsis_sdk.microbench._data import BenchCriterion, BenchTask
+
+    def crits(dim, n):
+        return tuple(
+            BenchCriterion(dimension=dim, key=str(k), position=k, text=f"t{k}", sign=1, weight=1.0)
+            for k in range(1, n + 1)
+        )
+
+    bench = Benchmark(
+        tasks=tuple(
+            BenchTask(index=i, task="t", category="Organ-level", scientific=crits("scientific", 2),
+                      visual=crits("visual", 2), instruction=crits("instruction", 2))
+            for i in (1, 2)
+        )
+    )  # fmt: skip
+
+    def ev(scores):
+        return {"raw_response": "...", "parsed_result": {"scores": scores, "reasoning": "r"}}
+
+    data = [
+        {"index": 1, "video_path": "./M/1.mp4", "scientific_eval": ev([1, 0]), "visual_eval": ev([1, 1]),
+         "instruction_eval": ev([0, 1])},
+        {"index": 2, "scientific_eval": ev([1, 0, 1]), "visual_eval": ev([1, 5]), "instruction_eval": None},
+        {"index": 9, "scientific_eval": ev([1])},
+    ]  # fmt: skip
+    p = tmp_path / "M_result.json"
+    p.write_text(json.dumps(data))
+    recs, unknown = import_upstream_results(p, bench, model="M")
+    assert unknown == [9] and len(recs) == 6
+    by = {(r.task, r.dimension): r for r in recs}
+    assert by[(1, "scientific")].scores == (1, 0) and by[(1, "scientific")].video == "./M/1.mp4"
+    assert (
+        by[(2, "scientific")].scores == (None, None)
+        and "3 scores for 2 criteria" in by[(2, "scientific")].error
+    )
+    assert by[(2, "visual")].scores == (1, None) and by[(2, "visual")].error_kind == "verdict"
+    assert by[(2, "instruction")].error_kind == "judge"
+    (s,) = summarize(recs, n_tasks=2)
+    assert s.valid_tasks == 1 and s.overall == pytest.approx(100 * 4 / 6)

@@ -148,6 +148,29 @@ def report(
     console.print(f"wrote {files.markdown}, {len(files.csv)} CSV files, {len(files.plots)} plots")
 
 
+@app.command("import-upstream")
+def import_upstream(
+    results: Path = typer.Option(..., "--results", help="An upstream eval_result/<model>_result.json."),
+    model: str = typer.Option(..., "--model", help="Name of the video set."),
+    judge: str = typer.Option("upstream:gpt-4o", "--judge", help="Name to record as the judge."),
+    out: Path = typer.Option(..., "--out", help="JSONL results file to append to."),
+    source: Path | None = typer.Option(None, "--source", help=_SOURCE_HELP),
+) -> None:
+    """Convert the reference evaluator's output into verdict records (score lists of the wrong length are
+    recorded unscored, not trusted)."""
+    from sepsis_sdk.microbench import ResultsWriter, import_upstream_results, load_benchmark
+
+    with friendly_errors():
+        bench = load_benchmark(source)
+        records, unknown = import_upstream_results(results, bench, model=model, judge=judge)
+        with ResultsWriter(out) as w:
+            w.extend(records)
+    bad = sum(r.error is not None for r in records)
+    console.print(
+        f"{len(records)} verdicts imported ({bad} unscored or invalid), {len(unknown)} unknown task indices -> {out}"
+    )
+
+
 def _parse_tasks(spec: str) -> list[int]:
     from sepsis_sdk.errors import UserError
 
