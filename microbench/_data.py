@@ -207,7 +207,7 @@ class Benchmark:
 # --------------------------------------------------------------------------------------------- parsing
 
 
-def _fail(file: str, problem: str, *, item: int | None = None, key: str | None = None) -> DataError:
+def _fail(file: str, problem: str, *, item: int | str | None = None, key: str | None = None) -> DataError:
     where = file
     if item is not None:
         where += f", item {item}"
@@ -216,7 +216,7 @@ def _fail(file: str, problem: str, *, item: int | None = None, key: str | None =
     return DataError(f"{where}: {problem}")
 
 
-def _parse_weight(value: Any, *, file: str, item: int, key: str) -> float:
+def _parse_weight(value: Any, *, file: str, item: int | str, key: str) -> float:
     if isinstance(value, bool):
         raise _fail(file, f"weight must be a number, got {value!r}", item=item, key=key)
     if isinstance(value, (int, float)):
@@ -235,7 +235,7 @@ def _parse_weight(value: Any, *, file: str, item: int, key: str) -> float:
     return w
 
 
-def _parse_sign(value: Any, *, file: str, item: int, key: str) -> Literal[1, -1]:
+def _parse_sign(value: Any, *, file: str, item: int | str, key: str) -> Literal[1, -1]:
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     if text in ("+1", "1"):
         return 1
@@ -245,7 +245,7 @@ def _parse_sign(value: Any, *, file: str, item: int, key: str) -> Literal[1, -1]
 
 
 def _parse_dimension(
-    rub: Any, dim: str, *, file: str, item: int, need_weights: bool
+    rub: Any, dim: str, *, file: str, item: int | str, need_weights: bool
 ) -> list[tuple[str, str, int, float | None]]:
     dim_key = f"rubrics_{dim}"
     if not isinstance(rub, Mapping):
@@ -306,21 +306,22 @@ def parse_rubric_file(data: Any, *, file: str = "<rubrics>", need_weights: bool 
         if idx in seen:
             raise _fail(file, f"duplicate task index {idx} (also item {seen[idx]})", item=i, key="index")
         seen[idx] = i
+        at = f"{i} (task index {idx})"
         keys = next(((tk, rk) for tk, rk in _TASK_KEYS if tk in t), None)
         if keys is None:
-            raise _fail(file, "task text missing (expected 'task' or '任务')", item=i, key="task")
+            raise _fail(file, "task text missing (expected 'task' or '任务')", item=at, key="task")
         task_key, req_key = keys
         text, req = t[task_key], t.get(req_key, "")
         if not isinstance(text, str) or not text.strip():
-            raise _fail(file, "task text must be a non-empty string", item=i, key=task_key)
+            raise _fail(file, "task text must be a non-empty string", item=at, key=task_key)
         if not isinstance(req, str):
-            raise _fail(file, "requirement must be a string", item=i, key=req_key)
+            raise _fail(file, "requirement must be a string", item=at, key=req_key)
         dims = {}
         for dim in DIMENSIONS:
             if f"rubrics_{dim}" not in t:
-                raise _fail(file, "dimension missing", item=i, key=f"rubrics_{dim}")
+                raise _fail(file, "dimension missing", item=at, key=f"rubrics_{dim}")
             dims[dim] = _parse_dimension(
-                t[f"rubrics_{dim}"], dim, file=file, item=i, need_weights=need_weights
+                t[f"rubrics_{dim}"], dim, file=file, item=at, need_weights=need_weights
             )
         out.append(_RawTask(idx, text.strip(), req.strip(), dims))
     return out

@@ -145,17 +145,23 @@ def test_small_valid_source_both_key_styles(tmp_path):
         (lambda ts: ts[1].__setitem__("index", 1), r"item 1, key 'index': duplicate task index 1"),
         (
             lambda ts: ts[0]["rubrics_visual"].__setitem__("s2", "+2"),
-            r"item 0, key 'rubrics_visual.s2': sign",
+            r"item 0 \(task index 1\), key 'rubrics_visual.s2': sign",
         ),
         (
             lambda ts: ts[0]["rubrics_visual"].__setitem__("w1", "heavy"),
-            r"item 0, key 'rubrics_visual.w1'.*not a number",
+            r"item 0 \(task index 1\), key 'rubrics_visual.w1'.*not a number",
         ),
         (lambda ts: ts[0]["rubrics_visual"].__setitem__("w1", -1.0), r"rubrics_visual.w1'.*>= 0"),
         (lambda ts: ts[0]["rubrics_visual"].__setitem__("w1", float("nan")), r"rubrics_visual.w1'.*finite"),
         (lambda ts: ts[0]["rubrics_visual"].__setitem__("w1", True), r"rubrics_visual.w1'.*number"),
-        (lambda ts: ts[1]["rubrics_instruction"].pop("s2"), r"item 1, key 'rubrics_instruction.s2'.*no s2"),
-        (lambda ts: ts[1]["rubrics_instruction"].pop("w2"), r"item 1, key 'rubrics_instruction.w2'.*no w2"),
+        (
+            lambda ts: ts[1]["rubrics_instruction"].pop("s2"),
+            r"item 1 \(task index 2\), key 'rubrics_instruction.s2'.*no s2",
+        ),
+        (
+            lambda ts: ts[1]["rubrics_instruction"].pop("w2"),
+            r"item 1 \(task index 2\), key 'rubrics_instruction.w2'.*no w2",
+        ),
         (
             lambda ts: ts[0]["rubrics_scientific"].__setitem__("x1", "?"),
             r"key 'rubrics_scientific.x1'.*unexpected key",
@@ -164,10 +170,13 @@ def test_small_valid_source_both_key_styles(tmp_path):
             lambda ts: ts[0]["rubrics_scientific"].__setitem__("d1", "  "),
             r"rubrics_scientific.d1'.*non-empty",
         ),
-        (lambda ts: ts[0].pop("rubrics_visual"), r"item 0, key 'rubrics_visual': dimension missing"),
+        (
+            lambda ts: ts[0].pop("rubrics_visual"),
+            r"item 0 \(task index 1\), key 'rubrics_visual': dimension missing",
+        ),
         (lambda ts: ts[0].__setitem__("rubrics_visual", {}), r"key 'rubrics_visual': rubric has no criteria"),
         (lambda ts: ts[0].__setitem__("rubrics_visual", ["d1"]), r"key 'rubrics_visual': must be an object"),
-        (lambda ts: ts[0].pop("task"), r"item 0, key 'task': task text missing"),
+        (lambda ts: ts[0].pop("task"), r"item 0 \(task index 1\), key 'task': task text missing"),
         (lambda ts: ts.append("oops"), r"item 2: task must be an object"),
     ],
 )
