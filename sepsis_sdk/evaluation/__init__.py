@@ -1,1 +1,37 @@
-"""sepsis_sdk.evaluation."""
+"""sepsis_sdk.evaluation: off-policy evaluation, estimator validation, and the benchmark report.
+
+Submodules are imported on first use so that ``import sepsis_sdk.evaluation`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # off-policy evaluation (ope.py, behaviour.py, fqe.py, bootstrap.py, validation.py)
+    "ESTIMATORS": ("sepsis_sdk.evaluation.ope", "ESTIMATORS"),
+    "Estimate": ("sepsis_sdk.evaluation.ope", "Estimate"),
+    "OPEResult": ("sepsis_sdk.evaluation.ope", "OPEResult"),
+    "evaluate_ope": ("sepsis_sdk.evaluation.ope", "evaluate_ope"),
+    "effective_sample_size": ("sepsis_sdk.evaluation.ope", "effective_sample_size"),
+    "target_probs_from_table": ("sepsis_sdk.evaluation.ope", "target_probs_from_table"),
+    "BehaviourModel": ("sepsis_sdk.evaluation.behaviour", "BehaviourModel"),
+    "KnownBehaviour": ("sepsis_sdk.evaluation.behaviour", "KnownBehaviour"),
+    "fit_behaviour_policy": ("sepsis_sdk.evaluation.behaviour", "fit_behaviour_policy"),
+    "FQEModel": ("sepsis_sdk.evaluation.fqe", "FQEModel"),
+    "QModel": ("sepsis_sdk.evaluation.fqe", "QModel"),
+    "fit_fqe": ("sepsis_sdk.evaluation.fqe", "fit_fqe"),
+    "validate_estimators": ("sepsis_sdk.evaluation.validation", "validate_estimators"),
+    "validation_policies": ("sepsis_sdk.evaluation.validation", "validation_policies"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sepsis_sdk.evaluation' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
