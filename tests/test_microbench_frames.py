@@ -150,3 +150,17 @@ def test_find_videos_by_task_index(tmp_path):
         find_videos(tmp_path)
     with pytest.raises(UserError, match="not found"):
         find_videos(Path(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "gop"),
+    [(".avi", "mjpeg", None), (".webm", "libvpx-vp9", 12), (".mkv", "libx264", 12)],
+)
+def test_seek_ahead_finds_the_exact_frames_in_other_containers(tmp_path, suffix, codec, gop):
+    if not _has_encoder(codec):
+        pytest.skip(f"encoder {codec} not in this FFmpeg build")
+    p = synthesize_video(tmp_path / f"long{suffix}", n_frames=240, codec=codec, gop=gop)
+    s = sample_frames(p, 8)  # gaps of 30 frames, GOP 12 (1 for mjpeg): worth seeking
+    assert s.indices == sample_positions(240, 8)
+    assert [read_index(b) for b in s.images] == s.indices
+    assert s.meta["seeks"] >= 5 and s.meta["decoded"] < 226
