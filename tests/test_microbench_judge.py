@@ -309,12 +309,17 @@ def test_cli_run_then_report_through_litellm(respx_mock, tmp_path, monkeypatch):
         "openai/gpt-4o-mini",
     ]
     args += ["--api-base", API, "--source", str(src), "--out", str(out), "--concurrency", "2"]
-    res = CliRunner().invoke(app, args)
+    res = CliRunner().invoke(app, [*args, "--tasks", "1"])
     assert res.exit_code == 0, res.output
-    assert "9 verdicts written" in res.output and "1 unreadable videos" in res.output
+    assert "3 verdicts written" in res.output and ep.calls == 3
+    res = CliRunner().invoke(app, [*args, "--tasks", "1-3"])
+    assert res.exit_code == 0, res.output
+    assert "6 verdicts written, 3 already done" in res.output and "1 unreadable videos" in res.output
     assert ep.calls == 6
     res = CliRunner().invoke(app, args)  # rerun: nothing asked again
     assert res.exit_code == 0 and "0 verdicts written, 9 already done" in res.output and ep.calls == 6
+    res = CliRunner().invoke(app, [*args, "--tasks", "one"])
+    assert res.exit_code == 2 and "--tasks" in res.output
     res = CliRunner().invoke(
         app, ["microbench", "report", "--results", str(out), "--out", str(tmp_path / "rep"), "--n-tasks", "3"]
     )
