@@ -24,6 +24,21 @@ _EXPORTS = {
     "fit_fqe": ("sepsis_sdk.evaluation.fqe", "fit_fqe"),
     "validate_estimators": ("sepsis_sdk.evaluation.validation", "validate_estimators"),
     "validation_policies": ("sepsis_sdk.evaluation.validation", "validation_policies"),
+    # safety metrics, baselines, the report (metrics.py, baselines.py, runner.py, report.py, executor.py)
+    "Rate": ("sepsis_sdk.evaluation.metrics", "Rate"),
+    "SafetyMetrics": ("sepsis_sdk.evaluation.metrics", "SafetyMetrics"),
+    "safety_metrics": ("sepsis_sdk.evaluation.metrics", "safety_metrics"),
+    "action_agreement": ("sepsis_sdk.evaluation.metrics", "action_agreement"),
+    "BASELINES": ("sepsis_sdk.evaluation.baselines", "BASELINES"),
+    "build_baseline": ("sepsis_sdk.evaluation.baselines", "build_baseline"),
+    "EvaluationConfig": ("sepsis_sdk.evaluation.runner", "EvaluationConfig"),
+    "EvaluationReport": ("sepsis_sdk.evaluation.runner", "EvaluationReport"),
+    "PolicyConfig": ("sepsis_sdk.evaluation.runner", "PolicyConfig"),
+    "run_evaluation": ("sepsis_sdk.evaluation.runner", "run_evaluation"),
+    "monte_carlo_true_value": ("sepsis_sdk.evaluation.runner", "monte_carlo_true_value"),
+    "write_report": ("sepsis_sdk.evaluation.report", "write_report"),
+    "Executor": ("sepsis_sdk.evaluation.executor", "Executor"),
+    "make_executor": ("sepsis_sdk.evaluation.executor", "make_executor"),
 }
 __all__ = sorted(_EXPORTS)
 

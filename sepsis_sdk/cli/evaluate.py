@@ -1,0 +1,103 @@
+"""``sepsis-sdk evaluate`` (the benchmark report) and ``sepsis-sdk safety-rules`` (the rule table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Evaluation: the benchmark report and the safety rules.")
+
+
+@app.command("evaluate")
+def evaluate(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file with an EvaluationConfig."),
+    cohort: Optional[str] = typer.Option(None, help="'icu-sepsis' (sampled) or a cohort .parquet file."),
+    episodes: Optional[int] = typer.Option(None, help="ICU-Sepsis episodes to sample."),
+    policies: Optional[str] = typer.Option(
+        None, help="Comma-separated baselines: clinician,random,tabular,bc,dqn,double_dqn,bcq,cql,optimal."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (resumable)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of cohort sampling, split, training and bootstrap."),
+    n_bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples (OPE and rates)."),
+    offline_rl_steps: Optional[int] = typer.Option(None, help="Gradient steps per offline-RL baseline."),
+    executor: Optional[str] = typer.Option(None, help="'process' (default) or 'serial'."),
+    workers: Optional[int] = typer.Option(None, help="Processes of the local pool."),
+    fresh: bool = typer.Option(False, help="Discard a previous run in the output directory."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Score policies on one cohort: OPE (DR/WIS/WPDIS), true value, adherence, hazards, agreement.
+
+    Flags override the config file. Rerunning into the same --out resumes: finished policies are kept.
+    """
+    from rich.console import Console
+
+    from sepsis_sdk.errors import SepsisSDKError
+    from sepsis_sdk.evaluation.runner import EvaluationConfig, PolicyConfig, run_evaluation
+
+    console = Console()
+    try:
+        cfg = EvaluationConfig.from_yaml(config) if config else EvaluationConfig()
+        upd: dict = {}
+        coh = cfg.cohort.model_dump()
+        if cohort is not None:
+            if cohort == "icu-sepsis":
+                coh.update(source="icu-sepsis", path=None)
+            else:
+                coh.update(source="parquet", path=cohort)
+        if episodes is not None:
+            coh["n_episodes"] = episodes
+        if seed is not None:
+            coh["seed"] = seed
+            upd["seed"] = seed
+        upd["cohort"] = coh
+        if policies:
+            pcs = []
+            for name in [p.strip() for p in policies.split(",") if p.strip()]:
+                pcs.append(
+                    PolicyConfig(name=name, kind="builtin")
+                    if name in ("optimal", "no_treatment")
+                    else PolicyConfig(name=name)
+                )
+            upd["policies"] = pcs
+        if out is not None:
+            upd["out_dir"] = str(out)
+        if n_bootstrap is not None:
+            upd["ope"] = {**cfg.ope.model_dump(), "n_bootstrap": n_bootstrap}
+            upd["safety"] = {**cfg.safety.model_dump(), "n_bootstrap": n_bootstrap}
+        if offline_rl_steps is not None:
+            upd["offline_rl_steps"] = offline_rl_steps
+        if executor is not None:
+            upd["executor"] = executor
+        if workers is not None:
+            upd["workers"] = workers
+        cfg = EvaluationConfig.model_validate({**cfg.model_dump(), **upd})
+        report = run_evaluation(cfg, progress=progress, fresh=fresh)
+    except SepsisSDKError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(Path(report.files["markdown"]).read_text().split("## Definitions")[0])
+    for k, v in report.files.items():
+        console.print(f"{k}: {v}")
+
+
+@app.command("safety-rules")
+def safety_rules(
+    rules: Optional[Path] = typer.Option(None, help="A rule YAML file (default: the packaged rules)."),
+) -> None:
+    """List the guideline and hazard rules with their conditions and sources."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sepsis_sdk.safety import load_rules
+
+    rs = load_rules(rules)
+    t = Table(title=f"rules: {rs.source}")
+    for col in ("id", "kind", "when", "violation", "features", "source"):
+        t.add_column(col)
+    for r in rs:
+        t.add_row(r.id, r.kind, r.when, r.violation, ", ".join(r.features), r.source)
+    Console().print(t)
+    for name, d in rs.definitions.items():
+        Console().print(f"[bold]{name}[/bold]: {d.meaning} ({', '.join(d.rules)})")

@@ -1,0 +1,121 @@
+"""Where evaluation work runs: an :class:`Executor` maps a function over work items.
+
+The runner only needs ``map(fn, items)`` returning results in order, so a Ray executor can be plugged in
+later by implementing the same two methods. Two local executors ship:
+
+- :class:`SerialExecutor`: in this process (tests, debugging, policies that cannot be pickled);
+- :class:`LocalProcessExecutor`: a ``concurrent.futures`` process pool (``spawn`` context, so torch and
+  other threaded libraries start clean in each worker). Functions and items must be picklable.
+
+:func:`make_executor` picks one by name (``"process"`` is the default of the report).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from sepsis_sdk.errors import UserError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn`` over ``items`` and yields results in the order of ``items``."""
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+
+    def close(self) -> None: ...
+
+
+class SerialExecutor:
+    """Runs everything in the calling process, one item at a time."""
+
+    name = "serial"
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalProcessExecutor:
+    """A local process pool. Falls back to serial work when ``fn`` cannot be pickled.
+
+    Args:
+        workers: number of processes (default: the CPUs available to this process, at most 8).
+    """
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None) -> None:
+        avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.workers = max(1, int(workers) if workers else min(avail, 8))
+        self._pool: Any = None
+        self.fell_back = False
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"))
+        return self._pool
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        items = list(items)
+        if self.workers == 1 or len(items) <= 1 or not _picklable(fn):
+            self.fell_back = self.workers > 1 and len(items) > 1
+            yield from SerialExecutor().map(fn, items)
+            return
+        pool = self._get_pool()
+        futures = [pool.submit(fn, it) for it in items]
+        for f in futures:
+            yield f.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> LocalProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:
+        return False
+    return True
+
+
+def make_executor(kind: str | Executor = "process", *, workers: int | None = None) -> Executor:
+    """An executor by name: ``"process"`` (local pool) or ``"serial"``; an Executor is returned as is."""
+    if not isinstance(kind, str):
+        return kind
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "process":
+        return LocalProcessExecutor(workers)
+    raise UserError(f"unknown executor {kind!r}; choose 'process' or 'serial' (or pass an Executor object)")
+
+
+__all__ = ["Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
