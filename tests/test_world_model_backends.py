@@ -182,3 +182,16 @@ def test_import_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_central_path_has_no_sampling_noise(histories):
+    noisy = FakeWorldModel(effects={"MeanBP": (0.0, 0.1)}, noise=0.5, p_death=0.2, p_discharge=0.2)
+    quiet = FakeWorldModel(effects={"MeanBP": (0.0, 0.1)}, noise=0.0, p_death=0.2, p_discharge=0.2)
+    a = noisy.rollout(histories, [[3, 3, 3]], n_samples=4, seed=0, noise=False)
+    b = quiet.rollout(histories, [[3, 3, 3]], n_samples=4, seed=9, noise=False)
+    assert a.alive.all() and (a.terminal == 0).all()
+    np.testing.assert_allclose(a.states, b.states)
+    # hazards are still integrated along the path: 1 - 0.6**3 of patients leave within 3 steps
+    np.testing.assert_allclose(a.p_death + a.p_discharge, 1 - 0.6**3)
+    s = noisy.rollout(histories, [[3, 3, 3]], n_samples=4, seed=0)
+    assert not s.alive.all()

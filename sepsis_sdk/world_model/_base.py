@@ -286,6 +286,7 @@ class WorldModelBase:
         *,
         n_samples: int = 8,
         seed: int = 0,
+        noise: bool = True,
     ) -> Rollout:
         """Simulate action plans for every patient, all at once.
 
@@ -295,6 +296,9 @@ class WorldModelBase:
             n_samples: ``N`` sampled futures per (patient, plan).
             seed: RNG seed. Each patient's noise is drawn from its own stream, keyed by ``seed`` and the
                 patient's history, so a patient's futures do not depend on who else is in the batch.
+            noise: ``False`` gives the central path instead of samples: each step takes the ensemble's
+                mean prediction and nobody is sampled to terminate (``p_death``/``p_discharge`` still
+                integrate the hazards along that path). Used for point forecasts.
 
         Each step samples one ensemble member per sample (so futures carry model disagreement), a Gaussian
         change in model space clipped to the bounds, and termination (death, discharge) from the mean
@@ -339,8 +343,11 @@ class WorldModelBase:
             out = self._step(Windows(z, m, act, valid, inp.s, last))
             mu = last[None].astype(np.float64) + out.mean
             n_m = mu.shape[0]
-            pick = member[:, t] % n_m
-            znew = np.clip(mu[pick, rows] + out.std[pick, rows] * eps[:, t], zl, zu)
+            if noise:
+                pick = member[:, t] % n_m
+                znew = np.clip(mu[pick, rows] + out.std[pick, rows] * eps[:, t], zl, zu)
+            else:
+                znew = np.clip(mu.mean(0), zl, zu)
             stored = nz.to_stored(znew)
             epi_path[:, t] = nz.to_stored(np.clip(mu, zl, zu)).std(0) if n_m > 1 else 0.0
             pdth = np.clip(out.p_death, 0.0, 1.0)
@@ -348,8 +355,8 @@ class WorldModelBase:
             pd_acc += surv * pdth
             pc_acc += surv * pdis
             surv = surv * (1.0 - pdth - pdis)
-            died = u[:, t] < pdth
-            left = ~died & (u[:, t] < pdth + pdis)
+            died = (u[:, t] < pdth) & noise
+            left = ~died & (u[:, t] < pdth + pdis) & noise
             ended[alive & died] = 1
             ended[alive & left] = 2
             alive = alive & ~died & ~left
