@@ -281,6 +281,12 @@ def test_disk_cache_replays_identical_requests(respx_mock, tmp_path):
     # Changing a sampling parameter changes the key.
     ep.replies.append("hot")
     assert ep.chat(cache_dir=tmp_path / "cache", temperature=1).complete(USER).text == "hot"
+    # Cache hits are not requests: served while real requests are blocked and respx is off.
+    respx_mock.stop()
+    with block_real_requests():
+        assert ep.chat(cache_dir=tmp_path / "cache", temperature=0).complete(USER).text == "cached answer"
+        with pytest.raises(RealRequestBlockedError):
+            ep.chat(cache_dir=tmp_path / "cache", temperature=0.5).complete(USER)
 
 
 async def test_cache_serves_structured_and_async(respx_mock, tmp_path):

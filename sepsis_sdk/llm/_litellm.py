@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -223,6 +224,7 @@ class LiteLLMChat:
         self._asleep = asleep
         self.usage = Usage()
         self.last_usage = Usage()
+        self._usage_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LiteLLMChat({self.model!r})"
@@ -352,16 +354,17 @@ class LiteLLMChat:
         return err
 
     def _record(self, usage: Usage) -> None:
-        self.usage = self.usage + usage
+        with self._usage_lock:
+            self.usage = self.usage + usage
 
     def call_raw(self, request: dict[str, Any]) -> tuple[Any, Usage]:
         """One request with guard, cache and retries; returns the raw reply and its usage (recorded)."""
-        check_request(self.model, injected=self._injected(False), in_process=self.in_process)
         key, cached = self._lookup(request)
-        if cached is not None:
+        if cached is not None:  # a cache hit is not a request: served even while requests are blocked
             usage = Usage(calls=1, cached_calls=1)
             self._record(usage)
             return cached, usage
+        check_request(self.model, injected=self._injected(False), in_process=self.in_process)
         fn = self._sync_fn()
         for attempt in range(self.retries + 1):
             start = time.perf_counter()
@@ -383,12 +386,12 @@ class LiteLLMChat:
 
     async def acall_raw(self, request: dict[str, Any]) -> tuple[Any, Usage]:
         """Async :meth:`call_raw`."""
-        check_request(self.model, injected=self._injected(True), in_process=self.in_process)
         key, cached = self._lookup(request)
-        if cached is not None:
+        if cached is not None:  # a cache hit is not a request: served even while requests are blocked
             usage = Usage(calls=1, cached_calls=1)
             self._record(usage)
             return cached, usage
+        check_request(self.model, injected=self._injected(True), in_process=self.in_process)
         fn = self._async_fn()
         for attempt in range(self.retries + 1):
             start = time.perf_counter()
