@@ -93,14 +93,32 @@ class HoldSafePolicy:
 
 
 def allowed_mask(
-    history: PatientHistory, schema: FeatureSchema, checker: Any, *, use_admissibility: bool = True
+    history: PatientHistory,
+    schema: FeatureSchema,
+    checker: Any,
+    *,
+    use_admissibility: bool = True,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
-    """``(25,)`` True where the action is admissible (or unknown) and breaks no hard rule."""
-    ok = ~safety_matrix(checker, history, schema)
+    """``(25,)`` True where the action is admissible (or unknown) and breaks no hard rule.
+
+    When no action is both, admissibility is relaxed first (the hard rules are clinical; admissibility
+    only says the data were thin), then safety; what was relaxed is appended to ``notes``.
+    """
+    safe = ~safety_matrix(checker, history, schema)
     adm = admissible_mask(history) if use_admissibility else None
-    if adm is not None:
-        ok &= adm
-    return ok
+    if adm is None:
+        adm = np.ones(N_ACTIONS, dtype=bool)
+    ok = safe & adm
+    if ok.any():
+        return ok
+    if safe.any():
+        if notes is not None:
+            notes.append("no admissible action meets the hard rules in this state: admissibility relaxed")
+        return safe
+    if notes is not None:
+        notes.append("every action breaks a hard rule here: safety relaxed")
+    return adm
 
 
 def nearest_allowed(action: int, ok: np.ndarray) -> int:
@@ -173,9 +191,21 @@ class Guard:
         return self._hold.choose(history, schema), self._hold.name, None
 
     def check(
-        self, history: PatientHistory, action: Any, schema: FeatureSchema, *, failure: str | None = None
+        self,
+        history: PatientHistory,
+        action: Any,
+        schema: FeatureSchema | None = None,
+        *,
+        failure: str | None = None,
     ) -> GuardResult:
-        """The final action for ``history`` given the model's ``action`` (or its ``failure``)."""
+        """The final action for ``history`` given the model's ``action`` (or its ``failure``).
+
+        ``schema`` says how the history's values are stored (default: inferred from its feature names).
+        """
+        if schema is None:
+            from sepsis_sdk.tools._render import infer_schema
+
+            schema = infer_schema(history)
         reasons: list[str] = []
         proposed = 0
         if failure is None and action is not None:
@@ -185,11 +215,13 @@ class Guard:
                 failure = f"invalid action from the model: {exc}"
         elif failure is None:
             failure = "the model gave no action"
+        notes: list[str] = []
         ok = allowed_mask(
             history,
             schema,
             self.safety if self.enforce_safety else as_safety_checker(False),
             use_admissibility=self.use_admissibility,
+            notes=notes,
         )
         if failure is not None:
             reasons.append(failure)
@@ -207,15 +239,16 @@ class Guard:
                 proposed=None,
                 source="fallback",
                 overridden=False,
-                reasons=reasons,
+                reasons=reasons + notes,
                 fallback=name,
                 fallback_detail=detail,
             )
         if ok[proposed]:
-            return GuardResult(action=proposed, proposed=proposed, source="model")
+            return GuardResult(action=proposed, proposed=proposed, source="model", reasons=notes)
         why = self._why(history, proposed, schema)
         fixed = nearest_allowed(proposed, ok)
         reasons.append(f"{short_action(proposed)} replaced by {short_action(fixed)}: " + "; ".join(why))
+        reasons += notes
         return GuardResult(
             action=fixed, proposed=proposed, source="guard", overridden=fixed != proposed, reasons=reasons
         )

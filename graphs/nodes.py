@@ -28,7 +28,7 @@ from sepsis_sdk.graphs._state import (
 )
 from sepsis_sdk.tools._base import ToolContext, ToolRegistry, as_registry
 from sepsis_sdk.tools._render import render_history
-from sepsis_sdk.tools._safety import violations
+from sepsis_sdk.tools._safety import safety_matrix, violations
 from sepsis_sdk.types import PatientHistory
 
 
@@ -254,9 +254,14 @@ def critique(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
             "best": None,
         }
     best = min(c["p_death"] for c in cands)
+    unsafe = safety_matrix(guard.safety, h, schema)  # all 25 at once; rule ids only where needed
     items = []
     for c in cands:
-        broken = [f.rule_id for f in violations(guard.safety, h, c["action"], schema) if f.hard]
+        broken = (
+            [f.rule_id for f in violations(guard.safety, h, c["action"], schema) if f.hard]
+            if unsafe[c["action"]]
+            else []
+        )
         ev = candidate_evidence(c, best_p_death=best, violated=broken)
         try:
             verdict = judge.judge(rubric, ev)

@@ -129,3 +129,22 @@ def test_llm_output_error_is_an_llm_error():
     assert issubclass(LLMOutputError, LLMError) and not issubclass(ScriptExhaustedError, LLMError)
     with pytest.raises(ScriptExhaustedError):
         build_direct_graph(ScriptedChatModel([])).invoke({"history": make_history()})
+
+
+def test_guard_relaxes_admissibility_when_it_conflicts_with_the_rules():
+    """ICU-Sepsis state 654 admits only [0, 0], which G1 forbids there (lactate > 2): safety wins."""
+    from sepsis_sdk.sources.icu_sepsis import icu_sepsis_schema, load_mdp
+
+    mdp = load_mdp()
+    assert np.flatnonzero(mdp.admissible[654]).tolist() == [0]
+    obs = tuple(Observation(t=i, values=tuple(mdp.observation(654).tolist())) for i in range(2))
+    h = PatientHistory(
+        patient_id="s654",
+        observations=obs,
+        actions=(0,),
+        feature_names=tuple(icu_sepsis_schema().names),
+        state_id=654,
+    )
+    res = Guard().check(h, 0)
+    assert res.source == "guard" and res.action == 5  # one level of fluid; a vasopressor would break G2
+    assert any("G1" in r for r in res.reasons) and any("admissibility relaxed" in r for r in res.reasons)

@@ -107,13 +107,14 @@ def history_trends(history: PatientHistory, schema: FeatureSchema, n_steps: int 
     """Per key feature: the last ``n_steps`` stored values, their display strings and the trend."""
     obs = history.observations[-max(1, n_steps) :]
     names = list(history.feature_names) or schema.names
+    masks = [o.observed for o in obs]  # a property that builds a tuple: read once per observation
     out = []
     for role, name in key_features(schema):
         if name not in names:
             continue
         j = names.index(name)
         spec = schema[name]
-        vals = [o.values[j] if o.observed[j] else math.nan for o in obs]
+        vals = [o.values[j] if m[j] else math.nan for o, m in zip(obs, masks, strict=True)]
         out.append(
             {
                 "role": role,

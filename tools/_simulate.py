@@ -203,6 +203,7 @@ def simulate_actions(
     ro = world_model.rollout(batch, plans, n_samples=n_samples, seed=seed)
     names = schema.names
     cur = history.current
+    observed = cur.observed  # a property that builds a tuple: read once
     keys = [(role, name) for role, name in key_features(schema) if name in names]
     out: list[CandidateOutcome] = []
     for k, a in enumerate(idx):
@@ -215,7 +216,7 @@ def simulate_actions(
             std = ro.std[0, k, :, j].astype(float)
             epi = ro.epistemic_std[0, k, :, j].astype(float)
             bands = [_band(spec, m, s) for m, s in zip(mean, std, strict=False)]
-            start = cur.values[j] if cur.observed[j] else math.nan
+            start = cur.values[j] if observed[j] else math.nan
             display = [spec.to_display(start)] + [spec.to_display(m) if m == m else "ended" for m in mean]
             paths.append(
                 FeaturePath(
