@@ -349,3 +349,16 @@ def test_bad_arguments_are_user_errors():
         LiteLLMChat("openai/x", retries=-1)
     with pytest.raises(UserError):
         LiteLLMChat("openai/x", completion=lambda **kw: None).complete([])
+
+
+def test_structured_md_json_mode_accepts_fenced_json(respx_mock):
+    ep = fake_openai_endpoint(respx_mock, ['Here you go:\n```json\n{"fluid": 0, "vaso": 3}\n```'])
+    chat = ep.chat(structured_mode="md_json")
+    assert chat.structured(USER, Plan) == Plan(fluid=0, vaso=3)
+    assert "tools" not in ep.requests[0]
+
+
+def test_structured_mode_can_be_overridden_per_call(respx_mock):
+    ep = fake_openai_endpoint(respx_mock, ['{"fluid": 1, "vaso": 1}'])
+    assert ep.chat().structured(USER, Plan, mode="json") == Plan(fluid=1, vaso=1)
+    assert ep.requests[0]["response_format"] == {"type": "json_object"}

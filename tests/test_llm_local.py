@@ -267,3 +267,24 @@ def test_smollm2_default_converts_once_then_loads_fast_and_answers(tmp_path, mon
     )
     assert isinstance(vitals, Vitals)
     clear_local_models()
+
+
+def test_stop_sequences_and_auto_tool_parsing(tiny_path):
+    from sepsis_sdk.llm._local import GenRequest, GenResult, _choice
+
+    local = load_local_model(str(tiny_path))
+    prompt = local.render(USER)
+    free = local.generate([GenRequest(prompt, max_new_tokens=10)])[0]
+    assert len(free.text) >= 2
+    stopped = local.generate([GenRequest(prompt, max_new_tokens=10, stop=[free.text[1:3]])])[0]
+    assert stopped.finish_reason == "stop" and stopped.text == free.text[: free.text.index(free.text[1:3])]
+    # tool_choice="auto": a reply that is a JSON tool call becomes one; plain text stays text.
+    call = GenResult('{"name": "prescription", "arguments": {"vasopressor": 1, "iv_fluid": 0}}', 5, 9, "stop")
+    choice = _choice(call, 0, "auto", None)
+    assert choice["finish_reason"] == "tool_calls"
+    assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {
+        "vasopressor": 1,
+        "iv_fluid": 0,
+    }
+    text = _choice(GenResult("I would give fluids.", 5, 4, "stop"), 0, "auto", None)
+    assert text["message"] == {"role": "assistant", "content": "I would give fluids."}

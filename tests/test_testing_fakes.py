@@ -283,3 +283,15 @@ def test_the_documented_example_test_file_passes():
     )
     assert out.returncode == 0, out.stdout[-3000:]
     assert "6 passed" in out.stdout
+
+
+@pytest.mark.parametrize("package", ["sepsis_sdk.llm", "sepsis_sdk.judge", "sepsis_sdk.testing"])
+def test_public_surface_is_sorted_and_every_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        if name == "FakeWorldModel" and importlib.util.find_spec("sepsis_sdk.world_model.fake") is None:
+            continue
+        assert getattr(module, name) is not None, name

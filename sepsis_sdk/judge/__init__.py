@@ -15,20 +15,22 @@ from sepsis_sdk.judge._llm import SYSTEM_PROMPT, LLMJudge, extract_json_object, 
 from sepsis_sdk.judge._rule import FunctionJudge, RuleJudge
 from sepsis_sdk.judge._types import Criterion, CriterionVerdict, Evidence, Judge, Rubric, Verdict
 
-__all__ = [
-    "SYSTEM_PROMPT",
-    "Criterion",
-    "CriterionVerdict",
-    "Evidence",
-    "FunctionJudge",
-    "Judge",
-    "LLMJudge",
-    "Rubric",
-    "RuleJudge",
-    "Verdict",
-    "data_url",
-    "extract_json_object",
-    "fit_image",
-    "image_part",
-    "parse_scores",
-]
+__all__ = sorted(
+    [
+        "Criterion",
+        "CriterionVerdict",
+        "Evidence",
+        "FunctionJudge",
+        "Judge",
+        "LLMJudge",
+        "Rubric",
+        "RuleJudge",
+        "SYSTEM_PROMPT",
+        "Verdict",
+        "data_url",
+        "extract_json_object",
+        "fit_image",
+        "image_part",
+        "parse_scores",
+    ]
+)
