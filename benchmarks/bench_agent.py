@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -58,15 +59,18 @@ def bench_overhead(wm, histories, label: str, n: int) -> dict[str, float]:
     tc = build_tool_calling_graph(_fake_model(), world_model=wm, horizon=6, n_samples=8)
     for name, g in (("psr", psr), ("tool_calling", tc)):
         g.invoke({"history": histories[0]})  # warm-up
-        times = []
+        times, cpu = [], []
         for i in range(n):
             h = histories[i % len(histories)]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             st = g.invoke({"history": h})
-            dt = time.perf_counter() - t0
-            times.append(dt - float(st.get("usage", {}).get("llm_latency_s", 0.0)))
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            llm = float(st.get("usage", {}).get("llm_latency_s", 0.0))
+            times.append(dt - llm)
+            cpu.append(dc)
         p50, p90 = _percentiles(times)
         out[f"{name}_p50_ms"], out[f"{name}_p90_ms"] = p50, p90
+        out[f"{name}_cpu_p50_ms"] = _percentiles(cpu)[0]
     base = []
     for i in range(n):
         h = histories[i % len(histories)]
@@ -74,10 +78,40 @@ def bench_overhead(wm, histories, label: str, n: int) -> dict[str, float]:
         simulate_actions(wm, h, [2 * 5, 2 * 5 + 1, 3 * 5 + 1], horizon=6, n_samples=8)
         base.append(time.perf_counter() - t0)
     out["rollout_p50_ms"] = _percentiles(base)[0]
+    floor = _langgraph_floor(n)
+    print(f"[{label}] CPU time p50: PSR {out['psr_cpu_p50_ms']:.1f} ms, tool-calling {out['tool_calling_cpu_p50_ms']:.1f} ms; "
+          f"empty 6-node LangGraph {floor:.1f} ms wall")  # fmt: skip
     print(f"[{label}] PSR p50 {out['psr_p50_ms']:.1f} ms (p90 {out['psr_p90_ms']:.1f}); tool-calling p50 "
           f"{out['tool_calling_p50_ms']:.1f} ms (p90 {out['tool_calling_p90_ms']:.1f}); bare batched rollout "
           f"p50 {out['rollout_p50_ms']:.1f} ms; PSR / rollout = {out['psr_p50_ms'] / out['rollout_p50_ms']:.1f}x")  # fmt: skip
     return out
+
+
+def _langgraph_floor(n: int) -> float:
+    """Wall p50 of an empty 6-node LangGraph: the machine's speed reference for graph overhead."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class S(TypedDict, total=False):
+        x: int
+
+    b = StateGraph(S)
+    names = ["a", "b", "c", "d", "e", "f"]
+    for nm in names:
+        b.add_node(nm, lambda s: {"x": 1})
+    b.add_edge(START, "a")
+    for x, y in itertools.pairwise(names):
+        b.add_edge(x, y)
+    b.add_edge("f", END)
+    g = b.compile()
+    g.invoke({"x": 0})
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        g.invoke({"x": 0})
+        ts.append(time.perf_counter() - t0)
+    return _percentiles(ts)[0]
 
 
 def bench_local(histories, n: int) -> None:
