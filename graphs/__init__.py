@@ -23,6 +23,7 @@ from sepsis_sdk.graphs._factories import (
     build_direct_graph,
     build_psr_graph,
     build_tool_calling_graph,
+    checkpoint_serde,
     sqlite_checkpointer,
 )
 from sepsis_sdk.graphs._guard import Guard, GuardResult, HoldSafePolicy, allowed_mask, nearest_allowed
@@ -60,6 +61,7 @@ __all__ = [
     "build_tool_calling_graph",
     "build_trace",
     "candidate_evidence",
+    "checkpoint_serde",
     "dump_trace",
     "nearest_allowed",
     "nodes",

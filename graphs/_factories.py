@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 from sepsis_sdk._lazy import require
@@ -167,7 +166,7 @@ def build_tool_calling_graph(
     horizon: int = 6,
     n_samples: int = 8,
     max_turns: int = 6,
-    extra_tools: bool | Sequence[Any] = False,
+    extra_tools: bool = False,
     guard: Guard | None = None,
     fallback: Any = None,
     safety: Any = None,
@@ -232,4 +231,24 @@ def sqlite_checkpointer(path: str) -> Any:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     conn = sqlite3.connect(path, check_same_thread=False)
-    return SqliteSaver(conn)
+    return SqliteSaver(conn, serde=checkpoint_serde())
+
+
+# Types of ours that live in graph state and are stored in checkpoints (LangGraph's msgpack serializer
+# refuses, or will refuse, to rebuild types it was not told about).
+CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
+    ("sepsis_sdk.types", "PatientHistory"),
+    ("sepsis_sdk.types", "Observation"),
+)
+
+
+def checkpoint_serde() -> Any:
+    """A LangGraph serializer that may rebuild the SDK's state types; pass it to any checkpointer.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver     # doctest: +SKIP
+        >>> saver = InMemorySaver(serde=checkpoint_serde())            # doctest: +SKIP
+    """
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    return JsonPlusSerializer(allowed_msgpack_modules=list(CHECKPOINT_TYPES))

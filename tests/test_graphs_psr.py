@@ -231,7 +231,7 @@ def test_judge_is_pluggable(wm):
 
 
 # ---------------------------------------------------------------------------------------------- durability
-def test_sqlite_checkpointer_resumes_after_interrupt(wm, tmp_path):
+def test_sqlite_checkpointer_resumes_after_interrupt(wm, tmp_path, caplog):
     db = str(tmp_path / "runs.sqlite")
     model = ScriptedChatModel([proposals((2, 1), (3, 1)), commit(3, 1)])
     g = build_psr_graph(model, world_model=wm, checkpointer=sqlite_checkpointer(db))
@@ -245,6 +245,8 @@ def test_sqlite_checkpointer_resumes_after_interrupt(wm, tmp_path):
     out = g2.invoke(None, cfg)
     assert out["final"]["action"] == 16 and out["final"]["source"] == "model"
     assert model.remaining == 0 and len(model.calls) == 2  # propose was not re-run on resume
+    assert isinstance(g2.get_state(cfg).values["history"], PatientHistory)
+    assert "unregistered type" not in caplog.text  # our state types are allowed in the serializer
 
 
 # ---------------------------------------------------------------------------------------------- LiteLLM HTTP path

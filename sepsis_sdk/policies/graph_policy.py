@@ -93,8 +93,10 @@ class GraphPolicy:
     @property
     def graph(self) -> Any:
         if self._graph is None:
-            assert self._factory is not None
-            self._graph = self._factory()
+            graph = self._factory() if self._factory is not None else None
+            if not hasattr(graph, "invoke"):
+                raise UserError(f"the graph factory returned {type(graph).__name__}, not a compiled graph")
+            self._graph = graph
         return self._graph
 
     @property
