@@ -118,6 +118,7 @@ def main() -> None:
     )
 
     chat = LiteLLMChat(f"local/{args.model}", max_tokens=64)
+    print(f"example decision: {chat.structured(PROMPT, Decision)!r}")  # warm-up: imports litellm/instructor
     start = time.perf_counter()
     n = args.repeats
     for _ in range(n):
