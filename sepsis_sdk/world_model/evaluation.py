@@ -225,6 +225,7 @@ def _rollout_errors(
     pos = np.arange(len(ep)) - starts[ep]
     remaining = lengths[ep] - pos - 1  # observed future steps after this row
     x = test.features()
+    observed = test.masks() & np.isfinite(x)
     acts = test.actions
     cand = np.flatnonzero(remaining >= 1)
     rng = np.random.default_rng(seed)
@@ -253,7 +254,8 @@ def _rollout_errors(
     cum = np.zeros_like(cur)
     for k in range(h):
         ok = remaining[rows] >= k + 1
-        tgt = x[np.minimum(rows + k + 1, len(x) - 1)]
+        nxt = np.minimum(rows + k + 1, len(x) - 1)
+        tgt = np.where(observed[nxt], x[nxt], np.nan)  # score observed values only, never imputed ones
         cum = cum + change[plan[:, 0, k]]
         m = central.mean[:, 0, k]
         sel = ok[:, None] & np.isfinite(tgt) & np.isfinite(m)
