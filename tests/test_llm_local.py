@@ -286,5 +286,24 @@ def test_stop_sequences_and_auto_tool_parsing(tiny_path):
         "vasopressor": 1,
         "iv_fluid": 0,
     }
+    fenced = GenResult(
+        'Calling:\n```json\n{"name": "simulation", "arguments": {"actions": []}}\n```', 5, 9, "stop"
+    )
+    assert _choice(fenced, 0, "auto", None)["message"]["tool_calls"][0]["function"]["name"] == "simulation"
     text = _choice(GenResult("I would give fluids.", 5, 4, "stop"), 0, "auto", None)
     assert text["message"] == {"role": "assistant", "content": "I would give fluids."}
+
+
+def test_adapter_whose_smollm2_base_moved_falls_back_to_the_alias(tiny_path, tmp_path, monkeypatch):
+    import sepsis_sdk.llm._local as local_mod
+
+    monkeypatch.setattr(local_mod, "smollm2_path", lambda: tiny_path)
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "/gone/cache/models/smollm2"})
+    )
+    assert local_mod._resolve_source(str(adapter)) == (str(tiny_path), str(adapter))
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    with pytest.raises(ModelError, match="does not name its base model"):
+        local_mod._resolve_source(str(adapter))

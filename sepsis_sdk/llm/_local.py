@@ -153,6 +153,10 @@ def _resolve_source(name: str) -> tuple[str, str | None]:
             base = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
             if not base:
                 raise ModelError(f"adapter {path} does not name its base model (base_model_name_or_path)")
+            if not Path(str(base)).expanduser().exists() and Path(str(base)).name.lower() in _ALIASES:
+                base = Path(
+                    str(base)
+                ).name  # a SmolLM2 cache folder that moved (another machine or cache dir)
             base_source, _ = _resolve_source(str(base))
             return base_source, str(path)
         raise ModelError(f"local model folder {path} has neither config.json nor adapter_config.json")
@@ -478,6 +482,18 @@ def _plain_message(m: dict[str, Any]) -> dict[str, str]:
     return {"role": role, "content": text}
 
 
+def _first_json_object(text: str) -> Any:
+    """The first JSON object in ``text`` (models often wrap a tool call in prose or a code fence)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start >= 0:
+        try:
+            return decoder.raw_decode(text[start:])[0]
+        except ValueError:
+            start = text.find("{", start + 1)
+    return None
+
+
 def _maybe_json(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -660,7 +676,7 @@ def _choice(result: GenResult, index: int, how: str, forced: str | None) -> dict
         if how == "forced":
             call = {"name": forced, "arguments": result.text}
         else:
-            obj = _maybe_json(result.text.strip())
+            obj = _first_json_object(result.text)
             if isinstance(obj, dict) and isinstance(obj.get("name"), str) and "arguments" in obj:
                 args = obj["arguments"]
                 call = {"name": obj["name"], "arguments": args if isinstance(args, str) else json.dumps(args)}
