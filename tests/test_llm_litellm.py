@@ -362,3 +362,23 @@ def test_structured_mode_can_be_overridden_per_call(respx_mock):
     ep = fake_openai_endpoint(respx_mock, ['{"fluid": 1, "vaso": 1}'])
     assert ep.chat().structured(USER, Plan, mode="json") == Plan(fluid=1, vaso=1)
     assert ep.requests[0]["response_format"] == {"type": "json_object"}
+
+
+def test_malformed_response_body_and_connection_errors_are_retried(respx_mock):
+    broken = httpx.Response(200, content=b"{not json", headers={"content-type": "application/json"})
+    ep = fake_openai_endpoint(
+        respx_mock, [broken, "after broken body", httpx.ConnectError("refused"), "after refused"]
+    )
+    chat = ep.chat()
+    assert chat.complete(USER).text == "after broken body"
+    assert chat.complete(USER).text == "after refused"
+    assert ep.calls == 4 and chat.usage.calls == 2
+
+
+def test_empty_choices_from_the_server_is_an_output_error(respx_mock):
+    empty = httpx.Response(
+        200, json={"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}
+    )
+    ep = fake_openai_endpoint(respx_mock, [empty])
+    with pytest.raises(LLMOutputError, match="no choices"):
+        ep.chat().complete(USER)
