@@ -121,3 +121,23 @@ def test_exhaustive_small_documents_agree_with_json_and_pydantic():
         except ValueError:
             valid = False
         assert (v.check(doc) == "complete") == valid, doc
+
+
+def test_exclusive_bounds_and_exponents_are_pruned_early():
+    v = JsonPrefix(
+        {
+            "type": "object",
+            "properties": {
+                "p": {"type": "number", "exclusiveMaximum": 1, "exclusiveMinimum": -1},
+                "n": {"type": "integer", "minimum": -3, "maximum": 3},
+            },
+        }
+    )
+    assert v.check('{"p": 0.5') == "partial"
+    assert v.check('{"p": 1') == "invalid"  # 1.x >= 1: no continuation can be valid
+    assert v.check('{"p": -1') == "invalid"
+    assert v.check('{"p": -0.5}') == "complete"
+    assert v.check('{"p": 0e') == "invalid"
+    assert v.check('{"n": -4') == "invalid"
+    assert v.check('{"n": -3}') == "complete"
+    assert v.check('{"n": 30') == "invalid"

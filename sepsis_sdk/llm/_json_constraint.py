@@ -220,14 +220,24 @@ class JsonPrefix:
         lo, hi = _bounds(sch)
         if lo is not None and lo >= 0 and text.startswith("-"):
             return
-        # Magnitude only grows with more integer digits: prune once the integer part passes a bound.
-        int_part = text.lstrip("-").split(".")[0].split("e")[0].split("E")[0]
-        if int_part and "." not in text and "e" not in text.lower():
+        if (lo is not None or hi is not None) and ("e" in text or "E" in text):
+            return  # with bounds, exponents only open dead ends (digits pruned below cannot be checked)
+        # The integer part only grows in magnitude as digits arrive: prune once it passes a bound. A
+        # positive integer part equal to an exclusive maximum cannot be rescued by a fraction (4.x >= 4).
+        int_part = text.lstrip("-").split(".")[0]
+        if int_part:
             val = int(int_part) * (-1 if text.startswith("-") else 1)
-            if hi is not None and val >= 0 and val > hi:
-                return
-            if lo is not None and val < 0 and val < lo:
-                return
+            x_hi, x_lo = sch.get("exclusiveMaximum"), sch.get("exclusiveMinimum")
+            if val >= 0 and not text.startswith("-"):
+                if isinstance(sch.get("maximum"), (int, float)) and val > sch["maximum"]:
+                    return
+                if isinstance(x_hi, (int, float)) and not isinstance(x_hi, bool) and val >= x_hi:
+                    return
+            if val < 0:
+                if isinstance(sch.get("minimum"), (int, float)) and val < sch["minimum"]:
+                    return
+                if isinstance(x_lo, (int, float)) and not isinstance(x_lo, bool) and val <= x_lo:
+                    return
         if j == len(s):
             yield INC
         if _num_complete(text):
