@@ -31,10 +31,10 @@ def image_size(image: bytes) -> tuple[int, int]:
 def _pil():  # type: ignore[no-untyped-def]
     try:
         from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow ships with the video extra
+    except ImportError as exc:  # pragma: no cover - pillow ships with the llm extra
         from sepsis_sdk.errors import MissingDependencyError
 
-        raise MissingDependencyError("pillow", "video", "resizing judge images") from exc
+        raise MissingDependencyError("pillow", "llm", "resizing judge images") from exc
     return Image
 
 
