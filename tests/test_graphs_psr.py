@@ -254,6 +254,7 @@ def _forced(body):
     return body["tool_choice"]["function"]["name"]
 
 
+@pytest.mark.slow  # ~5-40 s on a shared 2-core box (instructor re-asks, LiteLLM retries)
 def test_end_to_end_through_litellm_with_faults(respx_mock, wm):
     ep = fake_openai_endpoint(respx_mock, [
         429,                                                                # rate limit -> LiteLLMChat retries
