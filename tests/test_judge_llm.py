@@ -255,3 +255,14 @@ async def test_judge_async_through_litellm_unscored_after_reasks(respx_mock):
     verdict = await LLMJudge(ep.chat(), max_reasks=1).ajudge(RUBRIC, Evidence(text="x"))
     assert verdict.n_unscored == 3 and "attempt(s)" in verdict.error
     assert ep.calls == 2
+
+
+def test_json_schema_response_format_is_opt_in_for_hosted_models(respx_mock):
+    ep = fake_openai_endpoint(respx_mock, [_reply([1, 0, 0]), _reply([1, 0, 0])])
+    LLMJudge(ep.chat()).judge(RUBRIC, Evidence(text="x"))
+    assert "response_format" not in ep.requests[0]
+    LLMJudge(ep.chat(), json_schema=True).judge(RUBRIC, Evidence(text="x"))
+    fmt = ep.requests[1]["response_format"]
+    assert fmt["type"] == "json_schema"
+    scores = fmt["json_schema"]["schema"]["properties"]["scores"]
+    assert scores["minItems"] == scores["maxItems"] == 3 and scores["items"] == {"enum": [0, 1]}

@@ -307,3 +307,21 @@ def test_adapter_whose_smollm2_base_moved_falls_back_to_the_alias(tiny_path, tmp
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
     with pytest.raises(ModelError, match="does not name its base model"):
         local_mod._resolve_source(str(adapter))
+
+
+def test_llm_judge_on_a_local_model_gets_well_formed_verdicts(chat):
+    from sepsis_sdk.judge import Criterion, Evidence, LLMJudge, Rubric
+
+    rubric = Rubric(
+        name="refine",
+        criteria=(
+            Criterion(id="map", text="MAP reaches 65 mmHg"),
+            Criterion(id="overload", text="Fluid overload", sign=-1),
+            Criterion(id="lactate", text="Lactate falls"),
+        ),
+    )
+    judge = LLMJudge(chat, max_tokens=200)
+    assert judge.json_schema  # automatic for in-process models
+    verdict = judge.judge(rubric, Evidence(text="Simulated: MAP 58 -> 66, lactate 3.1 -> 2.4"))
+    assert verdict.complete, verdict.error  # a random model, yet a valid verdict on the first attempt
+    assert set(verdict.scores.values()) <= {0, 1} and verdict.usage["calls"] == 1

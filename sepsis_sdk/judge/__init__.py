@@ -11,7 +11,13 @@ rules), :class:`FunctionJudge` (a function; for tests).
 from __future__ import annotations
 
 from sepsis_sdk.judge._images import data_url, fit_image, image_part
-from sepsis_sdk.judge._llm import SYSTEM_PROMPT, LLMJudge, extract_json_object, parse_scores
+from sepsis_sdk.judge._llm import (
+    SYSTEM_PROMPT,
+    LLMJudge,
+    extract_json_object,
+    parse_scores,
+    verdict_response_format,
+)
 from sepsis_sdk.judge._rule import FunctionJudge, RuleJudge
 from sepsis_sdk.judge._types import Criterion, CriterionVerdict, Evidence, Judge, Rubric, Verdict
 
@@ -32,5 +38,6 @@ __all__ = sorted(
         "fit_image",
         "image_part",
         "parse_scores",
+        "verdict_response_format",
     ]
 )

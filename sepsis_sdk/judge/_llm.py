@@ -96,6 +96,20 @@ def parse_scores(text: str, n: int) -> tuple[list[int], str, list[str] | None]:
     return values, reasoning, reasons
 
 
+def verdict_response_format(n: int) -> dict[str, Any]:
+    """An OpenAI ``response_format`` for a verdict on ``n`` criteria: exactly n scores in {0, 1}."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "scores": {"type": "array", "items": {"enum": [0, 1]}, "minItems": n, "maxItems": n},
+            "reasoning": {"type": "string", "maxLength": 800},
+        },
+        "required": ["scores", "reasoning"],
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}
+
+
 def _criterion_line(i: int, c: Criterion) -> str:
     kind = "positive" if c.sign > 0 else "penalty (score 1 if the evidence SHOWS this problem)"
     return f"{i}. [{kind}] {c.text}"
@@ -124,6 +138,10 @@ class LLMJudge:
         min_image_side: the smallest side the payload-too-large shrinking goes to.
         name: the judge's name in verdicts (default ``"llm:<model name>"``).
         system_prompt: replaces the default system message.
+        json_schema: send ``response_format={"type": "json_schema", ...}`` describing the exact reply (a
+            ``scores`` array of N values in {0, 1}, and ``reasoning``). ``None`` (default): only for
+            in-process ``local/`` models, whose provider then decodes under that schema, so even a small
+            model returns a well-formed verdict; hosted providers differ in support, so it is opt-in there.
         **completion_kwargs: passed to every ``complete`` call (e.g. ``temperature=0``).
 
     Example:
@@ -146,6 +164,7 @@ class LLMJudge:
         min_image_side: int = 64,
         name: str | None = None,
         system_prompt: str = SYSTEM_PROMPT,
+        json_schema: bool | None = None,
         **completion_kwargs: Any,
     ) -> None:
         if isinstance(model, str):
@@ -165,6 +184,9 @@ class LLMJudge:
         self.name = name or f"llm:{getattr(model, 'name', type(model).__name__)}"
         self.system_prompt = system_prompt
         self.completion_kwargs = completion_kwargs
+        self.json_schema = (
+            bool(getattr(model, "in_process", False)) if json_schema is None else bool(json_schema)
+        )
 
     def __repr__(self) -> str:
         return f"LLMJudge({self.name!r}, mode={self.mode!r})"
@@ -281,6 +303,11 @@ class LLMJudge:
             usage,
         )
 
+    def _kwargs(self, n: int) -> dict[str, Any]:
+        if not self.json_schema or "response_format" in self.completion_kwargs:
+            return self.completion_kwargs
+        return {**self.completion_kwargs, "response_format": verdict_response_format(n)}
+
     def _groups(self, rubric: Rubric) -> list[tuple[Criterion, ...]]:
         if self.mode == "grouped":
             return [rubric.criteria]
@@ -316,7 +343,7 @@ class LLMJudge:
             while True:
                 try:
                     outcome: ChatResponse | Exception = self.model.complete(
-                        messages, **self.completion_kwargs
+                        messages, **self._kwargs(len(group))
                     )
                 except Exception as exc:
                     outcome = self._call_error(exc)
@@ -333,7 +360,7 @@ class LLMJudge:
         while True:
             try:
                 outcome: ChatResponse | Exception = await self.model.acomplete(
-                    messages, **self.completion_kwargs
+                    messages, **self._kwargs(len(group))
                 )
             except Exception as exc:
                 outcome = self._call_error(exc)
