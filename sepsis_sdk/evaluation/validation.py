@@ -59,7 +59,7 @@ def validate_estimators(
     *,
     sizes: Sequence[int] = (1000, 5000, 20000),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
-    behaviour: Literal["learned", "known"] = "learned",
+    behaviour: Literal["learned", "known"] | Sequence[str] = "learned",
     behaviour_kind: str = "logistic",
     softening: float = 0.01,
     estimators: Sequence[str] = ESTIMATORS,
@@ -68,6 +68,7 @@ def validate_estimators(
     gamma: float = 1.0,
     return_runs: bool = False,
     progress: Callable[[str], None] | None = None,
+    on_cohort: Callable[[pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Bias, RMSE and interval coverage of each estimator x policy x data size against exact values.
 
@@ -76,7 +77,8 @@ def validate_estimators(
         sizes: cohort sizes (episodes) to sample from the clinicians' policy.
         seeds: one cohort per size and seed (sampling seed = bootstrap seed = model seed).
         behaviour: ``"known"`` uses the true clinician probabilities (isolates the estimator's error);
-            ``"learned"`` fits :func:`~sepsis_sdk.evaluation.behaviour.fit_behaviour_policy` on each cohort.
+            ``"learned"`` fits :func:`~sepsis_sdk.evaluation.behaviour.fit_behaviour_policy` on each cohort;
+            a list (``("known", "learned")``) runs both on the same cohorts, sharing the Q-models.
         behaviour_kind: model kind when learned (``"logistic"``, ``"gbm"``, ``"tabular"``).
         softening: softening of the learned behaviour model.
         estimators: estimators to run.
@@ -85,6 +87,8 @@ def validate_estimators(
         gamma: discount (ICU-Sepsis truth is for gamma = 1).
         return_runs: also return the per-run table.
         progress: optional callback receiving a short text per finished cohort.
+        on_cohort: optional callback receiving each cohort's per-run rows as soon as they exist (to
+            save partial results of a long grid).
 
     Returns:
         A table with one row per estimator, policy and size: ``true_value``, ``mean_estimate``, ``bias``,
@@ -98,41 +102,47 @@ def validate_estimators(
     from sepsis_sdk.sources.icu_sepsis import sample_cohort
     from sepsis_sdk.truth import true_value
 
-    if behaviour not in ("learned", "known"):
-        raise UserError(f"behaviour must be 'learned' or 'known', got {behaviour!r}")
     if gamma != 1.0:
         raise UserError("ICU-Sepsis true values are for gamma = 1")
     policies = dict(policies) if policies is not None else validation_policies()
+    modes = [behaviour] if isinstance(behaviour, str) else list(behaviour)
+    for mode in modes:
+        if mode not in ("learned", "known"):
+            raise UserError(f"behaviour must be 'learned' or 'known', got {mode!r}")
     truth = {name: true_value(table) for name, table in policies.items()}
     rows: list[dict[str, Any]] = []
     for size in sizes:
         for seed in seeds:
             cohort = sample_cohort(int(size), seed=int(seed))
-            if behaviour == "known":
-                model: Any = KnownBehaviour.from_cohort(cohort)
-            else:
-                model = fit_behaviour_policy(cohort, kind=behaviour_kind, softening=softening, seed=int(seed))
-            pb = model.taken_probabilities(cohort)
+            behaviours: dict[str, np.ndarray] = {}
+            for mode in modes:
+                if mode == "known":
+                    behaviours["known"] = KnownBehaviour.from_cohort(cohort).taken_probabilities(cohort)
+                else:
+                    model = fit_behaviour_policy(
+                        cohort, kind=behaviour_kind, softening=softening, seed=int(seed)
+                    )
+                    behaviours[behaviour_kind] = model.taken_probabilities(cohort)
+            new_rows: list[dict[str, Any]] = []
             for name, table in policies.items():
                 pe = target_probs_from_table(cohort, table)
-                res = evaluate_ope(
-                    cohort,
-                    pe,
-                    behaviour=pb,
-                    estimators=estimators,
-                    gamma=gamma,
-                    n_bootstrap=n_bootstrap,
-                    seed=int(seed),
-                    fqe_model=fqe_model,
-                )
-                for est_name, e in res.estimates.items():
-                    rows.append({
-                        "estimator": est_name, "policy": name, "size": int(size), "seed": int(seed),
-                        "true_value": truth[name], "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                        "lower_bound_5pct": e.lower_bound_5pct, "ess": e.ess,
-                        "covered": e.covers(truth[name]), "lb5_below": e.lower_bound_5pct <= truth[name],
-                        "behaviour": behaviour if behaviour == "known" else behaviour_kind,
-                    })  # fmt: skip
+                q_model = None  # the Q-model depends on the target only: fit once, share across behaviours
+                for label, pb in behaviours.items():
+                    res = evaluate_ope(cohort, pe, behaviour=pb, estimators=estimators, gamma=gamma,
+                                       n_bootstrap=n_bootstrap, seed=int(seed), fqe_model=fqe_model,
+                                       q_model=q_model)  # fmt: skip
+                    q_model = res.q_model
+                    for est_name, e in res.estimates.items():
+                        new_rows.append({
+                            "estimator": est_name, "policy": name, "size": int(size), "seed": int(seed),
+                            "true_value": truth[name], "value": e.value, "ci_low": e.ci_low,
+                            "ci_high": e.ci_high, "lower_bound_5pct": e.lower_bound_5pct, "ess": e.ess,
+                            "covered": e.covers(truth[name]), "lb5_below": e.lower_bound_5pct <= truth[name],
+                            "behaviour": label,
+                        })  # fmt: skip
+            rows.extend(new_rows)
+            if on_cohort is not None:
+                on_cohort(pd.DataFrame(new_rows))
             if progress is not None:
                 progress(f"size={size} seed={seed}")
     runs = pd.DataFrame(rows)
@@ -145,11 +155,18 @@ def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     out = []
-    for (est, pol, size), g in runs.groupby(["estimator", "policy", "size"], sort=False):
+    keys = (
+        ["behaviour", "estimator", "policy", "size"]
+        if "behaviour" in runs.columns
+        else ["estimator", "policy", "size"]
+    )
+    for key, g in runs.groupby(keys, sort=False):
+        est, pol, size = key[-3:]
         err = g["value"].to_numpy() - g["true_value"].to_numpy()
         finite = np.isfinite(err)
         e = err[finite]
         out.append({
+            **({"behaviour": key[0]} if len(key) == 4 else {}),
             "estimator": est, "policy": pol, "size": size, "runs": int(len(g)),
             "true_value": float(g["true_value"].iloc[0]),
             "mean_estimate": float(g["value"][finite].mean()) if finite.any() else float("nan"),
@@ -164,4 +181,38 @@ def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m sepsis_sdk.evaluation.validation``: run the grid, write per-run CSV and print the table."""
+    import argparse
+    import time
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description="Validate OPE estimators against exact ICU-Sepsis values.")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--behaviour", choices=["known", "learned"], nargs="+", default=["known"])
+    ap.add_argument("--behaviour-kind", default="tabular")
+    ap.add_argument("--policies", nargs="*", default=None, help="subset of validation_policies()")
+    ap.add_argument("--n-bootstrap", type=int, default=200)
+    ap.add_argument("--fqe-model", default="auto")
+    ap.add_argument("--out", default=None, help="CSV of the per-run table (appended after every cohort)")
+    args = ap.parse_args(argv)
+    pols = validation_policies()
+    if args.policies:
+        pols = {k: pols[k] for k in args.policies}
+    t0 = time.time()
+    summary, _ = validate_estimators(
+        pols, sizes=args.sizes, seeds=args.seeds, behaviour=args.behaviour, behaviour_kind=args.behaviour_kind,
+        n_bootstrap=args.n_bootstrap, fqe_model=args.fqe_model, return_runs=True,
+        progress=lambda msg: print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True),
+        on_cohort=(lambda df: df.to_csv(args.out, mode="a", header=not Path(args.out).exists(), index=False))
+        if args.out else None,
+    )  # fmt: skip
+    print(summary.round(4).to_string(index=False))
+
+
 __all__ = ["summarise_runs", "validate_estimators", "validation_policies"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
