@@ -131,3 +131,21 @@ def test_vllm_model_string_routes_to_the_server(respx_mock, wm):
     model = LiteLLMChat("hosted_vllm/SepsisAgent-4B", api_base="http://vllm.test/v1", api_key="none")
     final = build_tool_calling_graph(model, world_model=wm).invoke({"history": make_history()})["final"]
     assert final["action"] == 20 and ep.requests[0]["model"] == "SepsisAgent-4B"
+
+
+def test_world_model_exception_goes_back_to_the_model():
+    class Broken(FakeWorldModel):
+        def rollout(self, *a, **k):
+            raise MemoryError("ensemble too large")
+
+    model = ScriptedChatModel(
+        [
+            tool_call("simulation", {"actions": ["[1, 1]"]}),
+            tool_call("prescription", {"vasopressor": 1, "iv_fluid": 1}),
+        ]
+    )
+    state = build_tool_calling_graph(model, world_model=Broken(SCHEMA)).invoke({"history": make_history()})
+    tool_msg = model.calls[1].messages[-1]
+    assert tool_msg["role"] == "tool" and "MemoryError: ensemble too large" in tool_msg["content"]
+    assert state["final"]["action"] == 6 and state["final"]["source"] == "model"
+    assert build_trace(state)["tool_calls"][0]["error"].startswith("MemoryError")
