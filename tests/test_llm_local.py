@@ -325,3 +325,41 @@ def test_llm_judge_on_a_local_model_gets_well_formed_verdicts(chat):
     verdict = judge.judge(rubric, Evidence(text="Simulated: MAP 58 -> 66, lactate 3.1 -> 2.4"))
     assert verdict.complete, verdict.error  # a random model, yet a valid verdict on the first attempt
     assert set(verdict.scores.values()) <= {0, 1} and verdict.usage["calls"] == 1
+
+
+def test_templates_that_reject_system_turns_get_alternating_messages(tiny_path):
+    from sepsis_sdk.llm._local import _alternating
+
+    msgs = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
+    assert _alternating(msgs) == [
+        {"role": "user", "content": "S\n\na\n\nb"},
+        {"role": "assistant", "content": "c"},
+    ]
+    local = load_local_model(str(tiny_path))
+    strict = "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    saved = local.tokenizer.chat_template
+    local.tokenizer.chat_template = strict
+    try:
+        assert local.render(msgs) == "<|user|>S\n\na\n\nb<|assistant|>c"
+    finally:
+        local.tokenizer.chat_template = saved
+
+
+def test_smollm2_cache_is_reused_and_an_incomplete_one_rebuilt(tmp_path, monkeypatch):
+    import sepsis_sdk.llm._local as local_mod
+
+    monkeypatch.setenv("SEPSIS_SDK_CACHE", str(tmp_path))
+    target = tmp_path / "models" / "smollm2"
+    target.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (target / name).write_text("x")
+    assert local_mod.smollm2_path() == target  # complete: no conversion attempted
+    (target / "tokenizer.json").unlink()
+    monkeypatch.setattr(local_mod, "_smollm2_gguf", lambda: (_ for _ in ()).throw(ModelError("no gguf here")))
+    with pytest.raises(ModelError, match="no gguf here"):  # incomplete: a conversion is attempted
+        local_mod.smollm2_path()

