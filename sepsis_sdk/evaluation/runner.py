@@ -77,6 +77,9 @@ class PolicyConfig(_Cfg):
         options: passed to the builder.
         max_patients: score on a random sample of this many test patients (expensive policies).
         markov: override the policy's own ``markov`` attribute.
+        truth_episodes: Monte Carlo episodes for this policy's true value when it is not Markov (default
+            ``truth.monte_carlo_episodes``; 0 skips the true value, e.g. for a slow local LLM).
+        model_based: include this policy in the model-based protocol when it is enabled.
     """
 
     name: str
@@ -84,6 +87,8 @@ class PolicyConfig(_Cfg):
     options: dict[str, Any] = Field(default_factory=dict)
     max_patients: int | None = Field(default=None, gt=0)
     markov: bool | None = None
+    truth_episodes: int | None = Field(default=None, ge=0)
+    model_based: bool = True
 
 
 class OPEConfig(_Cfg):
@@ -340,6 +345,12 @@ def policy_probabilities(
     of each decision, chunk by chunk of patients; with ``work_dir`` each finished chunk is saved and reused
     on a rerun (resume after a crash).
     """
+    from sepsis_sdk.policies._base import StateTablePolicy
+
+    if isinstance(policy, StateTablePolicy) and cohort.has_state_ids:
+        return check_probabilities(
+            policy.table[cohort.data["state_id"].to_numpy(dtype=np.int64)], len(cohort), policy.name
+        )
     if hasattr(policy, "cohort_probabilities"):
         return check_probabilities(
             policy.cohort_probabilities(cohort), len(cohort), getattr(policy, "name", "policy")
@@ -454,6 +465,7 @@ def run_evaluation(
     config: EvaluationConfig | None = None,
     *,
     policies: Mapping[str, Any] | None = None,
+    policy_configs: Mapping[str, PolicyConfig] | None = None,
     cohort: Cohort | None = None,
     world_model: Any = None,
     executor: Any = None,
@@ -468,6 +480,8 @@ def run_evaluation(
         policies: ready-made policies to add, by name (e.g. a world-model planner or an LLM graph policy);
             they are scored like the configured ones. Set ``markov = True`` on a policy to get its exact
             true value; otherwise it is simulated in the true MDP (``truth.monte_carlo_episodes``).
+        policy_configs: settings of those ready-made policies by name (``max_patients``,
+            ``truth_episodes``, ``markov``, ``model_based``; ``kind``/``options`` are ignored).
         cohort: use this cohort instead of loading ``config.cohort`` (it is split the same way).
         world_model: a world model for the model-based protocol (``config.model_based.enabled``).
         executor: an :class:`~sepsis_sdk.evaluation.executor.Executor` (default from ``config.executor``).
@@ -544,7 +558,8 @@ def run_evaluation(
                 max_pat = pc.max_patients
                 markov_override = pc.markov
             else:
-                policy, kind, max_pat, markov_override = extra[name], "object", None, None
+                pc = (policy_configs or {}).get(name) or PolicyConfig(name=name)
+                policy, kind, max_pat, markov_override = extra[name], "object", pc.max_patients, pc.markov
             markov = bool(
                 markov_override if markov_override is not None else getattr(policy, "markov", False)
             )
@@ -582,14 +597,15 @@ def run_evaluation(
             )
             agree = action_agreement(sub, probs, n_bootstrap=config.safety.n_bootstrap, seed=config.seed)
             tv = None
-            if icu and config.truth.enabled:
-                tv = true_value_of(
-                    policy, markov=markov, mc_episodes=config.truth.monte_carlo_episodes, seed=config.seed
-                )
+            mc_eps = pc.truth_episodes if pc.truth_episodes is not None else config.truth.monte_carlo_episodes
+            if icu and config.truth.enabled and (markov or mc_eps > 0):
+                tv = true_value_of(policy, markov=markov, mc_episodes=mc_eps, seed=config.seed)
+            elif icu and config.truth.enabled:
+                notes.append("true value skipped (truth_episodes = 0)")
             elif config.truth.enabled:
                 notes.append("no true value: the cohort is not ICU-Sepsis")
             mb = None
-            if config.model_based.enabled:
+            if config.model_based.enabled and pc.model_based:
                 wm = world_model
                 if wm is None and config.model_based.world_model:
                     from sepsis_sdk.world_model import load_world_model  # type: ignore[attr-defined]
@@ -598,9 +614,7 @@ def run_evaluation(
                 if wm is None:
                     notes.append("model-based protocol skipped: no world model given")
                 else:
-                    from sepsis_sdk.evaluation.model_based import model_based_value
-
-                    mb = model_based_value(
+                    mb = _model_based_or_note(
                         sub,
                         policy,
                         wm,
@@ -608,7 +622,12 @@ def run_evaluation(
                         n_samples=config.model_based.n_samples,
                         seed=config.seed,
                         n_bootstrap=config.ope.n_bootstrap,
-                    ).to_dict()
+                        probabilities=probs,
+                        notes=notes,
+                    )
+                    mb = mb.to_dict() if mb is not None else None
+                    if mb is not None:
+                        mb.pop("per_patient", None)
             result = PolicyResult(
                 name=name,
                 kind=kind,
@@ -652,6 +671,17 @@ def run_evaluation(
     )
     write_report(report, out)
     return report
+
+
+def _model_based_or_note(*args: Any, notes: list[str], **kw: Any) -> Any:
+    """Run the model-based protocol; a policy that cannot act on simulated histories gets a note."""
+    from sepsis_sdk.evaluation.model_based import model_based_value
+
+    try:
+        return model_based_value(*args, **kw)
+    except UserError as exc:
+        notes.append(f"model-based protocol not possible: {exc}")
+        return None
 
 
 def _reference_values() -> dict[str, float]:
