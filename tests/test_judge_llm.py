@@ -266,3 +266,17 @@ def test_json_schema_response_format_is_opt_in_for_hosted_models(respx_mock):
     assert fmt["type"] == "json_schema"
     scores = fmt["json_schema"]["schema"]["properties"]["scores"]
     assert scores["minItems"] == scores["maxItems"] == 3 and scores["items"] == {"enum": [0, 1]}
+
+
+def test_small_images_keep_their_format_and_bad_bytes_are_a_judge_error():
+    from PIL import Image
+
+    from sepsis_sdk.errors import JudgeError
+    from sepsis_sdk.judge import fit_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(buf, format="WEBP")
+    data, mime = fit_image(buf.getvalue(), 64)
+    assert data == buf.getvalue() and mime == "image/webp"
+    with pytest.raises(JudgeError, match="cannot be decoded"):
+        fit_image(b"not an image", 64)

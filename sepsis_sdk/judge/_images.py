@@ -55,7 +55,7 @@ def fit_image(image: bytes, max_side: int, *, quality: int = 85) -> tuple[bytes,
             im.load()
             fmt = (im.format or "JPEG").upper()
             if max(im.size) <= max_side:
-                return image, "image/png" if fmt == "PNG" else "image/jpeg"
+                return image, Image.MIME.get(fmt, "image/jpeg")
             scale = max_side / max(im.size)
             size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
             small = im.convert("RGB").resize(size, Image.Resampling.LANCZOS)
