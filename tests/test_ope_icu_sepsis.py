@@ -111,6 +111,19 @@ def test_fqe_linear_runs_and_stays_in_range() -> None:
     assert 0.6 < model.value(cohort, pe) < 0.95
 
 
+def test_fqe_xgboost_continues_boosting_each_iteration() -> None:
+    cohort = sample_cohort(200, seed=6)
+    pe = target_probs_from_table(cohort, builtin_policy("clinician"))
+    short = fit_fqe(cohort, pe, model="xgboost", n_iter=2)
+    longer = fit_fqe(cohort, pe, model="xgboost", n_iter=8)
+    assert longer.backend.booster.num_boosted_rounds() == 8 * 5
+    # with terminal survival rewards, k iterations give the k-step value: it grows with k
+    assert longer.value(cohort, pe) > short.value(cohort, pe) + 0.05
+    assert longer.q_cohort(cohort).shape == (len(cohort), 25)
+    with pytest.raises(UserError, match="unknown FQE model"):
+        fit_fqe(cohort, pe, model="d3rlpy")
+
+
 @pytest.mark.parametrize("kind", ["logistic", "gbm", "tabular"])
 def test_behaviour_softening_keeps_every_action_possible(kind: str) -> None:
     cohort = sample_cohort(300, seed=4)

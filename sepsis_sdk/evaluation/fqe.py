@@ -19,7 +19,9 @@ Models (``model=``):
 - ``"xgboost"``: gradient-boosted trees on ``[features, fluid level, vaso level]``, each iteration
   *continues* boosting a few rounds towards the new targets (so the ensemble tracks the moving target
   without refitting from scratch).
-- ``"d3rlpy"``: d3rlpy's ``DiscreteFQE`` (neural network), ``pip install 'sepsis-sdk[offline-rl]'``.
+
+d3rlpy's ``DiscreteFQE`` is not wrapped (yet): it evaluates only deterministic policies given as a d3rlpy
+algorithm (``algo.predict``), while our targets are arbitrary per-row action distributions.
 - ``"auto"``: ``"tabular"`` when the cohort has at most ``max(1000, n_rows / 20)`` distinct feature
   vectors (a discrete-state cohort such as ICU-Sepsis), else ``"linear"``.
 """
@@ -39,7 +41,7 @@ from sepsis_sdk.evaluation.behaviour import Featurizer, _StateIndex, cohort_inpu
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
 
-_MODELS = ("auto", "linear", "tabular", "xgboost", "d3rlpy")
+_MODELS = ("auto", "linear", "tabular", "xgboost")
 
 
 @runtime_checkable
@@ -212,12 +214,7 @@ class FQEModel:
     def q(self, x: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
         """``(n, 25)`` Q-values of feature rows (schema order) and optional static rows."""
         z = self.featurizer.transform(x, static)
-        if self.kind == "linear":
-            out = self.backend.predict(_with_intercept(z))
-        elif self.kind == "d3rlpy":
-            out = self.backend.predict_all(z)
-        else:
-            out = self.backend.predict(z)
+        out = self.backend.predict(_with_intercept(z) if self.kind == "linear" else z)
         return np.clip(out, *self.clip)
 
     def q_cohort(self, cohort: Cohort) -> np.ndarray:
@@ -255,15 +252,16 @@ def fit_fqe(
         cohort: behaviour data.
         target_probs: ``(n_rows, 25)`` target-policy probabilities at every row.
         gamma: discount.
-        n_iter: maximum iterations (default: longest episode + 1, at most 200; d3rlpy: gradient steps).
-        model: ``"auto"``, ``"linear"``, ``"tabular"``, ``"xgboost"`` or ``"d3rlpy"`` (module docstring).
-        seed: seed for k-means / xgboost / d3rlpy.
+        n_iter: maximum iterations (default: 10 x (longest episode + 1) within [200, 1000] for linear and
+            tabular, longest episode + 1 up to 60 for xgboost).
+        model: ``"auto"``, ``"linear"``, ``"tabular"`` or ``"xgboost"`` (module docstring).
+        seed: seed for k-means / xgboost.
         tol: stop when no Q-value on the data changes by more than this.
         ridge: linear model: penalty of the per-action deviations.
         max_states: tabular model: above this many distinct feature vectors, cluster with k-means.
         prior: tabular model: pseudo-counts pulling ``Q(s, a)`` towards the state's mean target.
         rounds_per_iter: xgboost: boosting rounds added per FQE iteration.
-        **params: xgboost booster parameters, or d3rlpy ``DiscreteFQEConfig`` fields.
+        **params: xgboost booster parameters.
 
     Returns:
         A fitted :class:`FQEModel` (``.q(features)`` gives ``(n, 25)`` Q-values).
@@ -290,22 +288,10 @@ def fit_fqe(
         n_distinct = len(np.unique(np.round(z, 6), axis=0))
         model = "tabular" if n_distinct <= max(1000, n // 20) else "linear"
     if n_iter is None:
-        n_iter = min(int(lengths.max()) + 1, 200) if model != "d3rlpy" else 5000
-    if model == "d3rlpy":
-        from sepsis_sdk.evaluation.fqe_d3rlpy import fit_d3rlpy_fqe
-
-        backend = fit_d3rlpy_fqe(
-            z, actions, reward, done, pe, gamma=gamma, n_steps=n_iter, seed=seed, **params
-        )
-        return FQEModel(
-            kind="d3rlpy",
-            gamma=gamma,
-            featurizer=featurizer,
-            backend=backend,
-            clip=(lo, hi),
-            iterations=n_iter,
-            converged=True,
-        )
+        # gamma = 1 with states that recur (ICU-Sepsis) converges geometrically, not in "longest episode"
+        # steps; linear/tabular iterations are cheap (one bincount or two matrix products), trees are not
+        longest = int(lengths.max()) + 1
+        n_iter = min(longest, 60) if model == "xgboost" else min(max(10 * longest, 200), 1000)
 
     nxt = np.arange(n) + 1
     nxt[done] = np.flatnonzero(done)
