@@ -295,3 +295,75 @@ def test_public_surface_is_sorted_and_every_name_resolves(package):
         if name == "FakeWorldModel" and importlib.util.find_spec("sepsis_sdk.world_model.fake") is None:
             continue
         assert getattr(module, name) is not None, name
+
+
+def test_schema_chat_model_calls_each_tool_once_then_answers():
+    from typing import Literal
+
+    from sepsis_sdk.testing import SchemaChatModel
+
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "simulation",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "actions": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["[0,1]"]},
+                            "minItems": 1,
+                        }
+                    },
+                    "required": ["actions"],
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "prescription",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "vasopressor": {"type": "integer", "minimum": 0, "maximum": 4},
+                        "iv_fluid": {"type": "integer", "exclusiveMinimum": 0},
+                    },
+                    "required": ["vasopressor", "iv_fluid"],
+                },
+            },
+        },
+    ]
+    model = SchemaChatModel(final_text="finished")
+    messages = list(USER)
+    first = model.complete(messages, tools=tools)
+    assert first.tool_calls[0].name == "simulation" and first.tool_calls[0].arguments == {
+        "actions": ["[0,1]"]
+    }
+    messages += [
+        first.as_message(),
+        {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "ok"},
+    ]
+    second = model.complete(messages, tools=tools)
+    assert second.tool_calls[0].name == "prescription"
+    assert second.tool_calls[0].arguments == {"vasopressor": 0, "iv_fluid": 1}
+    messages += [second.as_message()]
+    assert model.complete(messages, tools=tools).text == "finished"
+    forced = model.complete(
+        messages, tools=tools, tool_choice={"type": "function", "function": {"name": "simulation"}}
+    )
+    assert forced.tool_calls[0].name == "simulation"
+
+    class Nested(BaseModel):
+        level: Literal["low", "high"]
+        score: float = 0.5
+
+    class Out(BaseModel):
+        items: list[Nested]
+        inner: Nested
+        note: str | None = None
+
+    out = model.structured(USER, Out)
+    assert out == Out(items=[], inner=Nested(level="low"))
+    assert model.usage.calls == 5

@@ -32,6 +32,7 @@ from sepsis_sdk.testing._fakes import (
     to_response,
     tool_call,
 )
+from sepsis_sdk.testing._schema_model import SchemaChatModel, example_from_schema
 
 _LAZY: dict[str, str] = {
     "FakeEndpoint": "sepsis_sdk.testing._respx",
@@ -48,6 +49,8 @@ __all__ = sorted(
         "RecordedCall",
         "ScriptExhaustedError",
         "ScriptedChatModel",
+        "SchemaChatModel",
+        "example_from_schema",
         "allow_real_requests",
         "block_real_requests",
         "real_requests_allowed",
