@@ -91,8 +91,10 @@ def build_psr_graph(
     Returns:
         A compiled LangGraph graph; ``graph.invoke({"history": history})["final"]`` is the prescription.
     """
-    if n_candidates < 1 or max_rounds < 1 or horizon < 1:
-        raise UserError("n_candidates, max_rounds and horizon must be >= 1")
+    if not 1 <= n_candidates <= 8 or max_rounds < 1 or horizon < 1:
+        raise UserError(
+            f"need 1 <= n_candidates <= 8, max_rounds >= 1, horizon >= 1; got {n_candidates}, {max_rounds}, {horizon}"
+        )
     require("langgraph", "agent", "agent graphs")
     from langgraph.graph import END, START, StateGraph
 

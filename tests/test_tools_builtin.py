@@ -92,9 +92,11 @@ def test_simulate_tool_through_registry(wm):
     assert res.data["horizon"] == 3 and [c["action"] for c in res.data["candidates"]] == [5, 17]
     assert wm.rollouts == [(1, 2, 3)]
     too_many = reg.invoke(
-        "simulate", {"actions": [{"fluid": 0, "vaso": v} for v in range(5)] + [{"fluid": 1, "vaso": 0}]}, ctx
+        "simulate",
+        {"actions": [{"fluid": f, "vaso": v} for f in range(2) for v in range(5)]},
+        ctx,  # 10 > 8
     )
-    assert not too_many.ok and "actions" in too_many.content
+    assert not too_many.ok and "actions" in too_many.content and "at most 8" in too_many.content
     bad_level = reg.invoke("simulate", {"actions": [{"fluid": 5, "vaso": 0}]}, ctx)
     assert not bad_level.ok and "less than or equal to 4" in bad_level.content
     no_wm = reg.invoke(

@@ -12,7 +12,7 @@ from sepsis_sdk.tools._render import action_label, history_trends, render_histor
 from sepsis_sdk.tools._safety import admissible_mask, as_safety_checker
 from sepsis_sdk.tools._simulate import simulate_actions
 
-MAX_SIMULATED = 5
+MAX_SIMULATED = 8  # = the most candidates a PSR round may propose (graphs.Proposals)
 
 
 class ActionChoice(BaseModel):
@@ -35,7 +35,7 @@ def simulate(
     """Simulate candidate treatments with the clinical world model and compare predicted outcomes.
 
     Args:
-        actions: up to 5 candidate treatments, each held for the whole horizon.
+        actions: up to 8 candidate treatments, each held for the whole horizon.
         horizon: number of 4-hour steps to simulate (default: the agent's horizon).
     """
     history = ctx.require_history("simulate")
