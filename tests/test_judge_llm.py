@@ -201,6 +201,14 @@ def test_payload_too_large_shrinks_images_and_retries():
     assert "images shrunk 2x to side 100" in verdict.reasoning
 
 
+def test_shrinking_starts_from_the_real_image_size_not_the_limit():
+    too_large = LLMCallError("Request too large", model="m", status_code=413)
+    model = ScriptedChatModel([too_large, _reply([1, 0, 0])])
+    LLMJudge(model, max_image_side=1024).judge(RUBRIC, Evidence(images=[_png(300)], image_mime="image/png"))
+    # a 300-px frame under a 1024 limit: the first shrink must really halve it
+    assert [_image_side(c.messages) for c in model.calls] == [300, 150]
+
+
 def test_payload_too_large_gives_up_at_min_side():
     err = LLMCallError("request too large", model="m", status_code=413)
     model = ScriptedChatModel([err, err, err])

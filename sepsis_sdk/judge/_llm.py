@@ -230,10 +230,12 @@ class LLMJudge:
     def _shrunk_side(self, evidence: Evidence, side: int | None) -> int | None:
         if not evidence.images:
             return None
-        if side is None:
-            from sepsis_sdk.judge._images import image_size
+        from sepsis_sdk.judge._images import image_size
 
-            side = max(max(image_size(img)) for img in evidence.images)
+        # Halve what was really sent: the largest image's longer side, capped by the current limit
+        # (halving a limit larger than the images would send the same payload again).
+        actual = max(max(image_size(img)) for img in evidence.images)
+        side = actual if side is None else min(side, actual)
         new = side // 2
         return new if new >= self.min_image_side else None
 
