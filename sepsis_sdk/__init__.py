@@ -40,6 +40,20 @@ _EXPORTS: dict[str, str] = {
     "true_value": "sepsis_sdk.truth",
     "optimal_policy": "sepsis_sdk.truth",
     "monte_carlo_value": "sepsis_sdk.truth",
+    # LLMs, judges, world models, policies
+    "ChatModel": "sepsis_sdk.llm",
+    "LiteLLMChat": "sepsis_sdk.llm",
+    "Judge": "sepsis_sdk.judge",
+    "LLMJudge": "sepsis_sdk.judge",
+    "RuleJudge": "sepsis_sdk.judge",
+    "Rubric": "sepsis_sdk.judge",
+    "Criterion": "sepsis_sdk.judge",
+    "Evidence": "sepsis_sdk.judge",
+    "Verdict": "sepsis_sdk.judge",
+    "WorldModel": "sepsis_sdk.world_model",
+    "load_world_model": "sepsis_sdk.world_model",
+    "train_world_model": "sepsis_sdk.world_model",
+    "Policy": "sepsis_sdk.policies",
     # rewards
     "SurvivalReward": "sepsis_sdk.rewards",
     "RaghuReward": "sepsis_sdk.rewards",
@@ -80,7 +94,11 @@ if TYPE_CHECKING:  # pragma: no cover
         UserError,
     )
     from sepsis_sdk.features import FeatureSchema, FeatureSpec
+    from sepsis_sdk.judge import Criterion, Evidence, Judge, LLMJudge, Rubric, RuleJudge, Verdict
+    from sepsis_sdk.llm import ChatModel, LiteLLMChat
+    from sepsis_sdk.policies import Policy
     from sepsis_sdk.rewards import RaghuReward, SurvivalReward
     from sepsis_sdk.sources import load_mimic_iv, load_mimictable, sample_icu_sepsis, synthesize_cohort
     from sepsis_sdk.truth import monte_carlo_value, optimal_policy, true_value
     from sepsis_sdk.types import Episode, Observation, PatientHistory, Step
+    from sepsis_sdk.world_model import WorldModel, load_world_model, train_world_model
