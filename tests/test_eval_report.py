@@ -199,3 +199,34 @@ def test_cli_evaluate_flags(tmp_path):
     assert float(rows[1]["true_value"]) == pytest.approx(0.8751, abs=1e-4)
     res = CliRunner().invoke(app, ["safety-rules"])
     assert res.exit_code == 0 and "G1" in res.output
+
+
+def test_model_based_column_and_per_policy_settings(tmp_path):
+    from sepsis_sdk.evaluation.runner import ModelBasedConfig
+    from sepsis_sdk.policies import FunctionPolicy
+    from sepsis_sdk.world_model.fake import FakeWorldModel
+
+    cfg = _config(
+        tmp_path,
+        policies=(PolicyConfig(name="random"), PolicyConfig(name="optimal", kind="builtin")),
+        model_based=ModelBasedConfig(enabled=True, horizon=3, n_samples=2),
+    )
+    slow = FunctionPolicy(lambda h: 7, name="slow")
+    rep = run_evaluation(
+        cfg,
+        policies={"slow": slow},
+        policy_configs={
+            "slow": PolicyConfig(name="slow", max_patients=5, patient_selection="shortest", truth_episodes=0)
+        },
+        world_model=FakeWorldModel(p_death=0.1, p_discharge=0.3),
+        progress=False,
+    )
+    mb = rep["random"].model_based
+    assert mb is not None and mb["n_patients"] == rep.meta["n_test_patients"] and 0.0 <= mb["value"] <= 1.0
+    assert rep["optimal"].model_based is None  # a state table cannot act on simulated states
+    assert any("model-based protocol not possible" in n for n in rep["optimal"].notes)
+    s = rep["slow"]
+    assert s.n_patients == 5 and s.true_value is None
+    assert any("shortest" in n for n in s.notes) and any("truth_episodes = 0" in n for n in s.notes)
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "model-based" in md and f"{mb['value']:.3f}" in md

@@ -273,7 +273,7 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
             PolicyConfig(name="double_dqn"),
             PolicyConfig(name="bcq"),
             PolicyConfig(name="cql"),
-            PolicyConfig(name="optimal", kind="builtin"),
+            PolicyConfig(name="optimal", kind="builtin", model_based=False),
         ),
         ope=OPEConfig(estimators=("dr", "wis", "wpdis"), n_bootstrap=200 if quick else 500),
         safety=SafetyConfig(n_bootstrap=200 if quick else 500),
@@ -303,7 +303,11 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
             from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
 
             extra["planner"] = WorldModelPlannerPolicy(world_model, horizon=3 if quick else 4, n_samples=4)
-            extra_cfg["planner"] = PolicyConfig(name="planner", max_patients=40 if quick else 120)
+            # Exact truth: the planner is scored as a Markov policy on the current state (one-step
+            # history); OPE and safety use the recorded histories (the world model's full window).
+            extra_cfg["planner"] = PolicyConfig(
+                name="planner", max_patients=40 if quick else 150, markov=True
+            )
         except Exception as exc:
             console.print(f"[yellow]planner unavailable ({type(exc).__name__}: {exc})[/yellow]")
         try:
@@ -311,11 +315,19 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
             from sepsis_sdk.policies.graph_policy import GraphPolicy
 
             wm = world_model
+            # Small search so a 135M CPU model finishes in the budget: 2 candidates, 1 round.
             extra["psr-smollm2"] = GraphPolicy(
-                lambda: build_psr_graph("local/smollm2", world_model=wm), name="psr-smollm2"
+                lambda: build_psr_graph(
+                    "local/smollm2", world_model=wm, n_candidates=2, max_rounds=1, horizon=3, n_samples=4
+                ),
+                name="psr-smollm2",
             )
             extra_cfg["psr-smollm2"] = PolicyConfig(
-                name="psr-smollm2", max_patients=1 if quick else 3, truth_episodes=0, model_based=False
+                name="psr-smollm2",
+                max_patients=2 if quick else 4,
+                patient_selection="shortest",
+                truth_episodes=0,
+                model_based=False,
             )
         except Exception as exc:
             console.print(f"[yellow]PSR agent unavailable ({type(exc).__name__}: {exc})[/yellow]")

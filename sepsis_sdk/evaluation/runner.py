@@ -80,6 +80,8 @@ class PolicyConfig(_Cfg):
         truth_episodes: Monte Carlo episodes for this policy's true value when it is not Markov (default
             ``truth.monte_carlo_episodes``; 0 skips the true value, e.g. for a slow local LLM).
         model_based: include this policy in the model-based protocol when it is enabled.
+        patient_selection: how ``max_patients`` are chosen: at random (default) or the shortest stays
+            (for very slow policies such as a CPU-bound local LLM; biased towards short stays).
     """
 
     name: str
@@ -89,6 +91,7 @@ class PolicyConfig(_Cfg):
     markov: bool | None = None
     truth_episodes: int | None = Field(default=None, ge=0)
     model_based: bool = True
+    patient_selection: Literal["random", "shortest"] = "random"
 
 
 class OPEConfig(_Cfg):
@@ -564,9 +567,15 @@ def run_evaluation(
                 markov_override if markov_override is not None else getattr(policy, "markov", False)
             )
             sub = test
+            notes: list[str] = []
             if max_pat is not None and max_pat < test.n_patients:
-                rng = np.random.default_rng(config.seed)
-                ids = sorted(rng.choice(test.patient_ids, size=max_pat, replace=False).tolist(), key=str)
+                if pc.patient_selection == "shortest":
+                    order = np.argsort(test.lengths(), kind="stable")[:max_pat]
+                    ids = sorted(test.patient_ids[order].tolist(), key=str)
+                    notes.append(f"scored on the {max_pat} shortest test stays (not a random sample)")
+                else:
+                    rng = np.random.default_rng(config.seed)
+                    ids = sorted(rng.choice(test.patient_ids, size=max_pat, replace=False).tolist(), key=str)
                 sub = test.select(ids)
             task = bar.add_task(f"  {name}", total=None) if bar is not None else None
 
@@ -582,7 +591,6 @@ def run_evaluation(
                 chunk_patients=config.chunk_patients,
                 progress=_prog,
             )
-            notes: list[str] = []
             ope = evaluate_ope(
                 sub,
                 probs,
