@@ -56,7 +56,9 @@ def train(
     hidden: int = typer.Option(256, help="torch: hidden width"),
     n_estimators: int = typer.Option(200, help="xgboost: trees per regressor"),
     device: str = typer.Option("auto", help="torch: auto | cpu | cuda"),
-    threads: int = typer.Option(0, help="CPU threads (0 = library default)"),
+    threads: int = typer.Option(
+        0, help="CPU threads (0 = library default; 1 is fastest on a busy shared CPU)"
+    ),
     model_seed: int = typer.Option(0, help="training seed"),
 ) -> None:
     """Train a world model on the training patients of a cohort and save it."""
