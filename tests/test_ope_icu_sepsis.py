@@ -21,6 +21,7 @@ from sepsis_sdk.evaluation import (
     validate_estimators,
     validation_policies,
 )
+from sepsis_sdk.evaluation.validation import validation_markdown
 from sepsis_sdk.sources.icu_sepsis import sample_cohort
 from sepsis_sdk.truth import builtin_policy, true_value
 
@@ -174,3 +175,7 @@ def test_validate_estimators_small_grid() -> None:
     # the Q-model is shared: FQE does not depend on the behaviour model
     fqe = runs[runs.estimator == "fqe"].sort_values(["seed", "behaviour"])["value"].to_numpy()
     assert fqe[0] == fqe[1] and fqe[2] == fqe[3]
+    md = validation_markdown(summary)
+    assert "**behaviour: known**" in md and "**behaviour: tabular**" in md
+    row = next(line for line in md.splitlines() if line.startswith("| clinician (0.7820) | wis |"))
+    assert f"{wis['bias']:+.3f} / {wis['rmse']:.3f}" in row

@@ -28,6 +28,8 @@ algorithm (``algo.predict``), while our targets are arbitrary per-row action dis
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -36,7 +38,7 @@ import numpy as np
 from sepsis_sdk._lazy import require
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import ModelError, UserError
-from sepsis_sdk.evaluation.behaviour import Featurizer, _StateIndex, cohort_inputs
+from sepsis_sdk.evaluation.behaviour import Featurizer, _StateIndex, cohort_inputs, single_threaded
 
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
@@ -231,6 +233,16 @@ class FQEModel:
         return float((np.asarray(target_probs)[first] * q[first]).sum(1).mean())
 
 
+def _single_threaded_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with single_threaded():  # see behaviour.single_threaded: BLAS threads spin on shared machines
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_single_threaded_call
 def fit_fqe(
     cohort: Cohort,
     target_probs: np.ndarray,

@@ -374,8 +374,11 @@ def make_statistics(
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size ``(sum w)^2 / sum w^2`` (0 when every weight is 0)."""
     w = np.asarray(weights, dtype=np.float64)
-    s2 = float((w**2).sum())
-    return float(w.sum() ** 2 / s2) if s2 > 0 else 0.0
+    top = float(np.abs(w).max()) if w.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return 0.0 if top == 0.0 else float("nan")
+    w = w / top  # scale-free; avoids overflow of squared huge weights
+    return float(w.sum() ** 2 / (w**2).sum())
 
 
 def weight_diagnostics(weights: np.ndarray) -> dict[str, float]:

@@ -181,6 +181,30 @@ def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def validation_markdown(summary: pd.DataFrame, *, digits: int = 3) -> str:
+    """Markdown tables (one per behaviour model) of ``bias / RMSE / coverage`` per policy x estimator x size."""
+    parts = []
+    frame = summary if "behaviour" in summary.columns else summary.assign(behaviour="-")
+    sizes = sorted(frame["size"].unique())
+    for beh, g in frame.groupby("behaviour", sort=False):
+        head = ["policy (truth)", "estimator", *[f"n={s:,}: bias / RMSE / cov" for s in sizes]]
+        lines = [f"**behaviour: {beh}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for (pol, est), h in g.groupby(["policy", "estimator"], sort=False):
+            cells = []
+            for s in sizes:
+                r = h[h["size"] == s]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                cells.append(
+                    f"{r['bias']:+.{digits}f} / {r['rmse']:.{digits}f} / {r['coverage']:.2f} ({int(r['runs'])})"
+                )
+            lines.append(f"| {pol} ({h['true_value'].iloc[0]:.4f}) | {est} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m sepsis_sdk.evaluation.validation``: run the grid, write per-run CSV and print the table."""
     import argparse
@@ -211,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(summary.round(4).to_string(index=False))
 
 
-__all__ = ["summarise_runs", "validate_estimators", "validation_policies"]
+__all__ = ["summarise_runs", "validate_estimators", "validation_markdown", "validation_policies"]
 
 
 if __name__ == "__main__":  # pragma: no cover
