@@ -195,3 +195,34 @@ def test_central_path_has_no_sampling_noise(histories):
     np.testing.assert_allclose(a.p_death + a.p_discharge, 1 - 0.6**3)
     s = noisy.rollout(histories, [[3, 3, 3]], n_samples=4, seed=0)
     assert not s.alive.all()
+
+
+@pytest.mark.slow
+def test_xgboost_backend_works_without_torch(tmp_path):
+    """The fallback must not import torch: run it in a process where ``import torch`` fails."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is not installed (blocked by the test)')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from sepsis_sdk.sources.icu_sepsis import sample_cohort\n"
+        "from sepsis_sdk.world_model import XGBoostConfig, XGBoostWorldModel, load_world_model\n"
+        "c = sample_cohort(60, seed=0)\n"
+        "wm = XGBoostWorldModel.fit(c, XGBoostConfig(n_members=1, n_estimators=3, n_jobs=1))\n"
+        f"wm.save({str(tmp_path / 'x')!r}); wm = load_world_model({str(tmp_path / 'x')!r})\n"
+        "r = wm.rollout(list(c.head(3).histories())[:3], [[1, 2]], n_samples=2)\n"
+        "from sepsis_sdk.errors import MissingDependencyError\n"
+        "try:\n"
+        "    from sepsis_sdk.world_model import TorchWorldModel\n"
+        "except MissingDependencyError as e:\n"
+        "    assert 'sepsis-sdk[torch]' in str(e)\n"
+        "print('torch' in sys.modules, r.states.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False (3, 1, 2, 2, 48)"
