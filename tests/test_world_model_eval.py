@@ -127,3 +127,23 @@ def test_cli_train_and_eval(tmp_path):
     rep = json.loads((tmp_path / "e" / "report.json").read_text())
     assert rep["data"]["test"]["patients"] == 23 and rep["command"]["episodes"] == 150
     assert (tmp_path / "e" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_training_entry_point(tmp_path):
+    from sepsis_sdk.training.world_model import train_on_cohort
+    from sepsis_sdk.world_model import load_world_model
+
+    model, test = train_on_cohort(
+        "icu-sepsis",
+        episodes=120,
+        backend="xgboost",
+        out=tmp_path / "m",
+        n_members=1,
+        n_estimators=3,
+        n_jobs=1,
+    )
+    assert test.n_patients == 18 and model.info["cohort"]["episodes"] == 120
+    again = load_world_model(tmp_path / "m")
+    h = list(test.head(2).histories())
+    np.testing.assert_array_equal(model.predict(h, 3).mean, again.predict(h, 3).mean)
