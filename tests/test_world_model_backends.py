@@ -226,3 +226,13 @@ def test_xgboost_backend_works_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False (3, 1, 2, 2, 48)"
+
+
+def test_public_surface_is_curated_and_resolves():
+    import sepsis_sdk.world_model as w
+
+    assert w.__all__ == sorted(w.__all__)
+    for name in w.__all__:
+        assert getattr(w, name) is not None
+    with pytest.raises(AttributeError):
+        w.NoSuchThing  # noqa: B018
