@@ -141,11 +141,49 @@ def bench_local(histories, n: int) -> None:
               f"per decision; final sources {sources})")  # fmt: skip
 
 
+def bench_planner_truth(episodes: int, epochs: int) -> None:
+    """Exact ICU-Sepsis value of the world-model planner with a torch world model trained on sampled episodes."""
+    from sepsis_sdk.policies import WorldModelPlannerPolicy
+    from sepsis_sdk.sources.icu_sepsis import sample_cohort
+    from sepsis_sdk.truth import true_value
+    from sepsis_sdk.world_model.torch_backend import TorchConfig, TorchWorldModel
+
+    t0 = time.perf_counter()
+    wm = TorchWorldModel.fit(
+        sample_cohort(episodes, seed=0), TorchConfig(epochs=epochs, n_members=5), threads=2
+    )
+    print(
+        f"[planner truth] torch world model on {episodes} clinician episodes, {epochs} epochs: {time.perf_counter() - t0:.0f} s"
+    )
+    for obj in ("survival", "mortality"):
+        for h in (1, 3):
+            v = true_value(WorldModelPlannerPolicy(wm, horizon=h, n_samples=4, objective=obj))
+            u = true_value(
+                WorldModelPlannerPolicy(
+                    wm, horizon=h, n_samples=4, objective=obj, safety=False, use_admissibility=False
+                )
+            )
+            print(
+                f"[planner truth] objective={obj} H={h}: with rules+admissibility {v:.4f}, unconstrained {u:.4f}"
+            )
+    print(
+        f"[planner truth] clinician {true_value('clinician'):.4f}, random {true_value('random'):.4f}, optimal {true_value('optimal'):.4f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=40, help="decisions per overhead measurement")
     ap.add_argument("--local", type=int, default=0, help="SmolLM2 decisions per graph (0 = skip)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument(
+        "--planner-truth",
+        type=int,
+        default=0,
+        metavar="EPISODES",
+        help="also train a torch world model on EPISODES sampled episodes and score the planner exactly",
+    )
+    ap.add_argument("--epochs", type=int, default=8)
     args = ap.parse_args()
 
     from sepsis_sdk.sources.icu_sepsis import sample_cohort
@@ -173,6 +211,8 @@ def main() -> None:
             bench_overhead(wm, histories, "torch world model", args.n)
     if args.local:
         bench_local(histories, args.local)
+    if args.planner_truth:
+        bench_planner_truth(args.planner_truth, args.epochs)
 
 
 if __name__ == "__main__":
