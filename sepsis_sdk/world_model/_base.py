@@ -140,6 +140,11 @@ class WorldModelBase:
             raise ModelError(
                 f"{self.name}: batch arrays disagree in shape: x {hb.x.shape}, mask {hb.mask.shape}, actions {hb.actions.shape}, valid {hb.valid.shape}"
             )
+        n_static = len(self.schema.static)
+        if np.shape(hb.static) != (b, n_static):
+            raise ModelError(
+                f"{self.name}: batch static has shape {np.shape(hb.static)}; expected ({b}, {n_static}) for {list(self.schema.static)}"
+            )
         bad = hb.mask.astype(bool) & ~np.isfinite(hb.x)
         if bad.any():
             i, t, c = np.argwhere(bad)[0]
