@@ -112,6 +112,7 @@ def test_fqe_linear_runs_and_stays_in_range() -> None:
     assert 0.6 < model.value(cohort, pe) < 0.95
 
 
+@pytest.mark.slow
 def test_fqe_xgboost_continues_boosting_each_iteration() -> None:
     cohort = sample_cohort(200, seed=6)
     pe = target_probs_from_table(cohort, builtin_policy("clinician"))

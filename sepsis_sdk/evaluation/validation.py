@@ -60,7 +60,7 @@ def validate_estimators(
     sizes: Sequence[int] = (1000, 5000, 20000),
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     behaviour: Literal["learned", "known"] | Sequence[str] = "learned",
-    behaviour_kind: str = "logistic",
+    behaviour_kind: str = "tabular",
     softening: float = 0.01,
     estimators: Sequence[str] = ESTIMATORS,
     n_bootstrap: int = 200,
@@ -79,7 +79,7 @@ def validate_estimators(
         behaviour: ``"known"`` uses the true clinician probabilities (isolates the estimator's error);
             ``"learned"`` fits :func:`~sepsis_sdk.evaluation.behaviour.fit_behaviour_policy` on each cohort;
             a list (``("known", "learned")``) runs both on the same cohorts, sharing the Q-models.
-        behaviour_kind: model kind when learned (``"logistic"``, ``"gbm"``, ``"tabular"``).
+        behaviour_kind: model kind when learned (``"tabular"``, default: near-exact on ICU-Sepsis; ``"logistic"``, ``"gbm"``).
         softening: softening of the learned behaviour model.
         estimators: estimators to run.
         n_bootstrap: bootstrap resamples per estimate.
