@@ -25,8 +25,11 @@ estimator means when all episodes are padded to a common horizon, and it keeps W
 finished episodes instead would make the step-``t`` term estimate ``E[r_t | still in the ICU at t]`` rather
 than ``E[r_t]``, which over-counts late rewards (for ICU-Sepsis, where the only reward is survival at the
 last step, dropping makes WPDIS a ratio of conditional survival rates and biases it badly). A test checks the
-convention on a hand-computed case. With carried weights WPDIS equals WIS whenever every reward comes at
-an episode's last step (as in ICU-Sepsis): both are ``sum_i rho_i G_i / sum_i rho_i``.
+convention on a hand-computed case. Even when every reward comes at an episode's last step (ICU-Sepsis)
+WPDIS differs from WIS: a survivor leaving at step ``t`` is divided by ``sum_j rho_jt``, which includes the
+partial weights of episodes still running at ``t``; with heavy-tailed weights this makes WPDIS much more
+biased than WIS at realistic sizes (docs/evaluation_ope.md, validation table). With weights all 1
+(on-policy, known behaviour) the two coincide.
 
 Intervals come from a vectorised bootstrap over patients (:mod:`sepsis_sdk.evaluation.bootstrap`): all
 estimators are weighted sums of per-episode summaries, so ``B`` resamples are one ``(B, n)`` count matrix
