@@ -140,6 +140,13 @@ def evaluate(
     if trained_on and trained_on != here:
         console.print(f"[yellow]note: model was trained on {trained_on}; evaluating on {here}[/yellow]")
     data = load_cohort(cohort, episodes, seed)
+    if list(data.schema.names) != list(wm.schema.names):
+        from sepsis_sdk.errors import ModelError
+
+        raise ModelError(
+            f"{model}: the model was trained on schema {wm.schema.name!r} ({len(wm.schema)} features) but cohort "
+            f"{cohort!r} has schema {data.schema.name!r} ({len(data.schema)} features)"
+        )
     tr, te = split_cohort(data, split_seed)
     with console.status(f"evaluating {wm!r} on {te.n_patients} held-out patients"):
         rep = evaluate_world_model(
