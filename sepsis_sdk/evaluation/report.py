@@ -259,7 +259,7 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
     console = Console()
     out = Path(out_dir)
     n_ep = 1000 if quick else 3000
-    steps = 300 if quick else 3000
+    steps = 300 if quick else 1500
     cfg = EvaluationConfig(
         out_dir=str(out / "report"),
         seed=0,
@@ -293,7 +293,7 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
 
         console.print(f"training the world model on {split.train.n_patients} patients ...")
         world_model = train_world_model(
-            split.train, "torch", n_members=3, epochs=4 if quick else 12, hidden=128, window=2, threads=2
+            split.train, "torch", n_members=3, epochs=4 if quick else 8, hidden=128, window=2, threads=2
         )
         console.print(f"  done in {time.time() - t0:.0f} s")
     except Exception as exc:  # the report still runs without a world model
@@ -306,7 +306,7 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
             # Exact truth: the planner is scored as a Markov policy on the current state (one-step
             # history); OPE and safety use the recorded histories (the world model's full window).
             extra_cfg["planner"] = PolicyConfig(
-                name="planner", max_patients=40 if quick else 150, markov=True
+                name="planner", max_patients=40 if quick else 100, markov=True
             )
         except Exception as exc:
             console.print(f"[yellow]planner unavailable ({type(exc).__name__}: {exc})[/yellow]")
@@ -324,7 +324,7 @@ def run_demo_benchmark(out_dir: str | Path, *, quick: bool = False, progress: bo
             )
             extra_cfg["psr-smollm2"] = PolicyConfig(
                 name="psr-smollm2",
-                max_patients=2 if quick else 4,
+                max_patients=2 if quick else 3,
                 patient_selection="shortest",
                 truth_episodes=0,
                 model_based=False,

@@ -81,6 +81,7 @@ def fit_tabular_policy(
     n_clusters: int = 300,
     min_count: int = 5,
     gamma: float = 0.99,
+    pessimism: float = 0.0,
     seed: int = 0,
     n_init: int = 1,
     features: Sequence[str] | None = None,
@@ -95,6 +96,7 @@ def fit_tabular_policy(
         n_clusters: number of k-means states (AI Clinician used 750 on ~17k patients; fewer for less data).
         min_count: an action must be seen this often in a state to be allowed there.
         gamma: discount of the estimated MDP.
+        pessimism: lower-confidence-bound weight (see :func:`solve_counts`).
         seed: k-means seed.
         n_init: k-means restarts.
         features: feature names to cluster on (default: all schema features).
@@ -139,6 +141,46 @@ def fit_tabular_policy(
     np.add.at(trans, (s, a, s_next), 1.0)
     rsum = np.zeros((k, N_ACTIONS))
     np.add.at(rsum, (s, a), r)
+    pol, q = solve_counts(
+        counts, trans, rsum, min_count=min_count, gamma=gamma, pessimism=pessimism, tol=tol, max_iter=max_iter
+    )
+    return TabularPolicy(
+        name=name,
+        feature_names=names,
+        fill=fill,
+        centers=centers,
+        mean=mean,
+        scale=scale,
+        policy=pol.astype(np.int64),
+        q=q,
+        counts=counts,
+        gamma=gamma,
+    )
+
+
+def solve_counts(
+    counts: np.ndarray,
+    trans: np.ndarray,
+    rsum: np.ndarray,
+    *,
+    min_count: int = 5,
+    gamma: float = 0.99,
+    pessimism: float = 0.0,
+    tol: float = 1e-8,
+    max_iter: int = 200,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Policy iteration on counted transitions.
+
+    Args:
+        counts: ``(k, 25)`` visits of (state, action).
+        trans: ``(k, 25, k + 1)`` transition counts; the last column is the absorbing terminal.
+        rsum: ``(k, 25)`` summed rewards.
+        min_count: actions seen fewer times in a state are not allowed there.
+        gamma: discount.
+        pessimism: subtract ``pessimism / sqrt(count)`` from each allowed action's Q when choosing
+            (a lower confidence bound: rarely tried actions must look clearly better to be picked).
+    """
+    k = counts.shape[0]
     allowed = counts >= min_count
     none = ~allowed.any(1)
     allowed[none, counts[none].argmax(1)] = True
@@ -160,25 +202,15 @@ def fit_tabular_policy(
                 v = rr + gamma * pp @ v
         q = rbar + gamma * p_nt @ v
         q = np.where(allowed, q, -np.inf)
-        new = q.argmax(1)
+        score = q - pessimism / np.sqrt(np.maximum(counts, 1.0))
+        new = score.argmax(1)
         # keep the current action on ties so the iteration terminates
-        keep = q[np.arange(k), pol] >= q[np.arange(k), new] - tol
+        keep = score[np.arange(k), pol] >= score[np.arange(k), new] - tol
         new = np.where(keep, pol, new)
         if np.array_equal(new, pol):
             break
         pol = new
-    return TabularPolicy(
-        name=name,
-        feature_names=names,
-        fill=fill,
-        centers=centers,
-        mean=mean,
-        scale=scale,
-        policy=pol.astype(np.int64),
-        q=q,
-        counts=counts,
-        gamma=gamma,
-    )
+    return pol, q
 
 
-__all__ = ["TabularPolicy", "fit_tabular_policy"]
+__all__ = ["TabularPolicy", "fit_tabular_policy", "solve_counts"]
