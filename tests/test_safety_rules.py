@@ -308,3 +308,11 @@ def test_custom_rule_file_round_trip(tmp_path):
     out = rs.check(RuleContext(fluid=0, vaso=0, values={"map": 55.0}))
     assert out[0].violated is True
     assert rs.check(RuleContext(fluid=0, vaso=0, values={"map": 60.0}))[0].triggered is False
+
+
+def test_public_surface_is_curated():
+    import sepsis_sdk.safety as safety
+
+    assert safety.__all__ == sorted(safety.__all__)
+    for name in safety.__all__:
+        assert getattr(safety, name) is not None
