@@ -316,3 +316,27 @@ def test_public_surface_is_curated():
     assert safety.__all__ == sorted(safety.__all__)
     for name in safety.__all__:
         assert getattr(safety, name) is not None
+
+
+def test_action_violations_match_per_action_checks(rules):
+    ctx = RuleContext(
+        fluid=0,
+        vaso=0,
+        t=2,
+        prev_fluid=4,
+        prev_vaso=1,
+        max_prior_fluid=4,
+        values={"map": 60.0, "lactate": 3.0, "cum_balance": 0.0},
+    )
+    table = rules.action_violations(ctx)
+    for a in range(25):
+        c = RuleContext(
+            fluid=a // 5, vaso=a % 5, t=2, prev_fluid=4, prev_vaso=1, max_prior_fluid=4, values=ctx.values
+        )
+        for r in rules.check(c):
+            if table[r.rule_id] is None:
+                assert not r.applicable
+            else:
+                assert bool(table[r.rule_id][a]) == bool(r.violated)
+    assert table["G1"].sum() == 1 and table["SSC2"].sum() == 5  # (0,0); vaso 0 with any fluid
+    assert rules.action_violations(RuleContext(fluid=0, vaso=0, values={"map": 70.0}))["G1"] is None

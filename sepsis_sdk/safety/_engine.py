@@ -382,24 +382,49 @@ class RuleSet:
         return RuleSet(spec, source=self.source)
 
     # ------------------------------------------------------------------ single decision
-    def check(self, context: RuleContext) -> list[RuleResult]:
-        """Judge one decision against every rule (in file order)."""
-        state: dict[str, Value] = {}
+    def _context_env(self, context: RuleContext, cand: np.ndarray) -> dict[str, Value]:
+        """Variables of one decision (arrays of shape (1, 1)) plus candidate actions ``cand`` (1, K)."""
+        env: dict[str, Value] = {}
         for var in self.variables:
             v = context.values.get(var)
             ok = v is not None and v == v
-            state[var] = Value(np.array([float(v) if ok else np.nan]), np.array([ok]))  # type: ignore[arg-type]
+            env[var] = Value(np.array([[float(v) if ok else np.nan]]), np.array([[ok]]))  # type: ignore[arg-type]
         hist = _history_env(
             np.array([context.t]),
             np.array([-1 if context.prev_fluid is None else context.prev_fluid]),
             np.array([-1 if context.prev_vaso is None else context.prev_vaso]),
             np.array([_max_prior(context)]),
         )
-        act = _action_env(np.array([[context.action.index]]))
-        env = {**state, **{k: Value(v.values[:, None], v.known[:, None]) for k, v in hist.items()}, **act}
-        env = {
-            k: v if v.values.ndim == 2 else Value(v.values[:, None], v.known[:, None]) for k, v in env.items()
-        }
+        env.update({k: Value(v.values[:, None], v.known[:, None]) for k, v in hist.items()})
+        env.update(_action_env(cand))
+        return env
+
+    def action_violations(self, context: RuleContext) -> dict[str, np.ndarray | None]:
+        """For every rule, which of the 25 actions would break it in this state (one vectorised pass).
+
+        The proposed action in ``context`` is ignored. A rule maps to None when it cannot be judged for
+        every action (missing features or values), else to a ``(25,)`` bool array indexed by action.
+        """
+        env = self._context_env(context, np.arange(N_ACTIONS)[None, :])
+        shape = (1, N_ACTIONS)
+        out: dict[str, np.ndarray | None] = {}
+        for rule in self.rules:
+            spec = rule.spec
+            if any(f in context.unavailable or f not in context.values for f in spec.features):
+                out[spec.id] = None
+                continue
+            w, v = rule.when.evaluate(env), rule.violation.evaluate(env)
+            wk, wv = np.broadcast_to(w.known, shape), np.broadcast_to(w.values, shape)
+            vk, vv = np.broadcast_to(v.known, shape), np.broadcast_to(v.values, shape)
+            if not (wk & (~wv | vk)).all():
+                out[spec.id] = None
+                continue
+            out[spec.id] = (wk & wv & vk & vv)[0].copy()
+        return out
+
+    def check(self, context: RuleContext) -> list[RuleResult]:
+        """Judge one decision against every rule (in file order)."""
+        env = self._context_env(context, np.array([[context.action.index]]))
         out = []
         for rule in self.rules:
             spec = rule.spec
