@@ -73,19 +73,20 @@ def test_clinician_policy_with_learned_behaviour_within_001_of_truth(cohort12k, 
 
 @pytest.mark.slow
 def test_off_policy_targets_inside_the_support(cohort12k) -> None:
+    """A softened target: every estimator works. A deterministic target: only FQE is asserted, because the
+    validation table shows IS-based estimators (DR/WDR included) are unreliable there at any size we ran."""
     known = KnownBehaviour.from_cohort(cohort12k)
     policies = validation_policies()
-    for name, tol in (("clinician_eps0.3", 0.02), ("optimal_admissible", 0.03)):
-        table = policies[name]
-        pe = target_probs_from_table(cohort12k, table)
-        res = evaluate_ope(
-            cohort12k, pe, behaviour=known, n_bootstrap=0, estimators=("wis", "dr", "wdr", "fqe")
-        )
-        truth = true_value(table)
-        for est in ("dr", "wdr", "fqe"):
-            assert abs(res[est].value - truth) < tol, (name, est, res[est].value, truth)
-        if name == "clinician_eps0.3":
-            assert abs(res["wis"].value - truth) < tol
+    soft = policies["clinician_eps0.3"]
+    res = evaluate_ope(cohort12k, target_probs_from_table(cohort12k, soft), behaviour=known, n_bootstrap=0)
+    truth = true_value(soft)
+    for est in ("wis", "phwis", "dr", "wdr", "fqe"):
+        assert abs(res[est].value - truth) < 0.01, (est, res[est].value, truth)
+    det = policies["optimal_admissible"]
+    res = evaluate_ope(cohort12k, target_probs_from_table(cohort12k, det), behaviour=known, n_bootstrap=0,
+                       estimators=("wis", "fqe"))  # fmt: skip
+    assert abs(res["fqe"].value - true_value(det)) < 0.02
+    assert res["wis"].ess < 0.05 * 12_000  # the weights collapse: the diagnostics say so
 
 
 def test_fqe_tabular_matches_exact_values_on_visited_states() -> None:
