@@ -30,8 +30,12 @@ def bench_import() -> dict:
     bare = _median_wall("pass")
     sdk = _median_wall("import sepsis_sdk")
     cohort = _median_wall("import sepsis_sdk; sepsis_sdk.Cohort")
-    return {"bare_python_s": bare, "import_sepsis_sdk_s": sdk, "sdk_cost_s": sdk - bare,
-            "first_use_of_Cohort_s": cohort - bare}
+    return {
+        "bare_python_s": bare,
+        "import_sepsis_sdk_s": sdk,
+        "sdk_cost_s": sdk - bare,
+        "first_use_of_Cohort_s": cohort - bare,
+    }
 
 
 def bench_sampling(n_episodes: int = 2000) -> dict:
@@ -66,8 +70,12 @@ def bench_sampling(n_episodes: int = 2000) -> dict:
             s, _, term, trunc, _ = env.step(a)
             done = term or trunc
     slow = time.perf_counter() - t0
-    return {"episodes": n_episodes, "vectorised_eps_per_s": n_episodes / fast, "gym_loop_eps_per_s": n_episodes / slow,
-            "ratio": slow / fast}
+    return {
+        "episodes": n_episodes,
+        "vectorised_eps_per_s": n_episodes / fast,
+        "gym_loop_eps_per_s": n_episodes / slow,
+        "ratio": slow / fast,
+    }
 
 
 if __name__ == "__main__":
