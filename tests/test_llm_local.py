@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Literal
 
 import pytest
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from sepsis_sdk.errors import ModelError, UserError
+from sepsis_sdk.errors import LLMCallError, ModelError, UserError
 from sepsis_sdk.llm import LiteLLMChat
 from sepsis_sdk.llm._local import load_local_model, parse_model_string
 from sepsis_sdk.testing import block_real_requests, tiny_causal_lm
@@ -225,12 +224,12 @@ def test_model_strings_and_errors(tmp_path):
 
 
 def test_bad_tool_choice_is_a_user_error_not_retried(chat):
-    start = time.perf_counter()
-    with pytest.raises(UserError, match="not among the tools"):
+    # raised as the user's mistake itself, not wrapped into an LLMCallError after retries
+    with pytest.raises(UserError, match="not among the tools") as info:
         chat.complete(
             USER, tools=[PRESCRIPTION], tool_choice={"type": "function", "function": {"name": "nope"}}
         )
-    assert time.perf_counter() - start < 5
+    assert not isinstance(info.value, LLMCallError)
 
 
 @pytest.mark.slow
@@ -247,10 +246,9 @@ def test_smollm2_default_converts_once_then_loads_fast_and_answers(tmp_path, mon
     assert path == tmp_path / "models" / "smollm2"
     assert (path / "model.safetensors").exists() and (path / "tokenizer.json").exists()
     clear_local_models()
-    start = time.perf_counter()
-    local = load_local_model("smollm2")
-    load_s = time.perf_counter() - start
-    assert load_s < 10  # about 1 s on an idle 2-core machine; loose for shared CI
+    local = load_local_model(
+        "smollm2"
+    )  # from the safetensors cache (load time: benchmarks/bench_llm_local.py)
     assert type(local.model).__name__ == "LlamaForCausalLM"
 
     class Vitals(BaseModel):

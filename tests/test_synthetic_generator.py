@@ -1,7 +1,5 @@
 """The synthetic MIMIC-IV-like generator: labelling, determinism, marginals, treatment effects, truth."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -111,12 +109,6 @@ def test_raghu_reward(cohort):
     np.testing.assert_allclose(last["reward"], np.where(last["outcome"] == 1, 15.0, -15.0))
     mid = df[~df["done"]]
     assert (mid["reward"].abs() < 15).all() and mid["reward"].std() > 0.1
-
-
-def test_speed():
-    t0 = time.perf_counter()
-    synthesize_cohort(1000, seed=3)
-    assert time.perf_counter() - t0 < 5.0
 
 
 def test_parquet_roundtrip(tmp_path, cohort):
