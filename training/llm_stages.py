@@ -41,9 +41,21 @@ class StageConfig:
     seed: int = 0
 
 
-def _device_kwargs() -> dict[str, Any]:
+def _common_args(cfg: StageConfig, out: Path) -> dict[str, Any]:
+    """Trainer arguments shared by the SFT and GRPO stages (CPU unless CUDA is present)."""
     torch = require("torch", "training")
-    return {"use_cpu": not torch.cuda.is_available()}
+    return {
+        "output_dir": str(out / "_trainer"),
+        "max_steps": cfg.max_steps,
+        "learning_rate": cfg.learning_rate,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": cfg.seed,
+        "disable_tqdm": True,
+        "gradient_checkpointing": False,
+        "use_cpu": not torch.cuda.is_available(),
+    }
 
 
 def _load(base: str | Path, adapter: str | Path | None):
@@ -111,19 +123,10 @@ def train_sft(
     out = Path(out_dir)
     model, tok = _load(base, adapter)
     args = trl.SFTConfig(
-        output_dir=str(out / "_trainer"),
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
         max_length=cfg.max_length,
         completion_only_loss=True,
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        **_device_kwargs(),
+        **_common_args(cfg, out),
     )
     trainer = trl.SFTTrainer(
         model=model,
@@ -154,20 +157,11 @@ def train_grpo(
     out = Path(out_dir)
     model, tok = _load(base, adapter)
     args = trl.GRPOConfig(
-        output_dir=str(out / "_trainer"),
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.num_generations,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        **_device_kwargs(),
+        **_common_args(cfg, out),
     )
     trainer = trl.GRPOTrainer(
         model=model,
