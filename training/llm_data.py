@@ -117,8 +117,9 @@ class Teacher:
         batch = self.world_model.batch([history])
         plans = np.repeat(np.arange(N_ACTIONS)[:, None], self.horizon, axis=1)[None]
         ro = self.world_model.rollout(batch, plans, n_samples=self.n_samples, seed=self.seed)
-        disagreement = np.nanmean(ro.epistemic_std[0], axis=(1, 2))
-        score = ro.p_discharge[0] - ro.p_death[0] - self.uncertainty_penalty * np.nan_to_num(disagreement)
+        # terminated samples carry NaN: they count as no disagreement
+        disagreement = np.nan_to_num(ro.epistemic_std[0]).mean(axis=(1, 2))
+        score = ro.p_discharge[0] - ro.p_death[0] - self.uncertainty_penalty * disagreement
         score = score - self.support_penalty * (1.0 - ro.support[0])
         return score - self.guideline_penalty * self._violations(history)
 
