@@ -425,6 +425,49 @@ class WorldModelBase:
         return f"<{type(self).__name__} {self.name!r}: schema {self.schema.name!r}, {len(self.schema)} features, window {self.window}, {self.n_members} member(s)>"
 
 
+def write_saved_model(model: Any, path: Any, backend: str, format_version: int, **extra: Any) -> None:
+    """Write what every backend saves: ``support.npz`` and ``config.json`` (schema, normaliser, config, ...).
+
+    Backend-specific fields (e.g. xgboost's noise estimates) come in ``extra``; the weights are the caller's.
+    """
+    import json
+
+    sup = model.support_index
+    if sup is not None:
+        np.savez(path / "support.npz", **sup.to_arrays())
+    cfg = {
+        "backend": backend,
+        "format_version": format_version,
+        "config": model.config.model_dump(),
+        "schema": model.schema.model_dump(),
+        "normaliser": model.normaliser.to_dict(),
+        **extra,
+        "std_scale": model.std_scale.tolist(),
+        "support": sup.config() if sup is not None else None,
+        "info": model.info,
+    }
+    (path / "config.json").write_text(json.dumps(cfg, indent=1))
+
+
+def read_saved_model(
+    path: Any, backend: str
+) -> tuple[dict[str, Any], FeatureSchema, Normaliser, SupportIndex | None]:
+    """Read and check ``config.json`` of a model saved by ``backend``; return it with schema, normaliser, support."""
+    import json
+
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise ModelError(f"{path}: no config.json (not a saved world model)")
+    raw = json.loads(cfg_file.read_text())
+    if raw.get("backend") != backend:
+        raise ModelError(f"{cfg_file}: backend is {raw.get('backend')!r}, not {backend!r}")
+    sup = None
+    if raw.get("support") is not None:
+        with np.load(path / "support.npz", allow_pickle=False) as arrs:
+            sup = SupportIndex.from_arrays(dict(arrs), raw["support"])
+    return raw, FeatureSchema.model_validate(raw["schema"]), Normaliser.from_dict(raw["normaliser"]), sup
+
+
 def calibration_scale(
     mean: np.ndarray, alea: np.ndarray, epi: np.ndarray, target: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:

@@ -18,7 +18,6 @@ seeded generators; no non-deterministic kernels are used).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -31,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import ModelError, UserError
 from sepsis_sdk.features import FeatureSchema
-from sepsis_sdk.world_model._base import StepOutput, WorldModelBase, calibration_scale
+from sepsis_sdk.world_model._base import (
+    StepOutput,
+    WorldModelBase,
+    calibration_scale,
+    read_saved_model,
+    write_saved_model,
+)
 from sepsis_sdk.world_model._data import TrainingData, Windows, cohort_windows
 from sepsis_sdk.world_model._space import Normaliser
 from sepsis_sdk.world_model._support import SupportIndex
@@ -274,20 +279,7 @@ class TorchWorldModel(WorldModelBase):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.net.state_dict().items()}
         st.save_file(tensors, str(path / "weights.safetensors"))
-        sup = self.support_index
-        if sup is not None:
-            np.savez(path / "support.npz", **sup.to_arrays())
-        cfg = {
-            "backend": "torch",
-            "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(),
-            "schema": self.schema.model_dump(),
-            "normaliser": self.normaliser.to_dict(),
-            "std_scale": self.std_scale.tolist(),
-            "support": sup.config() if sup is not None else None,
-            "info": self.info,
-        }
-        (path / "config.json").write_text(json.dumps(cfg, indent=1))
+        write_saved_model(self, path, "torch", FORMAT_VERSION)
         return path
 
     @classmethod
@@ -295,15 +287,8 @@ class TorchWorldModel(WorldModelBase):
         """Load a model written by :meth:`save` (predictions are identical to the saved model's)."""
         st = require("safetensors.torch", "torch", "loading the torch world model")
         path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise ModelError(f"{path}: no config.json (not a saved world model)")
-        raw = json.loads(cfg_file.read_text())
-        if raw.get("backend") != "torch":
-            raise ModelError(f"{cfg_file}: backend is {raw.get('backend')!r}, not 'torch'")
+        raw, schema, nz, sup = read_saved_model(path, "torch")
         cfg = TorchConfig.model_validate(raw["config"])
-        schema = FeatureSchema.model_validate(raw["schema"])
-        nz = Normaliser.from_dict(raw["normaliser"])
         net = _Ensemble(cfg, len(schema), len(nz.static_mean))
         state = st.load_file(str(path / "weights.safetensors"))
         try:
@@ -312,10 +297,6 @@ class TorchWorldModel(WorldModelBase):
             raise ModelError(
                 f"{path / 'weights.safetensors'}: weights do not match config.json ({exc})"
             ) from exc
-        sup = None
-        if raw.get("support") is not None:
-            with np.load(path / "support.npz", allow_pickle=False) as arrs:
-                sup = SupportIndex.from_arrays(dict(arrs), raw["support"])
         return cls(
             schema,
             cfg,

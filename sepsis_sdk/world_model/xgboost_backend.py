@@ -12,7 +12,6 @@ termination (the stay goes on / death / discharge alive). Models save in XGBoost
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import ModelError
 from sepsis_sdk.features import FeatureSchema
-from sepsis_sdk.world_model._base import StepOutput, WorldModelBase, calibration_scale
+from sepsis_sdk.world_model._base import (
+    StepOutput,
+    WorldModelBase,
+    calibration_scale,
+    read_saved_model,
+    write_saved_model,
+)
 from sepsis_sdk.world_model._data import Windows, cohort_windows
 from sepsis_sdk.world_model._space import Normaliser
 from sepsis_sdk.world_model._support import SupportIndex
@@ -283,35 +288,15 @@ class XGBoostWorldModel(WorldModelBase):
             if c is not None:
                 arrays[f"clf_{k}"] = np.frombuffer(bytes(c.save_raw("ubj")), dtype=np.uint8)
         np.savez(path / "boosters.npz", **arrays)
-        sup = self.support_index
-        if sup is not None:
-            np.savez(path / "support.npz", **sup.to_arrays())
-        cfg = {
-            "backend": "xgboost",
-            "format_version": FORMAT_VERSION,
-            "config": self.config.model_dump(),
-            "schema": self.schema.model_dump(),
-            "normaliser": self.normaliser.to_dict(),
-            "noise": self.noise.tolist(),
-            "std_scale": self.std_scale.tolist(),
-            "support": sup.config() if sup is not None else None,
-            "info": self.info,
-        }
-        (path / "config.json").write_text(json.dumps(cfg, indent=1))
+        write_saved_model(self, path, "xgboost", FORMAT_VERSION, noise=self.noise.tolist())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> XGBoostWorldModel:
         """Load a model written by :meth:`save`."""
         path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists():
-            raise ModelError(f"{path}: no config.json (not a saved world model)")
-        raw = json.loads(cfg_file.read_text())
-        if raw.get("backend") != "xgboost":
-            raise ModelError(f"{cfg_file}: backend is {raw.get('backend')!r}, not 'xgboost'")
+        raw, schema, nz, sup = read_saved_model(path, "xgboost")
         cfg = XGBoostConfig.model_validate(raw["config"])
-        schema = FeatureSchema.model_validate(raw["schema"])
         d = len(schema)
 
         def _booster(buf: np.ndarray) -> Any:
@@ -327,14 +312,10 @@ class XGBoostWorldModel(WorldModelBase):
                 for k in range(cfg.n_members)
             ]
             clfs = [_booster(arrs[f"clf_{k}"]) if f"clf_{k}" in arrs else None for k in range(cfg.n_members)]
-        sup = None
-        if raw.get("support") is not None:
-            with np.load(path / "support.npz", allow_pickle=False) as arrs:
-                sup = SupportIndex.from_arrays(dict(arrs), raw["support"])
         return cls(
             schema,
             cfg,
-            Normaliser.from_dict(raw["normaliser"]),
+            nz,
             regs,
             clfs,
             np.asarray(raw["noise"]),
