@@ -68,7 +68,7 @@ def run_demo(out: Path, *, quick: bool = False) -> None:
     from sepsis_sdk.sources.icu_sepsis import sample_cohort
 
     out.mkdir(parents=True, exist_ok=True)
-    n = 2000 if quick else 5000
+    n = 1000 if quick else 3000  # the same size (and seed) as the benchmark below samples
     console.rule("[bold]1. An offline cohort from the ICU-Sepsis MDP")
     cohort = sample_cohort(n, seed=0)
     cohort.to_parquet(out / "icu_sepsis_cohort.parquet")
