@@ -97,16 +97,44 @@ def ope_vs_truth(report: EvaluationReport, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     est_names = sorted({p[0] for p in pts})
+    # The axes follow the true values, not the estimates: one wild DR estimate (e.g. -2.7 for a value of
+    # 0.785) would otherwise squash every other point. Estimates outside are drawn on the edge as triangles.
+    truths = [p[2] for p in pts]
+    span = max(max(truths) - min(truths), 0.05)
+    lo_, hi_ = min(truths) - 0.5 * span, max(truths) + 0.5 * span
+    n_out = 0
     for k, e in enumerate(est_names):
         sel = [p for p in pts if p[0] == e]
         x = np.array([p[2] for p in sel]) + (k - len(est_names) / 2) * 0.001
-        y = np.array([p[3] for p in sel])
-        lo = np.array([p[4] if p[4] is not None else p[3] for p in sel])
-        hi = np.array([p[5] if p[5] is not None else p[3] for p in sel])
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o", ms=4, capsize=2, label=e.upper())
-    allv = [p[2] for p in pts] + [p[3] for p in pts]
-    lo_, hi_ = min(allv) - 0.02, max(allv) + 0.02
+        y = np.array([p[3] for p in sel], dtype=float)
+        lo = np.array([p[4] if p[4] is not None else p[3] for p in sel], dtype=float)
+        hi = np.array([p[5] if p[5] is not None else p[3] for p in sel], dtype=float)
+        inside = (y >= lo_) & (y <= hi_)
+        n_out += int((~inside).sum())
+        yc, loc, hic = y.clip(lo_, hi_), lo.clip(lo_, hi_), hi.clip(lo_, hi_)
+        bars = ax.errorbar(
+            x[inside],
+            yc[inside],
+            yerr=[yc[inside] - loc[inside], hic[inside] - yc[inside]],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            label=e.upper(),
+        )
+        if (~inside).any():
+            ax.scatter(x[~inside], yc[~inside], marker="^", s=30, color=bars[0].get_color())
     ax.plot([lo_, hi_], [lo_, hi_], "k--", lw=0.8)
+    ax.set_xlim(lo_, hi_)
+    ax.set_ylim(lo_, hi_)
+    if n_out:
+        ax.text(
+            0.02,
+            0.98,
+            f"{n_out} estimate(s) outside the axes (triangles at the edge)",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=7,
+        )
     ax.set_xlabel("true value (ICU-Sepsis)")
     ax.set_ylabel("OPE estimate")
     ax.set_title("off-policy estimates vs truth")
