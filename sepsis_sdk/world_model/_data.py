@@ -174,3 +174,25 @@ def cohort_batch(cohort, window: int, rows: np.ndarray | None = None):
     act[:, -1] = -1
     static = cohort.static_matrix()[rows]
     return HistoryBatch(x=xw, mask=mw, actions=act, valid=ok, static=static)
+
+
+def training_split(
+    cohort, window: int, val_fraction: float, seed: int, *, min_rows: int, who: str
+) -> tuple[Normaliser, TrainingData, TrainingData, TrainingData]:
+    """What every backend does before fitting: normalise, window, and split patients into train/validation.
+
+    Returns ``(normaliser, all windows, train, validation)``; the validation part is empty when
+    ``val_fraction`` is 0. Raises :class:`~sepsis_sdk.errors.ModelError` below ``min_rows`` windows.
+    """
+    from sepsis_sdk.errors import ModelError
+
+    x, mask = cohort.features(), cohort.masks()
+    nz = Normaliser.fit(cohort.schema, x, mask & np.isfinite(x), cohort.static_matrix())
+    data = cohort_windows(cohort, nz, window)
+    if len(data) < min_rows:
+        raise ModelError(f"{who}: cohort {cohort.source!r} has {len(data)} rows; need more to train")
+    if val_fraction > 0:
+        train, val = data.split_patients(val_fraction, seed)
+    else:
+        train, val = data, data.take(np.arange(0))
+    return nz, data, train, val

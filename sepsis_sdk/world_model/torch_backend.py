@@ -37,7 +37,7 @@ from sepsis_sdk.world_model._base import (
     read_saved_model,
     write_saved_model,
 )
-from sepsis_sdk.world_model._data import TrainingData, Windows, cohort_windows
+from sepsis_sdk.world_model._data import TrainingData, Windows, training_split
 from sepsis_sdk.world_model._space import Normaliser
 from sepsis_sdk.world_model._support import SupportIndex
 
@@ -233,17 +233,8 @@ class TorchWorldModel(WorldModelBase):
         if threads:
             torch.set_num_threads(int(threads))
         schema = cohort.schema
-        x, mask = cohort.features(), cohort.masks()
-        nz = Normaliser.fit(schema, x, mask & np.isfinite(x), cohort.static_matrix())
-        data = cohort_windows(cohort, nz, cfg.window)
-        if len(data) < 2:
-            raise ModelError(
-                f"torch world model: cohort {cohort.source!r} has {len(data)} rows; need more to train"
-            )
-        train, val = (
-            data.split_patients(cfg.val_fraction, cfg.seed)
-            if cfg.val_fraction > 0
-            else (data, data.take(np.arange(0)))
+        nz, data, train, val = training_split(
+            cohort, cfg.window, cfg.val_fraction, cfg.seed, min_rows=2, who="torch world model"
         )
         torch.manual_seed(cfg.seed)
         net = _Ensemble(cfg, len(schema), data.inputs.s.shape[1]).to(dev)

@@ -22,7 +22,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sepsis_sdk._lazy import require
-from sepsis_sdk.errors import ModelError
 from sepsis_sdk.features import FeatureSchema
 from sepsis_sdk.world_model._base import (
     StepOutput,
@@ -31,7 +30,7 @@ from sepsis_sdk.world_model._base import (
     read_saved_model,
     write_saved_model,
 )
-from sepsis_sdk.world_model._data import Windows, cohort_windows
+from sepsis_sdk.world_model._data import Windows, training_split
 from sepsis_sdk.world_model._space import Normaliser
 from sepsis_sdk.world_model._support import SupportIndex
 
@@ -153,17 +152,8 @@ class XGBoostWorldModel(WorldModelBase):
         """
         cfg = config or XGBoostConfig()
         schema = cohort.schema
-        x, mask = cohort.features(), cohort.masks()
-        nz = Normaliser.fit(schema, x, mask & np.isfinite(x), cohort.static_matrix())
-        data = cohort_windows(cohort, nz, cfg.window)
-        if len(data) < 10:
-            raise ModelError(
-                f"xgboost world model: cohort {cohort.source!r} has {len(data)} rows; need more to train"
-            )
-        train, val = (
-            data.split_patients(cfg.val_fraction, cfg.seed)
-            if cfg.val_fraction > 0
-            else (data, data.take(np.arange(0)))
+        nz, _data, train, val = training_split(
+            cohort, cfg.window, cfg.val_fraction, cfg.seed, min_rows=10, who="xgboost world model"
         )
         t0 = time.perf_counter()
         d = len(schema)
