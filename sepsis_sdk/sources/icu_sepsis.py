@@ -136,50 +136,25 @@ def icu_sepsis_schema() -> FeatureSchema:
     pad = 0.1 * (hi - lo) + 1e-6
     feats = []
     for j, name in enumerate(FEATURE_NAMES):
-        if name in BINARY_FEATURES and name != "max_dose_vaso":
-            feats.append(
-                FeatureSpec(
-                    name=name,
-                    kind="binary",
-                    transform="binary",
-                    lower=float(lo[j] - pad[j]),
-                    upper=float(hi[j] + pad[j]),
-                    offset=0.5 if name != "re_admission" else -0.1,
-                    description="flag stored as raw - 0.5" + (" + 0.6" if name == "re_admission" else ""),
-                )
-            )
-        elif name == "max_dose_vaso":
-            feats.append(
-                FeatureSpec(
-                    name=name,
-                    unit="ug/kg/min",
-                    lower=float(lo[j] - pad[j]),
-                    upper=float(hi[j] + pad[j]),
-                    offset=0.5,
-                    description="maximum vasopressor dose, stored as raw - 0.5",
-                )
-            )
+        if name == "max_dose_vaso":
+            kind = {
+                "unit": "ug/kg/min",
+                "offset": 0.5,
+                "description": "maximum vasopressor dose, stored as raw - 0.5",
+            }
+        elif name in BINARY_FEATURES:
+            shift = " + 0.6" if name == "re_admission" else ""
+            kind = {
+                "kind": "binary",
+                "transform": "binary",
+                "offset": -0.1 if shift else 0.5,
+                "description": f"flag stored as raw - 0.5{shift}",
+            }
         elif name in Z_FEATURES:
-            feats.append(
-                FeatureSpec(
-                    name=name,
-                    unit="SD",
-                    transform="z",
-                    lower=float(lo[j] - pad[j]),
-                    upper=float(hi[j] + pad[j]),
-                )
-            )
+            kind = {"unit": "SD", "transform": "z"}
         else:
-            feats.append(
-                FeatureSpec(
-                    name=name,
-                    unit="SD",
-                    transform="zlog",
-                    lower=float(lo[j] - pad[j]),
-                    upper=float(hi[j] + pad[j]),
-                    description="z-score of log(x + 0.1)",
-                )
-            )
+            kind = {"unit": "SD", "transform": "zlog", "description": "z-score of log(x + 0.1)"}
+        feats.append(FeatureSpec(name=name, lower=float(lo[j] - pad[j]), upper=float(hi[j] + pad[j]), **kind))
     feats.append(
         FeatureSpec(
             name=SOFA_COLUMN,
