@@ -79,6 +79,12 @@ def _usage_of(model: Any) -> dict[str, float]:
     return {k: float(v) for k, v in u.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _failure(step: str, deps: AgentDeps, events: list[dict[str, Any]]) -> str:
+    """The trace's failure text after a model call that never gave valid output."""
+    last = events[-1]["error"] if events else "no output"
+    return f"{step} failed after {1 + deps.max_retries} attempt(s): {last}"
+
+
 def call_model(
     deps: AgentDeps, node: str, fn: Callable[[], Any]
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
@@ -176,8 +182,7 @@ def propose(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     if out is None:
         return {
             "round": rnd,
-            "failure": f"propose failed after {1 + deps.max_retries} attempt(s): "
-            + (events[-1]["error"] if events else "no output"),
+            "failure": _failure("propose", deps, events),
             "usage": usage,
             "events": events,
         }
@@ -305,8 +310,7 @@ def refine(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     if out is None:
         return {
             "critique": crit,
-            "failure": f"refine failed after {1 + deps.max_retries} attempt(s): "
-            + (errs[-1]["error"] if errs else "no output"),
+            "failure": _failure("refine", deps, errs),
             "usage": usage,
             "events": events,
         }
@@ -328,8 +332,7 @@ def decide(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     out, usage, events = call_model(deps, "decide", lambda: deps.model.structured(messages, Prescription))
     if out is None:
         return {
-            "failure": f"decide failed after {1 + deps.max_retries} attempt(s): "
-            + (events[-1]["error"] if events else "no output"),
+            "failure": _failure("decide", deps, events),
             "usage": usage,
             "events": events,
         }
@@ -408,8 +411,7 @@ def agent(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     if out is None:
         return {
             "turns": turn,
-            "failure": f"model call failed after {1 + deps.max_retries} attempt(s): "
-            + (events[-1]["error"] if events else "no output"),
+            "failure": _failure("model call", deps, events),
             "usage": usage,
             "events": events,
         }
