@@ -12,9 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from sepsis_sdk._lazy import lazy_getattr
 from sepsis_sdk._version import __version__
 
 # public name -> module that defines it
@@ -69,13 +69,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sepsis_sdk' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk", _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -5,8 +5,9 @@ Submodules are imported on first use so that ``import sepsis_sdk.evaluation`` st
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from sepsis_sdk._lazy import lazy_getattr
 
 _EXPORTS = {
     # off-policy evaluation (ope.py, behaviour.py, fqe.py, bootstrap.py, validation.py)
@@ -43,10 +44,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sepsis_sdk.evaluation' has no attribute {name!r}")
-    module, attr = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk.evaluation", _EXPORTS, globals())

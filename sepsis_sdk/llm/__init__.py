@@ -11,9 +11,9 @@ litellm, instructor, torch and transformers are imported only when a call needs 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from sepsis_sdk._lazy import lazy_getattr
 from sepsis_sdk.llm._base import ChatModel, ChatResponse, Message, ToolCall, Usage
 from sepsis_sdk.llm._guard import allow_real_requests, block_real_requests, real_requests_allowed
 from sepsis_sdk.llm._retry import Backoff
@@ -45,13 +45,7 @@ __all__ = sorted(
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sepsis_sdk.llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk.llm", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -5,8 +5,9 @@ Submodules are imported on first use so that ``import sepsis_sdk.sources`` stays
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from sepsis_sdk._lazy import lazy_getattr
 
 _EXPORTS = {
     "sample_icu_sepsis": ("sepsis_sdk.sources.icu_sepsis", "sample_cohort"),
@@ -22,10 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sepsis_sdk.sources' has no attribute {name!r}")
-    module, attr = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk.sources", _EXPORTS, globals())

@@ -10,9 +10,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from sepsis_sdk._lazy import lazy_getattr
 from sepsis_sdk.world_model._protocol import HistoryBatch, NextStatePrediction, Rollout, WorldModel
 
 _LAZY: dict[str, str] = {
@@ -35,13 +35,7 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(["HistoryBatch", "NextStatePrediction", "Rollout", "WorldModel", *_LAZY])
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sepsis_sdk.world_model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk.world_model", _LAZY, globals())
 
 
 def __dir__() -> list[str]:
