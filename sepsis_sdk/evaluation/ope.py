@@ -31,15 +31,17 @@ partial weights of episodes still running at ``t``; with heavy-tailed weights th
 biased than WIS at realistic sizes (docs/evaluation_ope.md, validation table). With weights all 1
 (on-policy, known behaviour) the two coincide.
 
-Intervals come from a vectorised bootstrap over patients (:mod:`sepsis_sdk.evaluation.bootstrap`): all
-estimators are weighted sums of per-episode summaries, so ``B`` resamples are one ``(B, n)`` count matrix
-times one ``(n, k)`` matrix of summaries. The Q-model is held fixed across resamples, so DR/WDR/FQE
+Each estimator is one registered class (:mod:`sepsis_sdk.evaluation.estimators`; add your own with
+``register_estimator``). Intervals come from a vectorised bootstrap over patients
+(:mod:`sepsis_sdk.evaluation.bootstrap`): all estimators are weighted sums of per-episode summaries, so
+``B`` resamples of every requested estimator are one ``(B, n)`` count matrix times one ``(n, k)`` matrix of
+the summaries they declare. The Q-model is held fixed across resamples, so DR/WDR/FQE
 intervals do not include the model's fitting uncertainty (see docs/evaluation_ope.md for coverage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,14 +50,22 @@ import numpy as np
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.evaluation.bootstrap import bootstrap_statistics, lower_bound, percentile_interval
+from sepsis_sdk.evaluation.estimators import (
+    BUILTIN_ESTIMATORS,
+    EpisodeTable,
+    Estimator,
+    build_episode_table,
+    make_statistics,
+    resolve_estimators,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from sepsis_sdk.cohort import Cohort
 
-ESTIMATORS: tuple[str, ...] = ("wis", "wpdis", "phwis", "dr", "wdr", "fqe")
-_NEEDS_Q = frozenset({"dr", "wdr", "fqe"})
+ESTIMATORS: tuple[str, ...] = BUILTIN_ESTIMATORS
+"""The built-in estimators (all registered names: :func:`~sepsis_sdk.evaluation.estimators.available_estimators`)."""
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -141,6 +151,28 @@ class OPEResult:
             "estimates": {k: asdict(v) for k, v in self.estimates.items()},
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OPEResult:
+        """Rebuild from :meth:`to_dict` output (e.g. a resumed run; JSON nulls become NaN)."""
+        nan = float("nan")
+
+        def num(x: Any) -> float:
+            return nan if x is None else float(x)
+
+        estimates = {}
+        for k, e in d.get("estimates", {}).items():
+            floats = {f: num(e.get(f)) for f in ("value", "ci_low", "ci_high", "lower_bound_5pct", "ess")}
+            diag = {dk: num(dv) for dk, dv in (e.get("diagnostics") or {}).items()}
+            estimates[k] = Estimate(**floats, n_episodes=int(e.get("n_episodes", 0)), diagnostics=diag)
+        return cls(
+            estimates=estimates,
+            gamma=float(d.get("gamma", 1.0)),
+            n_bootstrap=int(d.get("n_bootstrap", 0)),
+            level=float(d.get("level", 0.95)),
+            seed=int(d.get("seed", 0)),
+            weights={k: num(v) for k, v in (d.get("weights") or {}).items()},
+        )
+
 
 # ---------------------------------------------------------------------------------------------- inputs
 def target_probs_from_table(cohort: Cohort, table: np.ndarray) -> np.ndarray:
@@ -192,188 +224,6 @@ def _behaviour_taken(behaviour: Any, cohort: Cohort) -> np.ndarray:
     return taken
 
 
-# ---------------------------------------------------------------------------------------------- core
-@dataclass(frozen=True)
-class EpisodeTable:
-    """Per-episode padded arrays the estimators are built from (``(n_episodes, horizon)``).
-
-    ``rho`` carries each episode's final weight past its end; ``rho_prev`` is ``rho`` shifted one step
-    right with 1 in the first column; ``reward``, ``q_taken`` and ``v`` are 0 past the end.
-    """
-
-    rho: np.ndarray
-    rho_prev: np.ndarray
-    reward: np.ndarray
-    lengths: np.ndarray
-    discount: np.ndarray
-    q_taken: np.ndarray | None = None
-    v: np.ndarray | None = None
-
-    @property
-    def n_episodes(self) -> int:
-        return self.rho.shape[0]
-
-    @property
-    def final_weight(self) -> np.ndarray:
-        return self.rho[:, -1]
-
-    @property
-    def returns(self) -> np.ndarray:
-        return (self.reward * self.discount).sum(1)
-
-
-def build_episode_table(
-    episode: np.ndarray,
-    ratio: np.ndarray,
-    reward: np.ndarray,
-    *,
-    gamma: float = 1.0,
-    q_taken: np.ndarray | None = None,
-    v: np.ndarray | None = None,
-) -> EpisodeTable:
-    """Pad step arrays (rows grouped by episode, in time order) into an :class:`EpisodeTable`.
-
-    Args:
-        episode: ``(n_rows,)`` 0-based episode number of each row, non-decreasing.
-        ratio: ``(n_rows,)`` per-step importance ratios ``pi_e / pi_b`` of the actions taken.
-        reward: ``(n_rows,)`` rewards.
-        gamma: discount.
-        q_taken: optional ``(n_rows,)`` ``Q(s_t, a_t)``.
-        v: optional ``(n_rows,)`` ``V(s_t) = sum_a pi_e(a|s_t) Q(s_t, a)``.
-    """
-    episode = np.asarray(episode, dtype=np.int64)
-    if episode.size and np.any(np.diff(episode) < 0):
-        raise UserError("rows must be grouped by episode in order")
-    n_ep = int(episode.max()) + 1 if episode.size else 0
-    lengths = np.bincount(episode, minlength=n_ep)
-    if (lengths == 0).any():
-        raise UserError("episode numbers must be 0..n-1 without gaps")
-    horizon = int(lengths.max()) if n_ep else 0
-    starts = np.r_[0, np.cumsum(lengths)[:-1]]
-    pos = np.arange(len(episode)) - starts[episode]
-
-    def pad(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        out = np.full((n_ep, horizon), fill, dtype=np.float64)
-        out[episode, pos] = values
-        return out
-
-    # cumulative products within episodes, past the end the ratio is 1 (absorbing, no decision)
-    rho = np.cumprod(pad(np.asarray(ratio, dtype=np.float64), fill=1.0), axis=1)
-    rho_prev = np.concatenate([np.ones((n_ep, 1)), rho[:, :-1]], axis=1)
-    return EpisodeTable(
-        rho=rho,
-        rho_prev=rho_prev,
-        reward=pad(np.asarray(reward, dtype=np.float64)),
-        lengths=lengths,
-        discount=gamma ** np.arange(horizon, dtype=np.float64),
-        q_taken=None if q_taken is None else pad(q_taken),
-        v=None if v is None else pad(v),
-    )
-
-
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` with 0 where ``den == 0`` (a term with no weight contributes nothing)."""
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
-
-
-def make_statistics(
-    table: EpisodeTable, estimators: Sequence[str]
-) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Estimator name -> function of a ``(B, n_episodes)`` weight (count) matrix returning ``(B,)``.
-
-    All requested estimators share one matrix product ``W @ S`` with ``S`` the column-stacked
-    per-episode summaries; the functions below only slice the product, so asking for six estimators
-    costs about one product. A row of ones gives the point estimate.
-    """
-    d = table.discount
-    h = table.rho.shape[1]
-    blocks: dict[str, np.ndarray] = {}
-
-    def need(name: str, make: Callable[[], np.ndarray]) -> None:
-        if name not in blocks:
-            arr = make()
-            blocks[name] = arr if arr.ndim == 2 else arr[:, None]
-
-    rho_t = table.final_weight
-    need("one", lambda: np.ones(table.n_episodes))
-    if "wis" in estimators or "phwis" in estimators:
-        need("wis_num", lambda: rho_t * table.returns)
-        need("wis_den", lambda: rho_t)
-    if "wpdis" in estimators or "wdr" in estimators:
-        need("pd_num", lambda: d * table.rho * table.reward)
-        need("pd_den", lambda: table.rho)
-    if "phwis" in estimators:
-        groups, inv = np.unique(table.lengths, return_inverse=True)
-        onehot = np.zeros((table.n_episodes, len(groups)))
-        onehot[np.arange(table.n_episodes), inv] = 1.0
-        need("ph_num", lambda: onehot * (rho_t * table.returns)[:, None])
-        need("ph_den", lambda: onehot * rho_t[:, None])
-        need("ph_n", lambda: onehot)
-    if _NEEDS_Q.intersection(estimators):
-        if table.q_taken is None or table.v is None:
-            raise UserError("DR, WDR and FQE need Q-values (pass q_model or let evaluate_ope fit one)")
-        q, v = table.q_taken, table.v
-        if "dr" in estimators:
-            need("dr", lambda: (d * (table.rho * (table.reward - q) + table.rho_prev * v)).sum(1))
-        if "wdr" in estimators:
-            need("wdr_q", lambda: d * table.rho * q)
-            need("wdr_v", lambda: d * table.rho_prev * v)
-        if "fqe" in estimators:
-            need("v0", lambda: v[:, 0] if h else np.zeros(table.n_episodes))
-
-    names = list(blocks)
-    widths = [blocks[k].shape[1] for k in names]
-    offsets = np.r_[0, np.cumsum(widths)]
-    stacked = np.concatenate([blocks[k] for k in names], axis=1)
-    sl = {k: slice(int(offsets[i]), int(offsets[i + 1])) for i, k in enumerate(names)}
-    cache: list[tuple[np.ndarray, np.ndarray]] = []  # (weights, product); holds the reference
-
-    def product(w: np.ndarray) -> np.ndarray:
-        if not cache or cache[0][0] is not w:
-            cache[:] = [(w, w @ stacked)]
-        return cache[0][1]
-
-    def col(w: np.ndarray, name: str) -> np.ndarray:
-        out = product(w)[:, sl[name]]
-        return out[:, 0] if out.shape[1] == 1 else out
-
-    def wis(w: np.ndarray) -> np.ndarray:
-        num, den = col(w, "wis_num"), col(w, "wis_den")
-        return np.where(den > 0, _safe_div(num, den), np.nan)
-
-    def wpdis(w: np.ndarray) -> np.ndarray:
-        num, den = (col(w, k).reshape(len(w), -1) for k in ("pd_num", "pd_den"))
-        val = _safe_div(num, den).sum(1)
-        return np.where(den[:, -1] > 0, val, np.nan) if h else np.full(len(w), np.nan)
-
-    def phwis(w: np.ndarray) -> np.ndarray:
-        num, den, n_g = col(w, "ph_num"), col(w, "ph_den"), col(w, "ph_n")
-        num, den, n_g = (a.reshape(len(w), -1) for a in (num, den, n_g))
-        ok = den > 0
-        size = np.where(ok, n_g, 0.0)
-        total = size.sum(1)
-        val = (size * _safe_div(num, den)).sum(1)
-        return np.where(total > 0, _safe_div(val, total), np.nan)
-
-    def dr(w: np.ndarray) -> np.ndarray:
-        return _safe_div(col(w, "dr"), col(w, "one"))
-
-    def wdr(w: np.ndarray) -> np.ndarray:
-        num_r, den = col(w, "pd_num"), col(w, "pd_den")
-        num_q, num_v = col(w, "wdr_q"), col(w, "wdr_v")
-        num_r, den, num_q, num_v = (a.reshape(len(w), -1) for a in (num_r, den, num_q, num_v))
-        den_prev = np.concatenate([col(w, "one")[:, None], den[:, :-1]], axis=1)
-        return (_safe_div(num_r - num_q, den) + _safe_div(num_v, den_prev)).sum(1)
-
-    def fqe(w: np.ndarray) -> np.ndarray:
-        return _safe_div(col(w, "v0"), col(w, "one"))
-
-    table_fns = {"wis": wis, "wpdis": wpdis, "phwis": phwis, "dr": dr, "wdr": wdr, "fqe": fqe}
-    return {k: table_fns[k] for k in estimators}
-
-
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size ``(sum w)^2 / sum w^2`` (0 when every weight is 0)."""
     w = np.asarray(weights, dtype=np.float64)
@@ -416,7 +266,7 @@ def evaluate_ope(
     target_probs: np.ndarray,
     *,
     behaviour: Any,
-    estimators: Sequence[str] = ESTIMATORS,
+    estimators: Sequence[str | Estimator] = ESTIMATORS,
     gamma: float = 1.0,
     n_bootstrap: int = 1000,
     seed: int = 0,
@@ -433,7 +283,9 @@ def evaluate_ope(
         behaviour: a :class:`~sepsis_sdk.evaluation.behaviour.BehaviourModel` (or anything with
             ``probabilities(cohort)``), a ``(n_rows, 25)`` array, or a ``(n_rows,)`` array of the
             behaviour probabilities of the actions taken.
-        estimators: any of ``"wis", "wpdis", "phwis", "dr", "wdr", "fqe"``.
+        estimators: registered estimator names (built in: ``"wis", "wpdis", "phwis", "dr", "wdr",
+            "fqe"``; add your own with :func:`~sepsis_sdk.evaluation.estimators.register_estimator`) or
+            :class:`~sepsis_sdk.evaluation.estimators.Estimator` instances.
         gamma: discount (1.0 for ICU-Sepsis survival).
         n_bootstrap: bootstrap resamples over patients (0 for point estimates only).
         seed: bootstrap seed (and FQE seed when a Q-model is fitted here).
@@ -446,53 +298,26 @@ def evaluate_ope(
     Returns:
         An :class:`OPEResult`.
     """
-    estimators = tuple(estimators)
-    unknown = [e for e in estimators if e not in ESTIMATORS]
-    if unknown or not estimators:
-        raise UserError(f"unknown estimators {unknown}; choose from {list(ESTIMATORS)}")
+    ests = resolve_estimators(tuple(estimators))
     if not 0.0 < gamma <= 1.0:
         raise UserError(f"gamma must be in (0, 1], got {gamma}")
-    n = len(cohort)
-    if n == 0:
+    if len(cohort) == 0:
         raise UserError(f"cohort {cohort.source!r} is empty")
-    pe = _check_probs(target_probs, n, "target_probs")
-    acts = cohort.actions
-    pb_taken = _behaviour_taken(behaviour, cohort)
-    ratio = pe[np.arange(n), acts] / pb_taken
+    pe = _check_probs(target_probs, len(cohort), "target_probs")
+    pb_taken = _behaviour_taken(behaviour, cohort)  # checked before a Q-model is fitted
+    if q_model is None and any(e.needs_q for e in ests):
+        from sepsis_sdk.evaluation.fqe import fit_fqe
 
-    q_taken = v = None
-    if _NEEDS_Q.intersection(estimators):
-        if q_model is None:
-            from sepsis_sdk.evaluation.fqe import fit_fqe
-
-            q_model = fit_fqe(cohort, pe, gamma=gamma, model=fqe_model, seed=seed)
-        q = _q_values(q_model, cohort)
-        q_taken = q[np.arange(n), acts]
-        v = (pe * q).sum(1)
-    reward = cohort.data["reward"].to_numpy(dtype=np.float64)
-    table = build_episode_table(cohort.episode_index(), ratio, reward, gamma=gamma, q_taken=q_taken, v=v)
-    stats = make_statistics(table, estimators)
+        q_model = fit_fqe(cohort, pe, gamma=gamma, model=fqe_model, seed=seed)
+    table = _episode_table(cohort, pe, pb_taken, gamma, q_model if any(e.needs_q for e in ests) else None)
+    stats = make_statistics(table, ests)
     ones = np.ones((1, table.n_episodes))
     point = {k: float(fn(ones)[0]) for k, fn in stats.items()}
     boots = bootstrap_statistics(stats, table.n_episodes, n_bootstrap, seed=seed) if n_bootstrap else {}
     wdiag = weight_diagnostics(table.final_weight)
-    estimates = {}
-    for name in estimators:
-        samples = boots.get(name, np.zeros(0))
-        lo, hi = percentile_interval(samples, level) if samples.size else (float("nan"), float("nan"))
-        diag = dict(wdiag) if name != "fqe" else {}
-        diag["undefined_resamples"] = float((~np.isfinite(samples)).sum())
-        if name == "phwis":
-            diag["n_length_groups"] = float(len(np.unique(table.lengths)))
-        estimates[name] = Estimate(
-            value=point[name],
-            ci_low=lo,
-            ci_high=hi,
-            lower_bound_5pct=lower_bound(samples) if samples.size else float("nan"),
-            ess=float(table.n_episodes) if name == "fqe" else wdiag["ess"],
-            n_episodes=table.n_episodes,
-            diagnostics=diag,
-        )
+    estimates = {
+        e.estimator_name: _estimate(e, table, point[e.estimator_name], boots, wdiag, level) for e in ests
+    }
     return OPEResult(
         estimates=estimates,
         gamma=gamma,
@@ -502,6 +327,46 @@ def evaluate_ope(
         weights=wdiag,
         q_model=q_model,
         bootstrap=boots,
+    )
+
+
+def _episode_table(
+    cohort: Cohort, pe: np.ndarray, pb_taken: np.ndarray, gamma: float, q_model: Any
+) -> EpisodeTable:
+    """Ratios, rewards and (with a Q-model) ``Q(s, a_taken)`` and ``V(s)`` padded per episode."""
+    n = len(cohort)
+    acts = cohort.actions
+    ratio = pe[np.arange(n), acts] / pb_taken
+    q_taken = v = None
+    if q_model is not None:
+        q = _q_values(q_model, cohort)
+        q_taken = q[np.arange(n), acts]
+        v = (pe * q).sum(1)
+    reward = cohort.data["reward"].to_numpy(dtype=np.float64)
+    return build_episode_table(cohort.episode_index(), ratio, reward, gamma=gamma, q_taken=q_taken, v=v)
+
+
+def _estimate(
+    est: Estimator,
+    table: EpisodeTable,
+    value: float,
+    boots: dict[str, np.ndarray],
+    wdiag: dict[str, float],
+    level: float,
+) -> Estimate:
+    samples = boots.get(est.estimator_name, np.zeros(0))
+    lo, hi = percentile_interval(samples, level) if samples.size else (float("nan"), float("nan"))
+    diag = dict(wdiag) if est.weighted else {}
+    diag["undefined_resamples"] = float((~np.isfinite(samples)).sum())
+    diag.update(est.diagnostics(table))
+    return Estimate(
+        value=value,
+        ci_low=lo,
+        ci_high=hi,
+        lower_bound_5pct=lower_bound(samples) if samples.size else float("nan"),
+        ess=wdiag["ess"] if est.weighted else float(table.n_episodes),
+        n_episodes=table.n_episodes,
+        diagnostics=diag,
     )
 
 
@@ -523,6 +388,7 @@ __all__ = [
     "ESTIMATORS",
     "EpisodeTable",
     "Estimate",
+    "Estimator",
     "OPEResult",
     "build_episode_table",
     "effective_sample_size",
