@@ -1,4 +1,4 @@
-"""Conformance suite every world-model backend must pass (fake, torch, xgboost)."""
+"""Conformance suite every world-model backend must pass (fake, torch, xgboost, neighbour)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sepsis_sdk.errors import InvalidActionError, ModelError
 from sepsis_sdk.types import Observation, PatientHistory
 from sepsis_sdk.world_model import FakeWorldModel, HistoryBatch, WorldModel
 
-BACKENDS = ["fake", "torch", "xgboost"]
+BACKENDS = ["fake", "torch", "xgboost", "neighbour"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def models(cohort):
     """Train each backend once (tiny) on the training patients."""
     import torch
 
+    from sepsis_sdk.world_model.neighbour_backend import NeighbourWorldModel
     from sepsis_sdk.world_model.torch_backend import TorchConfig, TorchWorldModel
     from sepsis_sdk.world_model.xgboost_backend import XGBoostConfig, XGBoostWorldModel
 
@@ -42,6 +43,7 @@ def models(cohort):
             train, TorchConfig(n_members=2, hidden=32, epochs=3, window=3), device="cpu"
         ),
         "xgboost": XGBoostWorldModel.fit(train, XGBoostConfig(n_members=2, n_estimators=15, n_jobs=1)),
+        "neighbour": NeighbourWorldModel.fit(train, n_members=3),
     }
 
 
@@ -174,7 +176,7 @@ def test_bad_inputs_raise_clear_errors(models, histories, backend):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "xgboost"])
+@pytest.mark.parametrize("backend", ["torch", "xgboost", "neighbour"])
 def test_support_prefers_what_clinicians_did(models, cohort, backend):
     """Logged (state, action) pairs of training patients have more support than random actions."""
     wm = models[backend]
