@@ -26,7 +26,7 @@ from sepsis_sdk.graphs._factories import (
     checkpoint_serde,
     sqlite_checkpointer,
 )
-from sepsis_sdk.graphs._guard import Guard, GuardResult, HoldSafePolicy, allowed_mask, nearest_allowed
+from sepsis_sdk.graphs._guard import Guard, GuardResult
 from sepsis_sdk.graphs._prompts import PRESCRIPTION_TOOL, SIMULATION_TOOL
 from sepsis_sdk.graphs._state import (
     AgentDeps,
@@ -38,6 +38,7 @@ from sepsis_sdk.graphs._state import (
     as_history,
 )
 from sepsis_sdk.graphs._trace import build_trace, dump_trace
+from sepsis_sdk.safety import HoldSafePolicy, allowed_mask, nearest_allowed
 
 __all__ = [
     "PRESCRIPTION_TOOL",

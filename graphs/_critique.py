@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sepsis_sdk.judge._types import Criterion, CriterionVerdict, Evidence, Rubric, Verdict
-from sepsis_sdk.tools._render import action_label
+from sepsis_sdk.render import action_label
 
 MORTALITY_MARGIN = 0.05
 LOW_SUPPORT = 0.2

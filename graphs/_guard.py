@@ -3,11 +3,12 @@
 Order of checks:
 
 1. If the model failed (no valid action after its retries), the **fallback policy** acts (default: the
-   world-model planner when a world model is available, else :class:`HoldSafePolicy`). If the fallback
-   fails too, :class:`HoldSafePolicy` acts. The trace records which.
+   world-model planner when a world model is available, else :class:`~sepsis_sdk.safety.HoldSafePolicy`).
+   If the fallback fails too, ``HoldSafePolicy`` acts. The trace records which.
 2. The action must be one of the 25 (an out-of-range value is treated as a failure, step 1).
-3. Where admissibility is known (ICU-Sepsis histories carry ``state_id``), an inadmissible action is
-   replaced.
+3. Where an admissibility lookup was given (``admissible=``), an inadmissible action is replaced. None is
+   used by default: the ICU-Sepsis admissible sets are hidden truth
+   (:func:`sepsis_sdk.truth.hidden_admissible_mask`, for labelled validation runs).
 4. An action breaking a **hard** safety rule is replaced.
 
 A replaced action becomes the nearest action (fewest level changes, then lower total intensity) that is
@@ -17,19 +18,30 @@ substituting its own plan. Every replacement is logged with its reason.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sepsis_sdk.actions import N_ACTIONS, Action, validate_index
+from sepsis_sdk.actions import Action, validate_index
 from sepsis_sdk.errors import InvalidActionError
 from sepsis_sdk.features import FeatureSchema
-from sepsis_sdk.tools._render import short_action
-from sepsis_sdk.tools._safety import admissible_mask, as_safety_checker, safety_matrix, violations
+from sepsis_sdk.render import infer_schema, short_action
+from sepsis_sdk.safety import (
+    AdmissibleFn,
+    HoldSafePolicy,
+    allowed_mask,
+    as_safety_checker,
+    nearest_allowed,
+    violations,
+)
+from sepsis_sdk.safety._allowed import reject_use_admissibility
+from sepsis_sdk.safety._verdict import warn_as_dict
 from sepsis_sdk.types import PatientHistory
 
-_LEVELS = np.array([[a // 5, a % 5] for a in range(N_ACTIONS)])
+# Moved to sepsis_sdk.safety; still importable from here (and from sepsis_sdk.graphs).
+__all__ = ["Guard", "GuardResult", "HoldSafePolicy", "allowed_mask", "nearest_allowed"]
 
 
 @dataclass
@@ -54,7 +66,8 @@ class GuardResult:
     fallback: str | None = None
     fallback_detail: dict[str, Any] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as a JSON-serialisable dict (with the final action's levels)."""
         a = Action.from_index(self.action)
         return {
             "action": self.action,
@@ -68,80 +81,34 @@ class GuardResult:
             "fallback_detail": self.fallback_detail,
         }
 
-
-class HoldSafePolicy:
-    """Last-resort policy: keep the previous action (no treatment at t=0) if it is safe and admissible,
-    else the nearest action that is. Needs no model; used when no world model is available."""
-
-    name = "hold-safe"
-
-    def __init__(self, safety: Any = None) -> None:
-        self.safety = as_safety_checker(safety)
-
-    def choose(self, history: PatientHistory, schema: FeatureSchema) -> int:
-        start = history.previous_action if history.previous_action is not None else 0
-        ok = allowed_mask(history, schema, self.safety)
-        return nearest_allowed(start, ok)
-
-    def action_probabilities(self, histories: list[PatientHistory]) -> np.ndarray:
-        from sepsis_sdk.tools._render import infer_schema
-
-        out = np.zeros((len(histories), N_ACTIONS))
-        for i, h in enumerate(histories):
-            out[i, self.choose(h, infer_schema(h))] = 1.0
-        return out
-
-
-def allowed_mask(
-    history: PatientHistory,
-    schema: FeatureSchema,
-    checker: Any,
-    *,
-    use_admissibility: bool = True,
-    notes: list[str] | None = None,
-) -> np.ndarray:
-    """``(25,)`` True where the action is admissible (or unknown) and breaks no hard rule.
-
-    When no action is both, admissibility is relaxed first (the hard rules are clinical; admissibility
-    only says the data were thin), then safety; what was relaxed is appended to ``notes``.
-    """
-    safe = ~safety_matrix(checker, history, schema)
-    adm = admissible_mask(history) if use_admissibility else None
-    if adm is None:
-        adm = np.ones(N_ACTIONS, dtype=bool)
-    ok = safe & adm
-    if ok.any():
-        return ok
-    if safe.any():
-        if notes is not None:
-            notes.append("no admissible action meets the hard rules in this state: admissibility relaxed")
-        return safe
-    if notes is not None:
-        notes.append("every action breaks a hard rule here: safety relaxed")
-    return adm
-
-
-def nearest_allowed(action: int, ok: np.ndarray) -> int:
-    """The allowed action nearest ``action`` (L1 over levels; ties: lower total intensity, lower index)."""
-    if ok[action]:
-        return action
-    if not ok.any():
-        return action
-    dist = np.abs(_LEVELS - _LEVELS[action]).sum(1)
-    key = [(dist[a], _LEVELS[a].sum(), a) for a in range(N_ACTIONS) if ok[a]]
-    return int(min(key)[2])
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated spelling of :meth:`to_dict`."""
+        warn_as_dict("GuardResult")
+        return self.to_dict()
 
 
 class Guard:
     """Validates and, where needed, replaces the model's action.
 
+    A guard is configuration: it is never changed by the graphs that use it, so one guard can serve many
+    graphs (:meth:`with_default_fallback` returns a configured copy).
+
     Args:
         safety: safety rules (``None`` = the SDK's defaults, ``False`` = none, a RuleSet or a checker).
         fallback: the policy that acts when the model fails: a :class:`~sepsis_sdk.policies.Policy`, or
             ``None`` for the default (the world-model planner when the graph has a world model, else
-            :class:`HoldSafePolicy`).
-        use_admissibility: replace ICU-Sepsis inadmissible actions (when ``history.state_id`` is known).
+            :class:`~sepsis_sdk.safety.HoldSafePolicy`).
+        admissible: an admissibility lookup ``history -> (25,) bool | None``; inadmissible actions are
+            replaced. None (default): no admissibility. ``sepsis_sdk.truth.hidden_admissible_mask`` gives
+            the hidden ICU-Sepsis sets, for labelled validation runs only.
         enforce_safety: replace actions that break a hard rule (False: report only).
+        use_admissibility: removed; False warns, True raises (pass ``admissible=`` instead).
+
+    Example:
+        >>> from sepsis_sdk.graphs import Guard
+        >>> g = Guard()
+        >>> g.with_default_fallback(None) is g     # nothing to fill in: the same guard
+        True
     """
 
     def __init__(
@@ -149,45 +116,65 @@ class Guard:
         *,
         safety: Any = None,
         fallback: Any = None,
-        use_admissibility: bool = True,
+        admissible: AdmissibleFn | None = None,
         enforce_safety: bool = True,
+        use_admissibility: bool | None = None,
     ) -> None:
+        reject_use_admissibility(use_admissibility, "Guard")
         self.safety = as_safety_checker(safety)
         self.fallback = fallback
-        self.use_admissibility = use_admissibility
+        self.admissible = admissible
         self.enforce_safety = enforce_safety
-        self._hold = HoldSafePolicy(self.safety)
+        self._hold = HoldSafePolicy(self.safety, admissible=admissible)
+
+    def __repr__(self) -> str:
+        fb = None if self.fallback is None else getattr(self.fallback, "name", type(self.fallback).__name__)
+        return (
+            f"Guard(safety={getattr(self.safety, 'name', self.safety)!r}, fallback={fb!r}, "
+            f"admissible={getattr(self.admissible, '__name__', self.admissible)!r}, "
+            f"enforce_safety={self.enforce_safety})"
+        )
 
     def with_default_fallback(self, world_model: Any) -> Guard:
-        """Fill in the default fallback (the world-model planner) when none was given."""
-        if self.fallback is None and world_model is not None:
-            from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+        """This guard with the default fallback (the world-model planner) filled in, as a copy.
 
-            self.fallback = WorldModelPlannerPolicy(
-                world_model, safety=self.safety, use_admissibility=self.use_admissibility
-            )
-        return self
+        Returns ``self`` when a fallback is already set or there is no world model; never changes
+        ``self`` (a guard shared by two graphs keeps each graph's own world model as its fallback).
+        """
+        if self.fallback is not None or world_model is None:
+            return self
+        from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+
+        out = copy.copy(self)
+        out.fallback = WorldModelPlannerPolicy(world_model=world_model, safety=self.safety)
+        return out
+
+    def _allowed(self, history: PatientHistory, schema: FeatureSchema, notes: list[str]) -> np.ndarray:
+        return allowed_mask(
+            history,
+            schema,
+            self.safety if self.enforce_safety else False,
+            admissible=self._admissible(history),
+            notes=notes,
+        )
+
+    def _admissible(self, history: PatientHistory) -> np.ndarray | None:
+        return self.admissible(history) if self.admissible is not None else None
 
     def _run_fallback(
         self, history: PatientHistory, schema: FeatureSchema, reasons: list[str]
     ) -> tuple[int, str, dict[str, Any] | None]:
         fb = self.fallback
         if fb is not None:
+            name = getattr(fb, "name", type(fb).__name__)
             try:
-                if hasattr(fb, "decide"):
+                if hasattr(fb, "decide"):  # a planner: its decision says why (scores, exclusions)
                     d = fb.decide(history)
-                    detail = d.as_dict() if hasattr(d, "as_dict") else None
-                    return (
-                        validate_index(getattr(d, "action", d)),
-                        getattr(fb, "name", type(fb).__name__),
-                        detail,
-                    )
+                    return validate_index(getattr(d, "action", d)), name, _detail(d)
                 probs = np.asarray(fb.action_probabilities([history]), dtype=float)[0]
-                return int(np.argmax(probs)), getattr(fb, "name", type(fb).__name__), None
-            except Exception as exc:
-                reasons.append(
-                    f"fallback {getattr(fb, 'name', type(fb).__name__)} failed: {type(exc).__name__}: {exc}"
-                )
+                return int(np.argmax(probs)), name, None
+            except Exception as exc:  # any fallback failure ends in hold-safe, with the reason logged
+                reasons.append(f"fallback {name} failed: {type(exc).__name__}: {exc}")
         return self._hold.choose(history, schema), self._hold.name, None
 
     def check(
@@ -202,11 +189,7 @@ class Guard:
 
         ``schema`` says how the history's values are stored (default: inferred from its feature names).
         """
-        if schema is None:
-            from sepsis_sdk.tools._render import infer_schema
-
-            schema = infer_schema(history)
-        reasons: list[str] = []
+        schema = schema if schema is not None else infer_schema(history)
         proposed = 0
         if failure is None and action is not None:
             try:
@@ -216,50 +199,55 @@ class Guard:
         elif failure is None:
             failure = "the model gave no action"
         notes: list[str] = []
-        ok = allowed_mask(
-            history,
-            schema,
-            self.safety if self.enforce_safety else as_safety_checker(False),
-            use_admissibility=self.use_admissibility,
-            notes=notes,
-        )
+        ok = self._allowed(history, schema, notes)
         if failure is not None:
-            reasons.append(failure)
-            act, name, detail = self._run_fallback(history, schema, reasons)
-            if not ok[act]:
-                fixed = nearest_allowed(act, ok)
-                if fixed != act:
-                    reasons.append(
-                        f"fallback action {short_action(act)} replaced by {short_action(fixed)} "
-                        + "; ".join(self._why(history, act, schema))
-                    )
-                    act = fixed
-            return GuardResult(
-                action=act,
-                proposed=None,
-                source="fallback",
-                overridden=False,
-                reasons=reasons + notes,
-                fallback=name,
-                fallback_detail=detail,
-            )
+            return self._on_failure(history, schema, ok, failure, notes)
         if ok[proposed]:
             return GuardResult(action=proposed, proposed=proposed, source="model", reasons=notes)
         why = self._why(history, proposed, schema)
         fixed = nearest_allowed(proposed, ok)
-        reasons.append(f"{short_action(proposed)} replaced by {short_action(fixed)}: " + "; ".join(why))
-        reasons += notes
+        reasons = [f"{short_action(proposed)} replaced by {short_action(fixed)}: " + "; ".join(why), *notes]
         return GuardResult(
             action=fixed, proposed=proposed, source="guard", overridden=fixed != proposed, reasons=reasons
         )
 
+    def _on_failure(
+        self, history: PatientHistory, schema: FeatureSchema, ok: np.ndarray, failure: str, notes: list[str]
+    ) -> GuardResult:
+        reasons = [failure]
+        act, name, detail = self._run_fallback(history, schema, reasons)
+        fixed = nearest_allowed(act, ok)
+        if fixed != act:
+            reasons.append(
+                f"fallback action {short_action(act)} replaced by {short_action(fixed)} "
+                + "; ".join(self._why(history, act, schema))
+            )
+        return GuardResult(
+            action=fixed,
+            proposed=None,
+            source="fallback",
+            overridden=False,
+            reasons=reasons + notes,
+            fallback=name,
+            fallback_detail=detail,
+        )
+
     def _why(self, history: PatientHistory, action: int, schema: FeatureSchema) -> list[str]:
         why = []
-        adm = admissible_mask(history) if self.use_admissibility else None
+        adm = self._admissible(history)
         if adm is not None and not adm[action]:
-            why.append("inadmissible in this ICU-Sepsis state")
+            why.append("inadmissible in this state (admissibility lookup)")
         if self.enforce_safety:
             why += [
                 f"{f.rule_id}: {f.reason}" for f in violations(self.safety, history, action, schema) if f.hard
             ]
         return why
+
+
+def _detail(decision: Any) -> dict[str, Any] | None:
+    """A fallback decision as a dict (``to_dict``, or the older ``as_dict`` spelling), if it has one."""
+    for method in ("to_dict", "as_dict"):
+        fn = getattr(decision, method, None)
+        if fn is not None:
+            return fn()
+    return None

@@ -26,15 +26,15 @@ from sepsis_sdk.graphs._state import (
     action_dict,
     as_history,
 )
+from sepsis_sdk.render import render_history
+from sepsis_sdk.safety import hard_rule_mask, violations
 from sepsis_sdk.tools._base import ToolContext, ToolRegistry, as_registry
-from sepsis_sdk.tools._render import render_history
-from sepsis_sdk.tools._safety import safety_matrix, violations
 from sepsis_sdk.types import PatientHistory
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _schema(deps: AgentDeps, history: PatientHistory) -> Any:
-    from sepsis_sdk.tools._render import schema_for
+    from sepsis_sdk.render import schema_for
 
     return schema_for(history, deps.schema, deps.world_model)
 
@@ -49,7 +49,8 @@ def _guard(deps: AgentDeps) -> Guard:
     if deps.guard is None:
         deps.guard = Guard()
     if isinstance(deps.guard, Guard):
-        deps.guard.with_default_fallback(deps.world_model)
+        # with_default_fallback returns a configured copy: the guard the user passed is never changed
+        deps.guard = deps.guard.with_default_fallback(deps.world_model)
     return deps.guard
 
 
@@ -259,7 +260,7 @@ def critique(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
             "best": None,
         }
     best = min(c["p_death"] for c in cands)
-    unsafe = safety_matrix(guard.safety, h, schema)  # all 25 at once; rule ids only where needed
+    unsafe = hard_rule_mask(guard.safety, h, schema)  # all 25 at once; rule ids only where needed
     items = []
     for c in cands:
         broken = (
@@ -355,14 +356,14 @@ def guard(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
         "node": "guard",
         "type": "fallback" if res.source == "fallback" else "guard",
         "latency_s": time.perf_counter() - t0,
-        **res.as_dict(),
+        **res.to_dict(),
     }
     rationale = (
         choice.get("rationale", "")
         if res.source != "fallback"
         else f"fallback policy {res.fallback} acted: {failure}"
     )
-    return {"final": {**res.as_dict(), "rationale": rationale}, "events": [ev]}
+    return {"final": {**res.to_dict(), "rationale": rationale}, "events": [ev]}
 
 
 def prescribe(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:

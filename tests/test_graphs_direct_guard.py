@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepsis_sdk.errors import LLMOutputError
+from sepsis_sdk.errors import LLMOutputError, UserError
 from sepsis_sdk.features import FeatureSchema, FeatureSpec
 from sepsis_sdk.graphs import Guard, HoldSafePolicy, Prescription, build_direct_graph, nearest_allowed
 from sepsis_sdk.policies import FunctionPolicy
@@ -98,14 +98,20 @@ def test_guard_fallback_that_fails_uses_hold_safe():
     assert res.reasons[0] == "model down" and "planner crashed" in res.reasons[1]
 
 
-def test_guard_uses_icu_sepsis_admissibility(icu_history):
+def test_guard_uses_icu_sepsis_admissibility_only_when_given(icu_history):
     from sepsis_sdk.sources.icu_sepsis import load_mdp
+    from sepsis_sdk.truth import hidden_admissible_mask
 
     adm = load_mdp().admissible[icu_history.state_id]
     bad = int(np.flatnonzero(~adm)[0])
-    res = Guard(safety=False).check(icu_history, bad, None)
+    res = Guard(safety=False, admissible=hidden_admissible_mask).check(icu_history, bad, None)
     assert res.source == "guard" and adm[res.action] and "inadmissible" in res.reasons[0]
-    assert Guard(safety=False, use_admissibility=False).check(icu_history, bad, None).action == bad
+    # hidden truth is never read by default
+    assert Guard(safety=False).check(icu_history, bad, None).action == bad
+    with pytest.warns(DeprecationWarning, match="use_admissibility"):
+        assert Guard(safety=False, use_admissibility=False).check(icu_history, bad, None).action == bad
+    with pytest.raises(UserError, match="hidden_admissible_mask"):
+        Guard(use_admissibility=True)
 
 
 def test_nearest_allowed_prefers_small_changes():
@@ -134,6 +140,7 @@ def test_llm_output_error_is_an_llm_error():
 def test_guard_relaxes_admissibility_when_it_conflicts_with_the_rules():
     """ICU-Sepsis state 654 admits only [0, 0], which G1 forbids there (lactate > 2): safety wins."""
     from sepsis_sdk.sources.icu_sepsis import icu_sepsis_schema, load_mdp
+    from sepsis_sdk.truth import hidden_admissible_mask
 
     mdp = load_mdp()
     assert np.flatnonzero(mdp.admissible[654]).tolist() == [0]
@@ -145,6 +152,6 @@ def test_guard_relaxes_admissibility_when_it_conflicts_with_the_rules():
         feature_names=tuple(icu_sepsis_schema().names),
         state_id=654,
     )
-    res = Guard().check(h, 0)
+    res = Guard(admissible=hidden_admissible_mask).check(h, 0)
     assert res.source == "guard" and res.action == 5  # one level of fluid; a vasopressor would break G2
     assert any("G1" in r for r in res.reasons) and any("admissibility relaxed" in r for r in res.reasons)

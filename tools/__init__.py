@@ -25,6 +25,17 @@ if __name__ != "sepsis_sdk.tools":  # pragma: no cover - guards against a second
         f"this folder is the package 'sepsis_sdk.tools'; import it as that, not as {__name__!r}"
     )
 
+from sepsis_sdk.render import infer_schema, key_features, render_history
+from sepsis_sdk.safety import (
+    DEFAULT_HARD_RULES,
+    NoRules,
+    RuleFinding,
+    RuleSetChecker,
+    SafetyChecker,
+    as_safety_checker,
+    violations,
+)
+from sepsis_sdk.safety import hard_rule_mask as safety_matrix  # the former name, kept
 from sepsis_sdk.tools._base import (
     FunctionTool,
     Tool,
@@ -37,18 +48,6 @@ from sepsis_sdk.tools._base import (
     tool,
 )
 from sepsis_sdk.tools._builtin import ActionChoice, builtin_tools, check_guidelines, patient_history, simulate
-from sepsis_sdk.tools._render import infer_schema, key_features, render_history
-from sepsis_sdk.tools._safety import (
-    DEFAULT_HARD_RULES,
-    NoRules,
-    RuleFinding,
-    RuleSetChecker,
-    SafetyChecker,
-    admissible_mask,
-    as_safety_checker,
-    safety_matrix,
-    violations,
-)
 from sepsis_sdk.tools._simulate import CandidateOutcome, FeaturePath, SimulationReport, simulate_actions
 
 __all__ = [
@@ -66,7 +65,6 @@ __all__ = [
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
-    "admissible_mask",
     "as_registry",
     "as_safety_checker",
     "builtin_tools",
@@ -83,3 +81,20 @@ __all__ = [
     "tool",
     "violations",
 ]
+
+
+def __getattr__(name: str):
+    # Deprecated: the ICU-Sepsis admissibility lookup reads hidden truth, so it moved to sepsis_sdk.truth.
+    if name == "admissible_mask":
+        import warnings
+
+        from sepsis_sdk.truth import hidden_admissible_mask
+
+        warnings.warn(
+            "sepsis_sdk.tools.admissible_mask is deprecated: it reads hidden ICU-Sepsis truth; use "
+            "sepsis_sdk.truth.hidden_admissible_mask (validation use only)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return hidden_admissible_mask
+    raise AttributeError(f"module 'sepsis_sdk.tools' has no attribute {name!r}")

@@ -64,7 +64,7 @@ class ToolContext:
     def resolved_schema(self) -> FeatureSchema:
         """The schema to render values with: explicit, else the world model's (when its features are the
         history's), else inferred from the history."""
-        from sepsis_sdk.tools._render import schema_for
+        from sepsis_sdk.render import schema_for
 
         return schema_for(self.require_history("schema"), self.schema, self.world_model)
 

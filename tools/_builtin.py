@@ -7,9 +7,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from sepsis_sdk.actions import Action
+from sepsis_sdk.render import action_label, history_trends, render_history
+from sepsis_sdk.safety import as_safety_checker
 from sepsis_sdk.tools._base import FunctionTool, ToolContext, ToolResult, tool
-from sepsis_sdk.tools._render import action_label, history_trends, render_history
-from sepsis_sdk.tools._safety import admissible_mask, as_safety_checker
 from sepsis_sdk.tools._simulate import simulate_actions
 
 MAX_SIMULATED = 8  # = the most candidates a PSR round may propose (graphs.Proposals)
@@ -66,7 +66,6 @@ def check_guidelines(
     checker = as_safety_checker(ctx.safety)
     findings = checker.check(history, action.index, ctx.resolved_schema())
     broken = [f for f in findings if f.violated]
-    adm = admissible_mask(history)
     lines = [f"{action_label(action)}:"]
     if broken:
         lines += [f"- breaks {f.rule_id}{'' if f.hard else ' (advisory)'}: {f.reason}" for f in broken]
@@ -74,15 +73,13 @@ def check_guidelines(
         lines.append(
             "- breaks no rule" + (f" (checked {len(findings)})" if findings else " (no rules loaded)")
         )
-    if adm is not None and not adm[action.index]:
-        lines.append("- not admissible in this state (too rare in the data to be trusted)")
     data = {
         "action": action.index,
         "fluid": fluid,
         "vaso": vaso,
-        "findings": [f.as_dict() for f in findings],
+        "findings": [f.to_dict() for f in findings],
         "violated": [f.rule_id for f in broken],
-        "admissible": None if adm is None else bool(adm[action.index]),
+        "admissible": None,  # unknown: tools never read the hidden ICU-Sepsis admissible sets
     }
     return ToolResult(content="\n".join(lines), data=data)
 

@@ -13,7 +13,7 @@ import numpy as np
 from sepsis_sdk.actions import Action, validate_index
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.features import FeatureSchema, FeatureSpec
-from sepsis_sdk.tools._render import action_label, key_features
+from sepsis_sdk.render import action_label, key_features
 from sepsis_sdk.types import PatientHistory
 
 Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs

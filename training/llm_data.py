@@ -37,7 +37,7 @@ def _system() -> str:
 
 
 def _render(history: PatientHistory, cohort: Cohort) -> str:
-    from sepsis_sdk.tools._render import render_history
+    from sepsis_sdk.render import render_history
 
     return render_history(history, cohort.schema)
 
@@ -65,7 +65,7 @@ def _sample_histories(
 
 def dynamics_examples(cohort: Cohort, n: int = 512, *, seed: int = 0) -> list[dict[str, Any]]:
     """Stage I examples: history + treatment -> next key values as JSON (display units)."""
-    from sepsis_sdk.tools._render import key_features
+    from sepsis_sdk.render import key_features
 
     keys = key_features(cohort.schema)
     rows = []

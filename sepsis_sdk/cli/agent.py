@@ -41,7 +41,7 @@ def _load_history(patient: Path, patient_id: str | None, t: int | None) -> Any:
 
 def _load_world_model(spec: str, history: Any) -> Any:
     if spec == "fake":
-        from sepsis_sdk.tools._render import infer_schema, key_features
+        from sepsis_sdk.render import infer_schema, key_features
         from sepsis_sdk.world_model.fake import FakeWorldModel
 
         schema = infer_schema(history)

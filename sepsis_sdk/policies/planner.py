@@ -141,7 +141,7 @@ class WorldModelPlannerPolicy:
             self.objective = objective
         self.uncertainty_penalty = uncertainty_penalty
         self.support_penalty = support_penalty
-        from sepsis_sdk.tools._safety import as_safety_checker
+        from sepsis_sdk.safety import as_safety_checker
 
         self.safety = as_safety_checker(safety)
         self.use_admissibility = use_admissibility
@@ -179,8 +179,9 @@ class WorldModelPlannerPolicy:
         """Score every candidate for every patient (one rollout call) and choose."""
         if not histories:
             return []
-        from sepsis_sdk.tools._render import infer_schema
-        from sepsis_sdk.tools._safety import admissible_mask, safety_matrix
+        from sepsis_sdk.render import infer_schema
+        from sepsis_sdk.safety import hard_rule_mask as safety_matrix
+        from sepsis_sdk.truth import hidden_admissible_mask as admissible_mask
 
         wm = self.world_model
         b = len(histories)

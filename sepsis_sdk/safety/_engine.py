@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from sepsis_sdk.safety._model import (
     VariableSpec,
     read_rule_file,
 )
+from sepsis_sdk.safety._verdict import RuleVerdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,28 +116,8 @@ def resolve_variables(
 
 
 # ---------------------------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class RuleResult:
-    """The outcome of one rule on one decision.
-
-    Attributes:
-        rule_id: the rule (``G1``).
-        applicable: False when the needed values are missing, so the rule cannot be judged.
-        violated: True / False when applicable, None otherwise. A rule whose condition does not hold is
-            applicable and not violated (``triggered`` is False).
-        reason: one line saying why.
-        triggered: whether the rule's state condition holds (None when not applicable).
-        approximate: True when a value came through an approximate unit mapping.
-        kind: ``guideline`` or ``hazard``.
-    """
-
-    rule_id: str
-    applicable: bool
-    violated: bool | None
-    reason: str
-    triggered: bool | None = None
-    approximate: bool = False
-    kind: str = "guideline"
+# The former name of the verdict type (kept as an alias: one type for the engine and the checkers).
+RuleResult = RuleVerdict
 
 
 @dataclass(frozen=True)
@@ -256,22 +237,11 @@ def _as_action(action: Action | int | Sequence[int]) -> Action:
 
 
 def _guess_schema(history: PatientHistory) -> FeatureSchema:
-    from sepsis_sdk.features import FeatureSpec
+    from sepsis_sdk.render import infer_schema
 
-    names = tuple(history.feature_names)
-    try:
-        from sepsis_sdk.sources.icu_sepsis import icu_sepsis_schema
-
-        icu = icu_sepsis_schema()
-        if names == tuple(icu.names):
-            return icu
-    except Exception:  # pragma: no cover - icu-sepsis is a core dependency
-        pass
-    if not names:
+    if not history.feature_names:
         raise UserError("the history has no feature_names and no schema was given; pass schema=")
-    return FeatureSchema(
-        name="raw", features=tuple(FeatureSpec(name=n, lower=-1e12, upper=1e12) for n in names)
-    )
+    return infer_schema(history)
 
 
 # ---------------------------------------------------------------------------------------------- cohort batch
@@ -381,136 +351,111 @@ class RuleSet:
         )
         return RuleSet(spec, source=self.source)
 
-    # ------------------------------------------------------------------ single decision
+    # ------------------------------------------------------------------ the one evaluator
+    def _judge(
+        self, env: Mapping[str, Value], shape: tuple[int, int], unavailable: Container[str]
+    ) -> _Judgement:
+        """Every rule on ``n`` decisions x ``k`` candidate actions (``shape``): the applicability logic.
+
+        A rule is *not applicable* at a decision when a feature it needs is ``unavailable`` (the cohort or
+        context cannot provide it at all) or when its state condition, or its violation condition once
+        triggered, stays unknown for some candidate action (a missing value). An applicable rule is
+        *triggered* when its state condition holds, and *violated* by a candidate when, triggered, the
+        candidate satisfies the violation condition.
+        """
+        n, k = shape
+        r_n = len(self.rules)
+        applicable = np.zeros((r_n, n), dtype=bool)
+        triggered = np.zeros((r_n, n), dtype=bool)
+        violated = np.zeros((r_n, n, k), dtype=bool)
+        missing: dict[str, list[str]] = {}
+        for r, rule in enumerate(self.rules):
+            gaps = [f for f in rule.spec.features if f in unavailable]
+            if gaps:
+                missing[rule.id] = gaps
+                continue
+            w, v = rule.when.evaluate(env), rule.violation.evaluate(env)
+            wk, wv = np.broadcast_to(w.known, shape), np.broadcast_to(w.values, shape)
+            vk, vv = np.broadcast_to(v.known, shape), np.broadcast_to(v.values, shape)
+            # Judged for a candidate: the state condition is known, and the violation is known once it holds.
+            applicable[r] = (wk & (~wv | vk)).all(1)
+            fires = wk & wv
+            triggered[r] = applicable[r] & fires.all(1)
+            violated[r] = fires & vk & vv & applicable[r][:, None]
+        return _Judgement(applicable, triggered, violated, missing)
+
     def _context_env(self, context: RuleContext, cand: np.ndarray) -> dict[str, Value]:
-        """Variables of one decision (arrays of shape (1, 1)) plus candidate actions ``cand`` (1, K)."""
-        env: dict[str, Value] = {}
+        """The environment of one decision (arrays of one row) with candidate actions ``cand`` ``(1, K)``."""
+        values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for var in self.variables:
             v = context.values.get(var)
             ok = v is not None and v == v
-            env[var] = Value(np.array([[float(v) if ok else np.nan]]), np.array([[ok]]))  # type: ignore[arg-type]
-        hist = _history_env(
-            np.array([context.t]),
-            np.array([-1 if context.prev_fluid is None else context.prev_fluid]),
-            np.array([-1 if context.prev_vaso is None else context.prev_vaso]),
-            np.array([_max_prior(context)]),
+            values[var] = (np.array([float(v) if ok else np.nan]), np.array([ok]))  # type: ignore[arg-type]
+        return _build_env(
+            values,
+            t=np.array([context.t]),
+            prev_fluid=np.array([-1 if context.prev_fluid is None else context.prev_fluid]),
+            prev_vaso=np.array([-1 if context.prev_vaso is None else context.prev_vaso]),
+            max_prior=np.array([_max_prior(context)]),
+            cand=cand,
         )
-        env.update({k: Value(v.values[:, None], v.known[:, None]) for k, v in hist.items()})
-        env.update(_action_env(cand))
-        return env
 
+    def _context_unavailable(self, context: RuleContext) -> set[str]:
+        return set(context.unavailable) | {v for v in self.variables if v not in context.values}
+
+    # ------------------------------------------------------------------ single decision
     def action_violations(self, context: RuleContext) -> dict[str, np.ndarray | None]:
         """For every rule, which of the 25 actions would break it in this state (one vectorised pass).
 
         The proposed action in ``context`` is ignored. A rule maps to None when it cannot be judged for
         every action (missing features or values), else to a ``(25,)`` bool array indexed by action.
         """
-        env = self._context_env(context, np.arange(N_ACTIONS)[None, :])
-        shape = (1, N_ACTIONS)
-        out: dict[str, np.ndarray | None] = {}
-        for rule in self.rules:
-            spec = rule.spec
-            if any(f in context.unavailable or f not in context.values for f in spec.features):
-                out[spec.id] = None
-                continue
-            w, v = rule.when.evaluate(env), rule.violation.evaluate(env)
-            wk, wv = np.broadcast_to(w.known, shape), np.broadcast_to(w.values, shape)
-            vk, vv = np.broadcast_to(v.known, shape), np.broadcast_to(v.values, shape)
-            if not (wk & (~wv | vk)).all():
-                out[spec.id] = None
-                continue
-            out[spec.id] = (wk & wv & vk & vv)[0].copy()
-        return out
+        cand = np.arange(N_ACTIONS)[None, :]
+        j = self._judge(self._context_env(context, cand), (1, N_ACTIONS), self._context_unavailable(context))
+        return {
+            rule.id: None if rule.id in j.missing or not j.applicable[r, 0] else j.violated[r, 0].copy()
+            for r, rule in enumerate(self.rules)
+        }
 
-    def check(self, context: RuleContext) -> list[RuleResult]:
-        """Judge one decision against every rule (in file order)."""
+    def check(self, context: RuleContext, *, hard: Container[str] = ()) -> list[RuleVerdict]:
+        """Judge one decision against every rule (in file order).
+
+        Args:
+            context: the decision and its proposed action.
+            hard: ids of the rules to mark ``hard`` (enforced) in the verdicts; the rule set itself
+                enforces nothing, a :class:`~sepsis_sdk.safety.SafetyChecker` decides.
+        """
         env = self._context_env(context, np.array([[context.action.index]]))
-        out = []
-        for rule in self.rules:
-            spec = rule.spec
-            missing_cohort = [f for f in spec.features if f in context.unavailable or f not in context.values]
-            approx = any(f in context.approximate for f in (*spec.features, *spec.optional_features))
-            tag = " [approximate units]" if approx else ""
-            if missing_cohort:
-                notes = "; ".join(
-                    f"{f}: {context.unavailable.get(f, 'not provided')}" for f in missing_cohort
-                )
-                out.append(
-                    RuleResult(
-                        spec.id,
-                        False,
-                        None,
-                        f"not applicable: needs {missing_cohort} ({notes})",
-                        None,
-                        approx,
-                        spec.kind,
-                    )
-                )
-                continue
-            when = rule.when.evaluate(env)
-            viol = rule.violation.evaluate(env)
-            wk, wv = (
-                bool(np.broadcast_to(when.known, (1, 1))[0, 0]),
-                bool(np.broadcast_to(when.values, (1, 1))[0, 0]),
-            )
-            vk, vv = (
-                bool(np.broadcast_to(viol.known, (1, 1))[0, 0]),
-                bool(np.broadcast_to(viol.values, (1, 1))[0, 0]),
-            )
-            shown = _show_values(context, rule)
-            if not wk or (wv and not vk):
-                gaps = [f for f in (*spec.features,) if context.values.get(f) is None]
-                out.append(
-                    RuleResult(
-                        spec.id,
-                        False,
-                        None,
-                        f"not applicable: missing value(s) {gaps or '(history)'} at this decision{tag}",
-                        None,
-                        approx,
-                        spec.kind,
-                    )
-                )
-            elif not wv:
-                out.append(
-                    RuleResult(
-                        spec.id,
-                        True,
-                        False,
-                        f"not triggered: {spec.when} is false ({shown}){tag}",
-                        False,
-                        approx,
-                        spec.kind,
-                    )
-                )
-            elif vv:
-                out.append(
-                    RuleResult(
-                        spec.id,
-                        True,
-                        True,
-                        f"violated: {spec.when} ({shown}) and the action {_act(context)} matches {spec.violation}{tag}",
-                        True,
-                        approx,
-                        spec.kind,
-                    )
-                )
-            else:
-                out.append(
-                    RuleResult(
-                        spec.id,
-                        True,
-                        False,
-                        f"satisfied: {spec.when} ({shown}) and the action {_act(context)} avoids {spec.violation}{tag}",
-                        True,
-                        approx,
-                        spec.kind,
-                    )
-                )
-        return out
+        j = self._judge(env, (1, 1), self._context_unavailable(context))
+        return [self._verdict(context, rule, j, r, rule.id in hard) for r, rule in enumerate(self.rules)]
 
-    def violations(self, context: RuleContext) -> list[RuleResult]:
-        """Only the violated results of :meth:`check`."""
+    def _verdict(
+        self, context: RuleContext, rule: CompiledRule, j: _Judgement, r: int, hard: bool
+    ) -> RuleVerdict:
+        spec = rule.spec
+        approx = any(f in context.approximate for f in (*spec.features, *spec.optional_features))
+        tag = " [approximate units]" if approx else ""
+        common = {"approximate": approx, "kind": spec.kind, "hard": hard}
+        if spec.id in j.missing:
+            gaps = j.missing[spec.id]
+            notes = "; ".join(f"{f}: {context.unavailable.get(f, 'not provided')}" for f in gaps)
+            return RuleVerdict(spec.id, False, None, f"not applicable: needs {gaps} ({notes})", **common)
+        if not j.applicable[r, 0]:
+            gaps = [f for f in spec.features if context.values.get(f) is None]
+            why = f"not applicable: missing value(s) {gaps or '(history)'} at this decision{tag}"
+            return RuleVerdict(spec.id, False, None, why, **common)
+        shown = _show_values(context, rule)
+        if not j.triggered[r, 0]:
+            why = f"not triggered: {spec.when} is false ({shown}){tag}"
+            return RuleVerdict(spec.id, True, False, why, triggered=False, **common)
+        if j.violated[r, 0, 0]:
+            why = f"violated: {spec.when} ({shown}) and the action {_act(context)} matches {spec.violation}{tag}"
+            return RuleVerdict(spec.id, True, True, why, triggered=True, **common)
+        why = f"satisfied: {spec.when} ({shown}) and the action {_act(context)} avoids {spec.violation}{tag}"
+        return RuleVerdict(spec.id, True, False, why, triggered=True, **common)
+
+    def violations(self, context: RuleContext) -> list[RuleVerdict]:
+        """Only the violated verdicts of :meth:`check`."""
         return [r for r in self.check(context) if r.violated]
 
     # ------------------------------------------------------------------ cohort batch
@@ -526,104 +471,122 @@ class RuleSet:
             approximate: allow approximate unit mappings of z-scored columns.
         """
         n = len(cohort)
-        if actions is None:
-            actions = cohort.actions
-        acts = np.asarray(actions)
-        if acts.ndim == 1:
-            if acts.shape[0] != n:
-                raise UserError(f"got {acts.shape[0]} actions for a cohort of {n} rows")
-            bad = np.flatnonzero((acts < 0) | (acts >= N_ACTIONS) | (acts != np.round(acts)))
-            if bad.size:
-                raise UserError(f"actions must be indices 0-24; rows {bad[:10].tolist()} are not")
-            cand = acts.astype(np.int64)[:, None]
-            probs = np.ones((n, 1))
-        elif acts.ndim == 2 and acts.shape == (n, N_ACTIONS):
-            probs = acts.astype(np.float64)
-            if (
-                not np.isfinite(probs).all()
-                or (probs < -1e-9).any()
-                or not np.allclose(probs.sum(1), 1.0, atol=1e-6)
-            ):
-                raise UserError("action probabilities must be finite, non-negative rows summing to 1")
-            cand = np.broadcast_to(np.arange(N_ACTIONS)[None, :], (n, N_ACTIONS))
-        else:
-            raise UserError(
-                f"actions must be ({n},) indices or ({n}, 25) probabilities, got shape {acts.shape}"
-            )
-
+        cand, probs = _candidates(cohort.actions if actions is None else actions, n)
         sources = resolve_variables(self.variables, cohort.schema, approximate=approximate)
-        x = cohort.features()
-        m = cohort.masks()
-        names = cohort.schema.names
-        env: dict[str, Value] = {}
-        for var, src in sources.items():
-            if src.available:
-                j = names.index(src.column)  # type: ignore[arg-type]
-                vals = src.convert(x[:, j])
-                known = m[:, j] & np.isfinite(vals)
-                env[var] = Value(vals[:, None], known[:, None])
-            else:
-                env[var] = Value(np.full((n, 1), np.nan), np.zeros((n, 1), dtype=bool))
-        rec = cohort.actions
-        t = cohort.data["t"].to_numpy(dtype=np.int64)
-        ep = cohort.episode_index()
-        first = np.r_[True, ep[1:] != ep[:-1]]
-        prev = np.r_[-1, rec[:-1]]
-        prev[first] = -1
-        prev_f = np.where(prev >= 0, prev // N_LEVELS, -1)
-        prev_v = np.where(prev >= 0, prev % N_LEVELS, -1)
-        # No fluid recorded before an episode's first decision: the highest earlier level is 0 there.
-        max_prior = _episode_cummax(np.maximum(prev_f, 0), ep)
-        for k, v in _history_env(t, prev_f, prev_v, max_prior).items():
-            env[k] = Value(v.values[:, None], v.known[:, None])
-        env.update(_action_env(cand))
-
-        R = len(self.rules)
-        applicable = np.zeros((R, n), dtype=bool)
-        triggered = np.zeros((R, n), dtype=bool)
-        viol_by_action = np.zeros((R, n, cand.shape[1]), dtype=bool)
-        approx: dict[str, bool] = {}
-        not_app: dict[str, str] = {}
-        for r, rule in enumerate(self.rules):
-            spec = rule.spec
-            approx[spec.id] = any(
-                sources[f].approximate
-                for f in (*spec.features, *spec.optional_features)
-                if sources[f].available
-            )
-            missing = [f for f in spec.features if not sources[f].available]
-            if missing:
-                not_app[spec.id] = "; ".join(f"{f}: {sources[f].note}" for f in missing)
-                continue
-            w = rule.when.evaluate(env)
-            v = rule.violation.evaluate(env)
-            shape = (n, cand.shape[1])
-            wk, wv = np.broadcast_to(w.known, shape), np.broadcast_to(w.values, shape)
-            vk, vv = np.broadcast_to(v.known, shape), np.broadcast_to(v.values, shape)
-            app = wk & (~wv | vk)
-            # A decision is applicable when the rule can be judged for every candidate action.
-            applicable[r] = app.all(1)
-            triggered[r] = applicable[r] & (wk & wv).all(1)
-            viol_by_action[r] = app & wk & wv & vk & vv
-            viol_by_action[r] &= applicable[r][:, None]
-        violated = (viol_by_action * probs[None]).sum(2)
+        j = self._judge(_cohort_env(cohort, sources, cand), (n, cand.shape[1]), _unavailable(sources))
+        violated = (j.violated * probs[None]).sum(2)
         definitions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, d in self.definitions.items():
             idx = [self.ids.index(i) for i in d.rules if i in self.ids]
-            app = applicable[idx].any(0)
-            anyv = viol_by_action[idx].any(0)
-            definitions[name] = (app, (anyv * probs).sum(1))
+            definitions[name] = (j.applicable[idx].any(0), (j.violated[idx].any(0) * probs).sum(1))
+        approx = {
+            rule.id: any(
+                sources[f].approximate
+                for f in (*rule.spec.features, *rule.spec.optional_features)
+                if sources[f].available
+            )
+            for rule in self.rules
+        }
+        not_app = {rid: "; ".join(f"{f}: {sources[f].note}" for f in gaps) for rid, gaps in j.missing.items()}
         return CohortRuleResults(
             rule_ids=self.ids,
             kinds={r.id: r.spec.kind for r in self.rules},
-            applicable=applicable,
-            triggered=triggered,
+            applicable=j.applicable,
+            triggered=j.triggered,
             violated=np.clip(violated, 0.0, 1.0),
             definitions=definitions,
             approximate=approx,
             not_applicable=not_app,
-            episode=ep,
+            episode=cohort.episode_index(),
         )
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    """What :meth:`RuleSet._judge` found, indexed ``[rule, decision(, candidate)]`` in rule-file order."""
+
+    applicable: np.ndarray  # (R, n) bool: judged for every candidate action
+    triggered: np.ndarray  # (R, n) bool: applicable and the state condition holds
+    violated: np.ndarray  # (R, n, K) bool: triggered and the candidate breaks the rule
+    missing: dict[str, list[str]]  # rule id -> needed features that cannot be provided at all
+
+
+def _candidates(actions: np.ndarray | Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate actions ``(n, K)`` and their probabilities ``(n, K)`` from indices or probability rows."""
+    acts = np.asarray(actions)
+    if acts.ndim == 1:
+        if acts.shape[0] != n:
+            raise UserError(f"got {acts.shape[0]} actions for a cohort of {n} rows")
+        bad = np.flatnonzero((acts < 0) | (acts >= N_ACTIONS) | (acts != np.round(acts)))
+        if bad.size:
+            raise UserError(f"actions must be indices 0-24; rows {bad[:10].tolist()} are not")
+        return acts.astype(np.int64)[:, None], np.ones((n, 1))
+    if acts.ndim == 2 and acts.shape == (n, N_ACTIONS):
+        probs = acts.astype(np.float64)
+        if (
+            not np.isfinite(probs).all()
+            or (probs < -1e-9).any()
+            or not np.allclose(probs.sum(1), 1.0, atol=1e-6)
+        ):
+            raise UserError("action probabilities must be finite, non-negative rows summing to 1")
+        return np.broadcast_to(np.arange(N_ACTIONS)[None, :], (n, N_ACTIONS)), probs
+    raise UserError(f"actions must be ({n},) indices or ({n}, 25) probabilities, got shape {acts.shape}")
+
+
+def _unavailable(sources: Mapping[str, VariableSource]) -> set[str]:
+    return {v for v, src in sources.items() if not src.available}
+
+
+def _cohort_env(cohort: Cohort, sources: Mapping[str, VariableSource], cand: np.ndarray) -> dict[str, Value]:
+    """The environment of every decision of ``cohort`` (one row each) with candidates ``cand`` ``(n, K)``."""
+    n = len(cohort)
+    x = cohort.features()
+    m = cohort.masks()
+    names = cohort.schema.names
+    values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for var, src in sources.items():
+        if src.available:
+            j = names.index(src.column)  # type: ignore[arg-type]
+            vals = src.convert(x[:, j])
+            values[var] = (vals, m[:, j] & np.isfinite(vals))
+        else:
+            values[var] = (np.full(n, np.nan), np.zeros(n, dtype=bool))
+    rec = cohort.actions
+    ep = cohort.episode_index()
+    first = np.r_[True, ep[1:] != ep[:-1]]
+    prev = np.r_[-1, rec[:-1]]
+    prev[first] = -1
+    prev_f = np.where(prev >= 0, prev // N_LEVELS, -1)
+    prev_v = np.where(prev >= 0, prev % N_LEVELS, -1)
+    # No fluid recorded before an episode's first decision: the highest earlier level is 0 there.
+    max_prior = _episode_cummax(np.maximum(prev_f, 0), ep)
+    t = cohort.data["t"].to_numpy(dtype=np.int64)
+    return _build_env(values, t=t, prev_fluid=prev_f, prev_vaso=prev_v, max_prior=max_prior, cand=cand)
+
+
+def _build_env(
+    values: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    t: np.ndarray,
+    prev_fluid: np.ndarray,
+    prev_vaso: np.ndarray,
+    max_prior: np.ndarray,
+    cand: np.ndarray,
+) -> dict[str, Value]:
+    """Rule variables as ``(n, 1)`` columns (state, history; -1 = unknown) plus action variables ``(n, K)``.
+
+    The same environment serves one decision (n = 1) and a cohort, one candidate or all 25.
+    """
+    env = {var: Value(v[:, None], k[:, None]) for var, (v, k) in values.items()}
+    for name, arr, known in (
+        ("t", t, np.ones(t.shape, dtype=bool)),
+        ("prev_fluid", prev_fluid, prev_fluid >= 0),
+        ("prev_vaso", prev_vaso, prev_vaso >= 0),
+        ("max_prior_fluid", max_prior, max_prior >= 0),
+    ):
+        env[name] = Value(arr.astype(np.float64)[:, None], known[:, None])
+    env.update(_action_env(cand))
+    return env
 
 
 def _max_prior(ctx: RuleContext) -> int:
@@ -637,17 +600,6 @@ def _episode_cummax(values: np.ndarray, episode: np.ndarray) -> np.ndarray:
     offset = episode.astype(np.float64) * 1e3  # larger than any level, so episodes never mix
     run = np.maximum.accumulate(values + offset)
     return (run - offset).astype(np.int64)
-
-
-def _history_env(
-    t: np.ndarray, prev_f: np.ndarray, prev_v: np.ndarray, max_prior: np.ndarray
-) -> dict[str, Value]:
-    return {
-        "t": Value(t.astype(np.float64), np.ones(t.shape, dtype=bool)),
-        "prev_fluid": Value(prev_f.astype(np.float64), prev_f >= 0),
-        "prev_vaso": Value(prev_v.astype(np.float64), prev_v >= 0),
-        "max_prior_fluid": Value(max_prior.astype(np.float64), max_prior >= 0),
-    }
 
 
 def _action_env(cand: np.ndarray) -> dict[str, Value]:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+from sepsis_sdk.truth._admissible import hidden_admissible_mask
 from sepsis_sdk.truth._base import GroundTruth, TruthBase, TruthValue, register_truth, truth_for
 from sepsis_sdk.truth._icu_sepsis import (
     BUILTIN_POLICIES,
@@ -51,6 +52,7 @@ __all__ = [
     "builtin_policy",
     "death_within",
     "death_within_constant",
+    "hidden_admissible_mask",
     "monte_carlo_value",
     "optimal_policy",
     "q_values",
