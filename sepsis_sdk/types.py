@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sepsis_sdk.actions import Action, validate_index
@@ -136,8 +139,57 @@ class PatientHistory(BaseModel):
         """Current stored value of feature ``name`` (NaN when missing)."""
         return self.current.values[self.feature_names.index(name)]
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The history as plain Python (``model_dump``)."""
         return self.model_dump()
 
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_dict` (one spelling across the SDK)."""
+        warnings.warn("PatientHistory.as_dict is deprecated; use to_dict", DeprecationWarning, stacklevel=2)
+        return self.to_dict()
 
-__all__ = ["Episode", "Observation", "PatientHistory", "Step"]
+
+@dataclass(frozen=True)
+class MonteCarloResult:
+    """A Monte Carlo value estimate with a normal-approximation confidence interval.
+
+    Defined here (not in :mod:`sepsis_sdk.truth`, which re-exports it) so that simulators in
+    :mod:`sepsis_sdk.sources` can return it without importing the truth layer that builds on them.
+
+    Attributes:
+        mean: mean return over the simulated episodes.
+        ci_low, ci_high: the interval at ``level``.
+        n_episodes: episodes simulated.
+        level: confidence level of the interval.
+        unfinished: episodes cut at the simulator's step cap (their return counts as 0).
+    """
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_episodes: int
+    level: float
+    unfinished: int = 0
+
+    @classmethod
+    def from_returns(cls, returns: Any, level: float = 0.95, *, unfinished: int = 0) -> MonteCarloResult:
+        """The estimate from per-episode returns (standard error over episodes; infinite for one)."""
+        from statistics import NormalDist
+
+        r = np.asarray(returns, dtype=np.float64)
+        mean = float(r.mean())
+        se = float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("inf")
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        return cls(mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=len(r), level=level,
+                   unfinished=int(unfinished))  # fmt: skip
+
+    def covers(self, value: float) -> bool:
+        """Whether ``value`` lies in the interval."""
+        return self.ci_low <= value <= self.ci_high
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
+        return asdict(self)
+
+
+__all__ = ["Episode", "MonteCarloResult", "Observation", "PatientHistory", "Step"]

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from sepsis_sdk.truth import death_within_constant as exact_death_within
 from sepsis_sdk.world_model import FakeWorldModel
 from sepsis_sdk.world_model.evaluation import (
     auprc,
     auroc,
     evaluate_world_model,
-    exact_death_within,
     write_report,
 )
 

@@ -14,13 +14,13 @@ app = typer.Typer()
 
 def truth_table(mc_episodes: int = 0, seed: int = 0) -> list[dict]:
     """Exact values (and optional Monte Carlo checks) of the built-in ICU-Sepsis policies."""
-    from sepsis_sdk.truth import BUILTIN_POLICIES, monte_carlo_value, true_value
+    from sepsis_sdk.truth import BUILTIN_POLICIES, ICUSepsisTruth, true_value
 
     rows = []
     for name, desc in BUILTIN_POLICIES.items():
         row = {"policy": name, "true_value": true_value(name), "description": desc}
         if mc_episodes:
-            mc = monte_carlo_value(name, mc_episodes, seed=seed)
+            mc = ICUSepsisTruth().simulate(name, episodes=mc_episodes, seed=seed)
             row.update(mc_value=mc.mean, mc_ci_low=mc.ci_low, mc_ci_high=mc.ci_high)
         rows.append(row)
     return rows

@@ -9,7 +9,10 @@ Two roles, kept apart on purpose:
 - :func:`sample_cohort` draws **episodes** under a behaviour policy into a :class:`~sepsis_sdk.Cohort`.
   Learning code (world models, offline RL, behaviour models) only ever sees such cohorts.
 - :class:`ICUSepsisMDP` holds the transition matrix: the hidden truth, read only by the scorer
-  (:mod:`sepsis_sdk.truth`) and by the sampler.
+  (:mod:`sepsis_sdk.truth`) and by the simulator here (:func:`rollout`; :func:`sample_cohort` is that
+  simulator recording rows, and the truth layer's Monte Carlo uses the same one).
+
+This module never imports :mod:`sepsis_sdk.truth` (the truth layer builds on it, not the other way round).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ ZLOG_FEATURES = (
     "output_total", "output_4hourly",
 )  # fmt: skip
 FEATURE_NAMES: tuple[str, ...] = (*BINARY_FEATURES, *Z_FEATURES, *ZLOG_FEATURES)
+SOURCE = "icu-sepsis"
 SOFA_COLUMN = "sofa"  # SOFA points of the state (from the package's sofa_scores), shown in clinical units
 
 
@@ -183,8 +187,6 @@ def resolve_policy_table(policy: Any, mdp: ICUSepsisMDP | None = None) -> np.nda
     """
     mdp = mdp or load_mdp()
     if isinstance(policy, str):
-        from sepsis_sdk.truth import builtin_policy
-
         return builtin_policy(policy)
     if hasattr(policy, "action_probabilities"):
         from sepsis_sdk.types import Observation, PatientHistory
@@ -264,6 +266,279 @@ def soften(
     return (1 - epsilon) * table + epsilon * uni
 
 
+# ------------------------------------------------------------------------------------------ built-ins
+@dataclass(frozen=True)
+class OptimalSolution:
+    """Result of value iteration: the optimal deterministic policy and its values.
+
+    Attributes:
+        policy: ``(716,)`` action per state.
+        values: ``(716,)`` optimal state values.
+        q: ``(716, 25)`` optimal action values.
+        iterations: value-iteration sweeps until convergence.
+    """
+
+    policy: np.ndarray
+    values: np.ndarray
+    q: np.ndarray
+    iterations: int
+
+    @property
+    def value(self) -> float:
+        """The optimal value from the initial distribution."""
+        return float(load_mdp().d0 @ self.values)
+
+    def table(self) -> np.ndarray:
+        """The policy as a ``(716, 25)`` one-hot table."""
+        t = np.zeros((N_STATES, N_ACTIONS))
+        t[np.arange(N_STATES), self.policy] = 1.0
+        return t
+
+
+@functools.lru_cache(maxsize=4)
+def optimal_policy(
+    *, admissible_only: bool = False, tol: float = 1e-12, max_iter: int = 100_000
+) -> OptimalSolution:
+    """The optimal policy by value iteration (ties broken towards the lowest action index).
+
+    It lives next to the MDP (not in :mod:`sepsis_sdk.truth`, which re-exports it) because ``"optimal"``
+    is one of the built-in behaviour policies the sampler accepts by name.
+
+    Args:
+        admissible_only: restrict the maximisation to admissible actions (the published optimum 0.8751
+            is over all 25 actions, whose inadmissible rows are the mean of the admissible ones).
+        tol: stop when no state value changes by more than this.
+        max_iter: most sweeps.
+    """
+    mdp = load_mdp()
+    v = np.zeros(N_STATES)
+    mask = np.where(mdp.admissible, 0.0, -np.inf) if admissible_only else 0.0
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
+        q = mdp.reward + mdp.tx_mat @ v + mask
+        q[N_CLINICAL:] = 0.0
+        v_new = q.max(1)
+        if np.abs(v_new - v).max() < tol:
+            v = v_new
+            break
+        v = v_new
+    q = mdp.reward + mdp.tx_mat @ v + mask
+    q[N_CLINICAL:] = 0.0
+    return OptimalSolution(policy=q.argmax(1), values=v, q=q, iterations=it)
+
+
+BUILTIN_POLICIES = {
+    "clinician": "clinicians' stored policy, renormalised over admissible actions (the default behaviour policy)",
+    "clinician_raw": "clinicians' stored policy as published (some mass on inadmissible actions)",
+    "random": "uniform over all 25 actions",
+    "random_admissible": "uniform over the admissible actions of each state",
+    "optimal": "optimal policy by value iteration over all 25 actions",
+    "no_treatment": "never give fluids or vasopressors (action 0)",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _builtin(name: str) -> np.ndarray:
+    mdp = load_mdp()
+    if name == "clinician":
+        return resolve_policy_table(mdp.clinician_policy(admissible_only=True)[:N_CLINICAL], mdp)
+    if name == "clinician_raw":
+        return resolve_policy_table(mdp.expert_policy[:N_CLINICAL], mdp)
+    if name == "random":
+        return np.full((N_STATES, N_ACTIONS), 1.0 / N_ACTIONS)
+    if name == "random_admissible":
+        a = mdp.admissible.astype(float)
+        return a / a.sum(1, keepdims=True)
+    if name == "optimal":
+        return optimal_policy().table()
+    if name == "no_treatment":
+        t = np.zeros((N_STATES, N_ACTIONS))
+        t[:, 0] = 1.0
+        return t
+    raise UserError(f"unknown built-in policy {name!r}; choose from {sorted(BUILTIN_POLICIES)}")
+
+
+def builtin_policy(name: str) -> np.ndarray:
+    """A ``(716, 25)`` table of one of :data:`BUILTIN_POLICIES` (a copy)."""
+    return _builtin(name).copy()
+
+
+# ------------------------------------------------------------------------------------------ simulator
+@dataclass(frozen=True)
+class Rollout:
+    """Episodes simulated in the true MDP, one record per decision, sorted by episode then step.
+
+    Attributes:
+        episode, t, state, action: ``(n_rows,)`` episode index, step, hidden state, action taken.
+        reward: ``(n_rows,)`` 1 on the step that reaches survival.
+        prob: ``(n_rows,)`` probability the policy gave the action taken.
+        outcome: ``(n_episodes,)`` 1 survived, 0 died, -1 cut at ``max_steps``.
+    """
+
+    episode: np.ndarray
+    t: np.ndarray
+    state: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    prob: np.ndarray
+    outcome: np.ndarray
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.outcome)
+
+    @property
+    def returns(self) -> np.ndarray:
+        """``(n_episodes,)`` return of each episode (gamma 1: 1 if it reached survival)."""
+        return np.bincount(self.episode, weights=self.reward, minlength=self.n_episodes)
+
+    @property
+    def unfinished(self) -> int:
+        """Episodes cut at ``max_steps`` (their return counts as 0)."""
+        return int((self.outcome < 0).sum())
+
+
+def is_history_dependent(policy: Any) -> bool:
+    """Whether ``policy`` must see each patient's history (a :class:`~sepsis_sdk.policies.Policy` whose
+    ``markov`` is false) rather than be tabulated on the 713 states."""
+    return hasattr(policy, "action_probabilities") and not getattr(policy, "markov", False)
+
+
+def rollout(
+    policy: Any = "clinician",
+    n_episodes: int = 1000,
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    max_steps: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> Rollout:
+    """Simulate ``n_episodes`` in the true ICU-Sepsis MDP: the one batched simulator of the SDK.
+
+    All episodes advance together. A Markov policy (name, table, callable on the observation, or a
+    :class:`~sepsis_sdk.policies.Policy` with ``markov = True``) is tabulated once over the 713 states; a
+    history-dependent policy (a ``Policy`` with ``markov`` false or unset) is asked at every step for all
+    live patients at once, each as a :class:`~sepsis_sdk.PatientHistory` (observations and actions so far).
+    :func:`sample_cohort` records the rows as a cohort; :class:`sepsis_sdk.truth.ICUSepsisTruth` uses the
+    returns.
+
+    Args:
+        policy: the policy acting (see above and :func:`resolve_policy_table`).
+        n_episodes: number of patients.
+        epsilon: mix a Markov policy with uniform over admissible actions.
+        seed: RNG seed; the same arguments give the same episodes.
+        max_steps: cap on episode length (episodes still running are cut, outcome -1).
+        progress: optional callback receiving the number of finished episodes.
+    """
+    if n_episodes <= 0:
+        raise UserError(f"n_episodes must be positive, got {n_episodes}")
+    mdp = load_mdp()
+    rng = np.random.default_rng(seed)
+    if is_history_dependent(policy):
+        if epsilon:
+            raise UserError("epsilon applies to Markov policies only")
+        act = _HistoryActor(policy, mdp, n_episodes)
+    else:
+        table = resolve_policy_table(policy, mdp)
+        act = _TableActor(soften(table, epsilon, mdp) if epsilon else table)
+    cum_tx = np.cumsum(mdp.tx_mat, axis=-1)
+    n = n_episodes
+    state = _draw(np.cumsum(mdp.d0)[None, :].repeat(n, 0), rng)
+    alive = np.ones(n, dtype=bool)
+    rec_ep, rec_t, rec_s, rec_a, rec_r, rec_p = [], [], [], [], [], []
+    outcome = np.full(n, -1, dtype=np.int64)
+    for t in range(max_steps):
+        idx = np.flatnonzero(alive)
+        if idx.size == 0:
+            break
+        s = state[idx]
+        a, p = act(t, idx, s, rng)
+        s2 = _draw(cum_tx[s, a], rng)
+        rec_ep.append(idx)
+        rec_t.append(np.full(idx.size, t))
+        rec_s.append(s)
+        rec_a.append(a)
+        rec_r.append((s2 == SURVIVAL).astype(float))
+        rec_p.append(p)
+        state[idx] = s2
+        ended = s2 >= N_CLINICAL
+        outcome[idx[ended]] = (s2[ended] == SURVIVAL).astype(np.int64)
+        alive[idx[ended]] = False
+        if progress is not None:
+            progress(int((~alive).sum()))
+    ep = np.concatenate(rec_ep)
+    order = np.lexsort((np.concatenate(rec_t), ep))
+    return Rollout(
+        episode=ep[order],
+        t=np.concatenate(rec_t)[order],
+        state=np.concatenate(rec_s)[order],
+        action=np.concatenate(rec_a)[order].astype(np.int64),
+        reward=np.concatenate(rec_r)[order],
+        prob=np.concatenate(rec_p)[order],
+        outcome=outcome,
+    )
+
+
+class _TableActor:
+    """Actions of a Markov policy from its state table (precomputed cumulative rows)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+        self.cum = np.cumsum(table, axis=-1)
+
+    def __call__(self, t: int, idx: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> tuple:
+        a = _draw(self.cum[s], rng)
+        return a, self.table[s, a]
+
+
+class _HistoryActor:
+    """Actions of a history-dependent policy: one batched call per step on the live patients' histories."""
+
+    def __init__(self, policy: Any, mdp: ICUSepsisMDP, n: int) -> None:
+        from sepsis_sdk.types import Observation
+
+        self._obs_type = Observation
+        self.policy = policy
+        self.mdp = mdp
+        self.names = tuple(icu_sepsis_schema().names)
+        self.obs: list[list[Any]] = [[] for _ in range(n)]
+        self.acts: list[list[int]] = [[] for _ in range(n)]
+        self.width = len(str(n - 1))
+
+    def __call__(self, t: int, idx: np.ndarray, s: np.ndarray, rng: np.random.Generator) -> tuple:
+        from sepsis_sdk.types import PatientHistory
+
+        values = self.mdp.observation(s)
+        hists = []
+        for j, i in enumerate(idx.tolist()):
+            self.obs[i].append(self._obs_type(t=t, values=tuple(values[j].tolist())))
+            hists.append(
+                PatientHistory(
+                    patient_id=f"icu-{i:0{self.width}d}",
+                    observations=tuple(self.obs[i]),
+                    actions=tuple(self.acts[i]),
+                    feature_names=self.names,
+                    state_id=int(s[j]),
+                )
+            )
+        probs = _check_rows(self.policy.action_probabilities(hists), len(hists), self.policy)
+        a = _draw(np.cumsum(probs, axis=-1), rng)
+        for j, i in enumerate(idx.tolist()):
+            self.acts[i].append(int(a[j]))
+        return a, probs[np.arange(len(a)), a]
+
+
+def _check_rows(probs: Any, n: int, policy: Any) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    who = getattr(policy, "name", type(policy).__name__)
+    if probs.shape != (n, N_ACTIONS):
+        raise UserError(f"{who} returned shape {probs.shape}, expected ({n}, {N_ACTIONS})")
+    if not np.isfinite(probs).all() or (probs < 0).any() or not np.allclose(probs.sum(1), 1.0, atol=1e-6):
+        raise UserError(f"{who} returned rows that are not probability distributions over 25 actions")
+    return probs
+
+
+# ------------------------------------------------------------------------------------------ cohort
 def sample_cohort(
     n_episodes: int = 1000,
     *,
@@ -275,11 +550,12 @@ def sample_cohort(
 ) -> Any:
     """Sample ``n_episodes`` ICU-Sepsis episodes under a behaviour policy into a cohort.
 
-    All episodes advance together (vectorised), so 20,000 episodes take about a second.
+    This is :func:`rollout` recording its rows: all episodes advance together (vectorised), so 20,000
+    episodes take about a second.
 
     Args:
         n_episodes: number of patients.
-        policy: behaviour policy (see :func:`resolve_policy_table`); default the clinicians' stored policy
+        policy: behaviour policy (see :func:`rollout`); default the clinicians' stored policy
             renormalised over admissible actions.
         epsilon: mix the policy with uniform over admissible actions.
         seed: RNG seed; the same arguments give the same cohort.
@@ -295,61 +571,25 @@ def sample_cohort(
 
     from sepsis_sdk.cohort import Cohort
 
-    if n_episodes <= 0:
-        raise UserError(f"n_episodes must be positive, got {n_episodes}")
-    mdp = load_mdp()
-    table = resolve_policy_table(policy, mdp)
-    if epsilon:
-        table = soften(table, epsilon, mdp)
-    rng = np.random.default_rng(seed)
-    cum_tx = np.cumsum(mdp.tx_mat, axis=-1)
-    cum_pi = np.cumsum(table, axis=-1)
-    n = n_episodes
-    state = _draw(np.cumsum(mdp.d0)[None, :].repeat(n, 0), rng)
-    alive = np.ones(n, dtype=bool)
-    rec_ep, rec_t, rec_s, rec_a, rec_r, rec_p = [], [], [], [], [], []
-    outcome = np.full(n, -1, dtype=np.int64)
-    for t in range(max_steps):
-        idx = np.flatnonzero(alive)
-        if idx.size == 0:
-            break
-        s = state[idx]
-        a = _draw(cum_pi[s], rng)
-        s2 = _draw(cum_tx[s, a], rng)
-        rec_ep.append(idx)
-        rec_t.append(np.full(idx.size, t))
-        rec_s.append(s)
-        rec_a.append(a)
-        rec_r.append((s2 == SURVIVAL).astype(float))
-        rec_p.append(table[s, a])
-        state[idx] = s2
-        ended = s2 >= N_CLINICAL
-        outcome[idx[ended]] = (s2[ended] == SURVIVAL).astype(np.int64)
-        alive[idx[ended]] = False
-        if progress is not None:
-            progress(int((~alive).sum()))
-    ep = np.concatenate(rec_ep)
-    order = np.lexsort((np.concatenate(rec_t), ep))
-    ep = ep[order]
-    t_arr = np.concatenate(rec_t)[order]
-    s_arr = np.concatenate(rec_s)[order]
+    ro = rollout(policy, n_episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, progress=progress)
+    n, ep = n_episodes, ro.episode
     done = np.r_[ep[1:] != ep[:-1], True]
-    obs = mdp.observation(s_arr)
+    obs = load_mdp().observation(ro.state)
     schema = icu_sepsis_schema()
     width = len(str(n - 1))
     cols: dict[str, Any] = {
         "patient_id": np.char.add("icu-", np.char.zfill(ep.astype(str), width)),
-        "t": t_arr,
+        "t": ro.t,
     }
     for j, name in enumerate(schema.names):
         cols[name] = obs[:, j]
     cols.update(
-        action=np.concatenate(rec_a)[order].astype(np.int64),
-        reward=np.concatenate(rec_r)[order],
+        action=ro.action,
+        reward=ro.reward,
         done=done,
-        outcome=outcome[ep],
-        state_id=s_arr.astype(np.int64),
-        behaviour_prob=np.concatenate(rec_p)[order],
+        outcome=ro.outcome[ep],
+        state_id=ro.state.astype(np.int64),
+        behaviour_prob=ro.prob,
     )
     df = pd.DataFrame(cols)
     meta = {
@@ -360,7 +600,7 @@ def sample_cohort(
         "synthetic": False,
         "gamma": 1.0,
     }
-    return Cohort(df, schema, source="icu-sepsis", meta=meta)
+    return Cohort(df, schema, source=SOURCE, meta=meta)
 
 
 def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -371,15 +611,24 @@ def _draw(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 __all__ = [
     "ABSORBING",
+    "BUILTIN_POLICIES",
     "DEATH",
     "FEATURE_NAMES",
+    "N_ACTIONS",
     "N_CLINICAL",
     "N_STATES",
+    "SOURCE",
     "SURVIVAL",
     "ICUSepsisMDP",
+    "OptimalSolution",
+    "Rollout",
+    "builtin_policy",
     "icu_sepsis_schema",
+    "is_history_dependent",
     "load_mdp",
+    "optimal_policy",
     "resolve_policy_table",
+    "rollout",
     "sample_cohort",
     "soften",
 ]

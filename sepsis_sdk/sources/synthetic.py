@@ -29,7 +29,8 @@ Example:
     >>> cohort.synthetic
     True
     >>> model = SyntheticSepsisModel()
-    >>> res = model.true_value("no-treatment", n_patients=500, seed=1)   # doctest: +SKIP
+    >>> from sepsis_sdk.truth import SyntheticTruth
+    >>> res = SyntheticTruth(model).simulate("no-treatment", episodes=500, seed=1)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ from sepsis_sdk.sources._mimic_schema import (
     mimic_iv_schema,
     reference_stats,
 )
+from sepsis_sdk.types import MonteCarloResult
 
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
-    from sepsis_sdk.truth import MonteCarloResult
 
 SOURCE = "synthetic-mimic-iv"
 _F = {name: j for j, name in enumerate(MIMIC_IV_FEATURES)}
@@ -356,6 +357,25 @@ class SyntheticSepsisModel:
         tr = self._run(n_patients, policy, seed)
         return self._to_cohort(tr, seed=seed, policy_name=name, impute=impute, include_latent=include_latent)
 
+    def policy_returns(
+        self,
+        policy: PolicySpec,
+        *,
+        n_patients: int = 5000,
+        seed: int = 1,
+        reward: Literal["survival", "raghu"] = "survival",
+        gamma: float = 1.0,
+    ) -> np.ndarray:
+        """``(n_patients,)`` expected return of each simulated patient treated by ``policy``.
+
+        The survival chance after the window is used in expectation (not drawn), which lowers the variance
+        without bias. With ``reward="survival"`` a return is the probability of 90-day survival; with
+        ``"raghu"`` the expected discounted Raghu-style return (terminal +-15 in expectation). This is the
+        simulator behind :class:`sepsis_sdk.truth.SyntheticTruth`.
+        """
+        self._check_reward(reward)
+        return self._expected_returns(self._run(n_patients, policy, seed), reward, gamma)
+
     def true_value(
         self,
         policy: PolicySpec,
@@ -366,17 +386,21 @@ class SyntheticSepsisModel:
         gamma: float = 1.0,
         level: float = 0.95,
     ) -> MonteCarloResult:
-        """Monte Carlo true value of ``policy`` in the simulator, with a normal-approximation CI.
+        """Deprecated: use ``sepsis_sdk.truth.SyntheticTruth(model, reward=..., gamma=...).simulate(policy,
+        episodes=n_patients, seed=seed)`` (same numbers).
 
-        The survival chance after the window is used in expectation (not drawn), which lowers the variance
-        without bias. With ``reward="survival"`` the value is the probability of 90-day survival; with
-        ``"raghu"`` it is the expected discounted Raghu-style return (terminal +-15 in expectation).
-
-        Use a seed different from the training cohort's to score on fresh patients.
+        Monte Carlo true value of ``policy`` in the simulator, with a normal-approximation CI. Use a seed
+        different from the training cohort's to score on fresh patients.
         """
-        self._check_reward(reward)
-        tr = self._run(n_patients, policy, seed)
-        return _mc(self._expected_returns(tr, reward, gamma), level)
+        import warnings
+
+        warnings.warn(
+            "SyntheticSepsisModel.true_value is deprecated; use sepsis_sdk.truth.SyntheticTruth(model).simulate",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        returns = self.policy_returns(policy, n_patients=n_patients, seed=seed, reward=reward, gamma=gamma)
+        return MonteCarloResult.from_returns(returns, level)
 
     def compare(
         self, policies: dict[str, PolicySpec], *, n_patients: int = 5000, seed: int = 1,
@@ -430,7 +454,7 @@ class SyntheticSepsisModel:
         n, seed, replay, only = self._replay(cohort, from_step)
         tr = self._run(n, policy, seed, replay=replay, from_step=from_step, only=only)
         idx = np.array(sorted(int(p[4:]) for p in cohort.patient_ids.tolist()))
-        return _mc(self._expected_returns(tr, reward, gamma)[idx], level)
+        return MonteCarloResult.from_returns(self._expected_returns(tr, reward, gamma)[idx], level)
 
     @staticmethod
     def _check_reward(reward: str) -> None:
@@ -841,18 +865,6 @@ class SyntheticSepsisModel:
         cohort = RaghuReward(sofa=SOFA_COLUMN, lactate="lactate").relabel(cohort)
         cohort.meta["synthetic"] = True
         return cohort
-
-
-def _mc(returns: np.ndarray, level: float) -> MonteCarloResult:
-    from statistics import NormalDist
-
-    from sepsis_sdk.truth import MonteCarloResult
-
-    mean = float(returns.mean())
-    se = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("inf")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    return MonteCarloResult(mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=len(returns),
-                            level=level)  # fmt: skip
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

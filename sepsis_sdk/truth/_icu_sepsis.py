@@ -5,27 +5,37 @@ solve ``(I - P_pi) V = r_pi`` over the 713 clinical states (the 3 terminal state
 value is exact up to floating point. Reproduces the published figures: clinicians (stored policy)
 0.7818, uniform random 0.7801, optimal 0.8751.
 
-Only this module and the cohort sampler read the transition matrix: learning code sees sampled
-cohorts only.
+Only the truth layer and the cohort sampler (:mod:`sepsis_sdk.sources.icu_sepsis`, whose batched
+:func:`~sepsis_sdk.sources.icu_sepsis.rollout` is also the Monte Carlo simulator here) read the transition
+matrix: learning code sees sampled cohorts only.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from dataclasses import dataclass
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.sources.icu_sepsis import (
-    N_ACTIONS,
+    BUILTIN_POLICIES,
+    DEATH,
     N_CLINICAL,
     N_STATES,
+    SOURCE,
+    OptimalSolution,
+    builtin_policy,
     load_mdp,
+    optimal_policy,
     resolve_policy_table,
+    rollout,
 )
+from sepsis_sdk.truth._base import TruthBase, register_truth
+from sepsis_sdk.types import MonteCarloResult
+
+if TYPE_CHECKING:
+    from sepsis_sdk.cohort import Cohort
 
 
 def state_values(policy: Any) -> np.ndarray:
@@ -46,7 +56,8 @@ def true_value(policy: Any) -> float:
     Args:
         policy: anything :func:`~sepsis_sdk.sources.icu_sepsis.resolve_policy_table` accepts: a built-in
             name, a ``(716, 25)`` / ``(713, 25)`` probability table, a ``(713,)`` action table, an object
-            with ``action_probabilities``, or a callable on a state's observation.
+            with ``action_probabilities`` (evaluated as a Markov policy), or a callable on a state's
+            observation.
 
     Example:
         >>> round(true_value("clinician_raw"), 4)
@@ -62,131 +73,11 @@ def q_values(policy: Any) -> np.ndarray:
     return mdp.reward + mdp.tx_mat @ v
 
 
-@dataclass(frozen=True)
-class OptimalSolution:
-    """Result of value iteration: the optimal deterministic policy and its values."""
-
-    policy: np.ndarray  # (716,) action per state
-    values: np.ndarray  # (716,)
-    q: np.ndarray  # (716, 25)
-    iterations: int
-
-    @property
-    def value(self) -> float:
-        return float(load_mdp().d0 @ self.values)
-
-    def table(self) -> np.ndarray:
-        t = np.zeros((N_STATES, N_ACTIONS))
-        t[np.arange(N_STATES), self.policy] = 1.0
-        return t
-
-
-@functools.lru_cache(maxsize=4)
-def optimal_policy(
-    *, admissible_only: bool = False, tol: float = 1e-12, max_iter: int = 100_000
-) -> OptimalSolution:
-    """The optimal policy by value iteration (ties broken towards the lowest action index).
-
-    Args:
-        admissible_only: restrict the maximisation to admissible actions (the published optimum 0.8751
-            is over all 25 actions, whose inadmissible rows are the mean of the admissible ones).
-    """
-    mdp = load_mdp()
-    v = np.zeros(N_STATES)
-    mask = np.where(mdp.admissible, 0.0, -np.inf) if admissible_only else 0.0
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
-        q = mdp.reward + mdp.tx_mat @ v + mask
-        q[N_CLINICAL:] = 0.0
-        v_new = q.max(1)
-        if np.abs(v_new - v).max() < tol:
-            v = v_new
-            break
-        v = v_new
-    q = mdp.reward + mdp.tx_mat @ v + mask
-    q[N_CLINICAL:] = 0.0
-    return OptimalSolution(policy=q.argmax(1), values=v, q=q, iterations=it)
-
-
-@functools.lru_cache(maxsize=8)
-def _builtin(name: str) -> np.ndarray:
-    mdp = load_mdp()
-    if name == "clinician":
-        return resolve_policy_table(mdp.clinician_policy(admissible_only=True)[:N_CLINICAL], mdp)
-    if name == "clinician_raw":
-        return resolve_policy_table(mdp.expert_policy[:N_CLINICAL], mdp)
-    if name == "random":
-        return np.full((N_STATES, N_ACTIONS), 1.0 / N_ACTIONS)
-    if name == "random_admissible":
-        a = mdp.admissible.astype(float)
-        return a / a.sum(1, keepdims=True)
-    if name == "optimal":
-        return optimal_policy().table()
-    if name == "no_treatment":
-        t = np.zeros((N_STATES, N_ACTIONS))
-        t[:, 0] = 1.0
-        return t
-    raise UserError(f"unknown built-in policy {name!r}; choose from {sorted(BUILTIN_POLICIES)}")
-
-
-BUILTIN_POLICIES = {
-    "clinician": "clinicians' stored policy, renormalised over admissible actions (the default behaviour policy)",
-    "clinician_raw": "clinicians' stored policy as published (some mass on inadmissible actions)",
-    "random": "uniform over all 25 actions",
-    "random_admissible": "uniform over the admissible actions of each state",
-    "optimal": "optimal policy by value iteration over all 25 actions",
-    "no_treatment": "never give fluids or vasopressors (action 0)",
-}
-
-
-def builtin_policy(name: str) -> np.ndarray:
-    """A ``(716, 25)`` table of one of :data:`BUILTIN_POLICIES` (a copy)."""
-    return _builtin(name).copy()
-
-
-@dataclass(frozen=True)
-class MonteCarloResult:
-    """A Monte Carlo value estimate with a normal-approximation confidence interval."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n_episodes: int
-    level: float
-
-    def covers(self, value: float) -> bool:
-        return self.ci_low <= value <= self.ci_high
-
-
-def monte_carlo_value(
-    policy: Any, n_episodes: int = 20_000, *, seed: int = 0, level: float = 0.95
-) -> MonteCarloResult:
-    """Estimate a policy's value by simulating the true MDP (a check on :func:`true_value`)."""
-    from sepsis_sdk.sources.icu_sepsis import sample_cohort
-
-    cohort = sample_cohort(n_episodes, policy=resolve_policy_table(policy), seed=seed)
-    returns = cohort.data.groupby("patient_id", sort=False)["reward"].sum().to_numpy()
-    mean = float(returns.mean())
-    se = float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else float("inf")
-    z = _normal_quantile(0.5 + level / 2)
-    return MonteCarloResult(
-        mean=mean, ci_low=mean - z * se, ci_high=mean + z * se, n_episodes=n_episodes, level=level
-    )
-
-
-def _normal_quantile(p: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(p)
-
-
 def death_within(policy: Any, horizon: int) -> np.ndarray:
     """Exact probability, per state, of dying within ``horizon`` steps under ``policy`` (``(716,)``).
 
     Death is made absorbing for this computation (in the MDP it moves on to the absorbing state 715).
     """
-    from sepsis_sdk.sources.icu_sepsis import DEATH
-
     if horizon < 0:
         raise UserError(f"horizon must be >= 0, got {horizon}")
     mdp = load_mdp()
@@ -201,12 +92,121 @@ def death_within(policy: Any, horizon: int) -> np.ndarray:
     return hit
 
 
+def death_within_constant(states: np.ndarray, horizon: int) -> np.ndarray:
+    """``(n, 25)`` exact probability of death within ``horizon`` steps from each state when the same
+    action is given at every step: ``sum_{k<H} [M_a^k d_a]_s`` with ``M_a = T[clinical, a, clinical]`` and
+    ``d_a = T[clinical, a, death]``."""
+    mdp = load_mdp()
+    c = slice(0, N_CLINICAL)
+    s = np.asarray(states, dtype=np.int64)
+    out = np.zeros((len(s), 25))
+    for a in range(25):
+        m_a = mdp.tx_mat[c, a, c]
+        v = mdp.tx_mat[c, a, DEATH].copy()
+        acc = np.zeros(N_CLINICAL)
+        for _ in range(horizon):
+            acc += v
+            v = m_a @ v
+        out[:, a] = acc[s]
+    return out
+
+
+class ICUSepsisTruth(TruthBase):
+    """Ground truth of ICU-Sepsis cohorts: exact for Markov policies, the true-MDP simulator otherwise.
+
+    :meth:`simulate` runs :func:`~sepsis_sdk.sources.icu_sepsis.rollout`, the same batched simulator that
+    samples cohorts; a history-dependent :class:`~sepsis_sdk.policies.Policy` (``markov`` false) is asked
+    for all live patients at once at every step.
+
+    The row-level methods (:meth:`states`, :meth:`admissible_mask`, :meth:`death_within_constant`,
+    :meth:`next_state_distribution`) serve world-model evaluation against the true MDP; they read the
+    cohort's hidden ``state_id`` column, which learning code never does.
+
+    Example:
+        >>> truth = ICUSepsisTruth()
+        >>> round(truth.value("clinician_raw", markov=True, mc_episodes=0).value, 4)
+        0.7818
+    """
+
+    name = SOURCE
+    has_exact = True
+
+    def exact_value(self, policy: Any) -> float:
+        """Exact value of a policy on the 713 states (see :func:`true_value`)."""
+        return true_value(policy)
+
+    def simulate(
+        self, policy: Any, *, episodes: int, seed: int = 0, level: float = 0.95, max_steps: int = 100
+    ) -> MonteCarloResult:
+        """Monte Carlo value of ``policy`` in the true MDP (``episodes`` patients, one batch).
+
+        A Markov policy is tabulated; any other :class:`~sepsis_sdk.policies.Policy` sees each patient's
+        history. Episodes still running after ``max_steps`` count as 0 (reported as ``unfinished``).
+        """
+        ro = rollout(policy, episodes, seed=seed, max_steps=max_steps)
+        return MonteCarloResult.from_returns(ro.returns, level, unfinished=ro.unfinished)
+
+    # -- row-level truth of a cohort (world-model evaluation) -------------------------------------
+    @staticmethod
+    def states(cohort: Cohort, rows: np.ndarray | None = None) -> np.ndarray:
+        """The hidden state of each of ``rows`` (all rows by default) of an ICU-Sepsis cohort."""
+        if not cohort.has_state_ids:
+            raise UserError(f"cohort {cohort.source!r} has no state_id column: the hidden states are unknown")
+        sid = cohort.data["state_id"].to_numpy(dtype=np.int64)
+        return sid if rows is None else sid[np.asarray(rows, dtype=np.int64)]
+
+    def admissible_mask(self, cohort: Cohort, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(n, 25)`` bool: the actions ICU-Sepsis admits in each row's state (seen > 20 times)."""
+        return load_mdp().admissible[self.states(cohort, rows)]
+
+    def death_within_constant(self, cohort: Cohort, rows: np.ndarray | None, horizon: int) -> np.ndarray:
+        """``(n, 25)`` exact P(death within ``horizon`` | row's state, action held); see the module function."""
+        return death_within_constant(self.states(cohort, rows), horizon)
+
+    def next_state_distribution(
+        self, cohort: Cohort, rows: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The true next clinical state after each row under ``actions``, given it is not terminal.
+
+        Returns:
+            ``(probs, observations)``: ``(n, 713)`` probabilities (renormalised over clinical states) and
+            the ``(713, 48)`` stored observation of each clinical state.
+        """
+        mdp = load_mdp()
+        s = self.states(cohort, rows)
+        p = mdp.tx_mat[s, np.asarray(actions, dtype=np.int64), :N_CLINICAL]
+        p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+        return p, mdp.observation(np.arange(N_CLINICAL))
+
+
+@register_truth(SOURCE)
+def _icu_truth(cohort: Cohort) -> ICUSepsisTruth:
+    return ICUSepsisTruth()
+
+
+def monte_carlo_value(
+    policy: Any, n_episodes: int = 20_000, *, seed: int = 0, level: float = 0.95
+) -> MonteCarloResult:
+    """Deprecated: use ``ICUSepsisTruth().simulate(policy, episodes=n_episodes, seed=seed)``.
+
+    Kept for one release; it now runs the same simulator (a Markov policy is tabulated as before, a
+    history-dependent ``Policy`` is simulated on its histories).
+    """
+    warnings.warn(
+        "monte_carlo_value is deprecated; use sepsis_sdk.truth.ICUSepsisTruth().simulate(policy, episodes=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return ICUSepsisTruth().simulate(policy, episodes=n_episodes, seed=seed, level=level)
+
+
 __all__ = [
     "BUILTIN_POLICIES",
-    "MonteCarloResult",
+    "ICUSepsisTruth",
     "OptimalSolution",
     "builtin_policy",
     "death_within",
+    "death_within_constant",
     "monte_carlo_value",
     "optimal_policy",
     "q_values",

@@ -9,8 +9,8 @@ Baselines (fitted on the training cohort only):
 - ``persistence``: the next value equals the current one.
 - ``mean_change``: the current value plus the mean change of that feature after that action in training.
 
-ICU-Sepsis ground truth (only here, never in training): for a test decision point in hidden state ``s``,
-the exact probability of death within ``H`` steps when action ``a`` is given at each of the ``H`` steps,
+ICU-Sepsis ground truth (from :class:`sepsis_sdk.truth.ICUSepsisTruth`, never in training): for a test
+decision point in hidden state ``s``, the exact probability of death within ``H`` steps when action ``a`` is given at each of the ``H`` steps,
 
     P_H(death | s, a) = sum_{k=0}^{H-1} [M_a^k d_a]_s,   M_a = T[clinical, a, clinical],  d_a = T[clinical, a, death],
 
@@ -205,9 +205,12 @@ def evaluate_world_model(
             model, test, sd, change, lo, hi, mean_tr, horizons, rollout_starts, n_samples, seed
         ),
     }
-    if test.has_state_ids and test.source == "icu-sepsis":
-        report["icu_sepsis_truth"] = _death_truth(model, test, death_horizons, truth_states, n_samples, seed)
-        report["icu_sepsis_truth"]["oracle_one_step"] = _oracle_one_step(test, data, sd)
+    truth = _row_truth(test)
+    if truth is not None:
+        report["icu_sepsis_truth"] = _death_truth(
+            model, test, truth, death_horizons, truth_states, n_samples, seed
+        )
+        report["icu_sepsis_truth"]["oracle_one_step"] = _oracle_one_step(test, truth, data, sd)
     return report
 
 
@@ -273,51 +276,43 @@ def _rollout_errors(
     return out
 
 
+def _row_truth(test: Any) -> Any:
+    """The truth layer's row-level ICU-Sepsis truth for ``test``, or ``None`` (other data, or no hidden
+    states recorded). This module never reads the hidden dynamics itself."""
+    from sepsis_sdk.truth import ICUSepsisTruth, truth_for
+
+    truth = truth_for(test)
+    return truth if isinstance(truth, ICUSepsisTruth) and test.has_state_ids else None
+
+
 def exact_death_within(states: np.ndarray, horizon: int) -> np.ndarray:
-    """``(n, 25)`` exact ICU-Sepsis probability of death within ``horizon`` steps from each state when the
-    same action is given at every step (see the module docstring). Reads the hidden transition matrix:
-    for evaluation only."""
-    from sepsis_sdk.sources.icu_sepsis import DEATH as DEATH_STATE
-    from sepsis_sdk.sources.icu_sepsis import N_CLINICAL, load_mdp
+    """Deprecated: use :func:`sepsis_sdk.truth.death_within_constant` (same values)."""
+    from sepsis_sdk.truth import death_within_constant
 
-    mdp = load_mdp()
-    c = slice(0, N_CLINICAL)
-    s = np.asarray(states, dtype=np.int64)
-    out = np.zeros((len(s), 25))
-    for a in range(25):
-        m_a = mdp.tx_mat[c, a, c]
-        v = mdp.tx_mat[c, a, DEATH_STATE].copy()
-        acc = np.zeros(N_CLINICAL)
-        for _ in range(horizon):
-            acc += v
-            v = m_a @ v
-        out[:, a] = acc[s]
-    return out
+    warnings.warn(
+        "exact_death_within is deprecated; use sepsis_sdk.truth.death_within_constant",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return death_within_constant(states, horizon)
 
 
-def _oracle_one_step(test, data, sd: np.ndarray) -> dict[str, float]:
-    """One-step MAE of the best possible predictors, from the true transition matrix (a ceiling).
+def _oracle_one_step(test, truth, data, sd: np.ndarray) -> dict[str, float]:
+    """One-step MAE of the best possible predictors, from the true dynamics (a ceiling).
 
     ``median``: per feature, the median of the true next-state distribution (what minimises MAE);
     ``mean``: its mean (what a perfect Gaussian-mean model predicts).
     """
-    from sepsis_sdk.sources.icu_sepsis import N_CLINICAL, load_mdp
-
-    mdp = load_mdp()
     ok = data.term == 0
     rows = data.row[ok]
-    s = test.data["state_id"].to_numpy()[rows]
-    a = test.actions[rows]
     y = data.next_stored[ok]
-    obs = mdp.observation(np.arange(N_CLINICAL))
-    p = mdp.tx_mat[s, a, :N_CLINICAL]
-    p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    p, obs = truth.next_state_distribution(test, rows, test.actions[rows])
     mean = p @ obs
     med = np.empty_like(mean)
     for j in range(obs.shape[1]):
         order = np.argsort(obs[:, j], kind="mergesort")
         cp = np.cumsum(p[:, order], axis=1)
-        k = np.minimum((cp < 0.5).sum(1), N_CLINICAL - 1)
+        k = np.minimum((cp < 0.5).sum(1), len(obs) - 1)
         med[:, j] = obs[order[k], j]
     return {
         "median_mae_norm": float(_nanmean(np.abs(med - y) / sd)),
@@ -326,16 +321,11 @@ def _oracle_one_step(test, data, sd: np.ndarray) -> dict[str, float]:
     }
 
 
-def _death_truth(model, test, horizons, n_states, n_samples, seed) -> dict[str, Any]:
-    from sepsis_sdk.sources.icu_sepsis import load_mdp
-
-    mdp = load_mdp()
-    sid = test.data["state_id"].to_numpy()
+def _death_truth(model, test, truth, horizons, n_states, n_samples, seed) -> dict[str, Any]:
     rng = np.random.default_rng(seed + 1)
-    rows = np.sort(rng.choice(len(sid), min(n_states, len(sid)), replace=False))
-    s = sid[rows]
+    rows = np.sort(rng.choice(len(test), min(n_states, len(test)), replace=False))
     hb = cohort_batch(test, model.window, rows)
-    adm = mdp.admissible[s]
+    adm = truth.admissible_mask(test, rows)
     sup = model.support_all(hb)
     out: dict[str, Any] = {
         "support_vs_admissible": {
@@ -349,29 +339,29 @@ def _death_truth(model, test, horizons, n_states, n_samples, seed) -> dict[str, 
         "by_horizon": {},
     }
     for hz in horizons:
-        truth = exact_death_within(s, hz)
+        truth_p = truth.death_within_constant(test, rows, hz)
         plans = np.repeat(np.arange(25)[:, None], hz, axis=1)
         est = model.rollout(hb, plans, n_samples=n_samples, seed=seed).p_death
-        err = est - truth
-        corr = float(np.corrcoef(est.ravel(), truth.ravel())[0, 1]) if est.std() > 0 else float("nan")
+        err = est - truth_p
+        corr = float(np.corrcoef(est.ravel(), truth_p.ravel())[0, 1]) if est.std() > 0 else float("nan")
         # does the model rank actions like the truth within a state? (Spearman, averaged over states)
         rho = []
         for i in range(len(rows)):
-            if est[i].std() > 0 and truth[i].std() > 0:
-                ra, rb = np.argsort(np.argsort(est[i])), np.argsort(np.argsort(truth[i]))
+            if est[i].std() > 0 and truth_p[i].std() > 0:
+                ra, rb = np.argsort(np.argsort(est[i])), np.argsort(np.argsort(truth_p[i]))
                 rho.append(np.corrcoef(ra, rb)[0, 1])
-        best_agree = float((truth[np.arange(len(rows)), est.argmin(1)] - truth.min(1)).mean())
+        best_agree = float((truth_p[np.arange(len(rows)), est.argmin(1)] - truth_p.min(1)).mean())
         out["by_horizon"][str(hz)] = {
             "mae": float(np.abs(err).mean()),
             "mae_admissible": float(np.abs(err[adm]).mean()),
             "bias": float(err.mean()),
-            "mean_truth": float(truth.mean()),
+            "mean_truth": float(truth_p.mean()),
             "mean_model": float(est.mean()),
             "pearson": corr,
             "within_state_spearman": float(np.mean(rho)) if rho else float("nan"),
             "regret_of_model_safest_action": best_agree,
             "scatter": {
-                "truth": truth.ravel()[:2000].round(5).tolist(),
+                "truth": truth_p.ravel()[:2000].round(5).tolist(),
                 "model": est.ravel()[:2000].round(5).tolist(),
             },
         }
