@@ -155,3 +155,48 @@ def test_guard_relaxes_admissibility_when_it_conflicts_with_the_rules():
     res = Guard(admissible=hidden_admissible_mask).check(h, 0)
     assert res.source == "guard" and res.action == 5  # one level of fluid; a vasopressor would break G2
     assert any("G1" in r for r in res.reasons) and any("admissibility relaxed" in r for r in res.reasons)
+
+
+def test_a_shared_guard_serves_two_graphs_with_their_own_world_models():
+    """Regression: the factories used to fill the user's Guard in place, so the second graph's fallback
+    planned with the first graph's world model."""
+    from sepsis_sdk.testing import FakeWorldModel
+
+    class RecordingWM(FakeWorldModel):
+        def __init__(self, tag):
+            super().__init__(SCHEMA, effects={"meanbp": (2.0, 4.0)}, p_death=0.01)
+            self.tag, self.calls = tag, 0
+
+        def rollout(self, *a, **k):
+            self.calls += 1
+            return super().rollout(*a, **k)
+
+    shared = Guard()
+    wm_a, wm_b = RecordingWM("a"), RecordingWM("b")
+    failing = {"max_reasks": 0}
+    graph_a = build_direct_graph(
+        ScriptedChatModel(["not json"] * 4, **failing), world_model=wm_a, guard=shared, max_retries=1
+    )
+    graph_b = build_direct_graph(
+        ScriptedChatModel(["not json"] * 4, **failing), world_model=wm_b, guard=shared, max_retries=1
+    )
+    assert shared.fallback is None  # the user's guard is not changed by building graphs
+    final_b = graph_b.invoke({"history": make_history()})["final"]
+    assert final_b["source"] == "fallback" and final_b["fallback"] == "world-model-planner"
+    assert (wm_a.calls, wm_b.calls) == (0, 1)  # graph b planned with its own world model
+    final_a = graph_a.invoke({"history": make_history()})["final"]
+    assert final_a["fallback"] == "world-model-planner" and (wm_a.calls, wm_b.calls) == (1, 1)
+    assert shared.fallback is None
+
+
+def test_with_default_fallback_returns_a_configured_copy():
+    from sepsis_sdk.testing import FakeWorldModel
+
+    g = Guard(enforce_safety=False)
+    a = g.with_default_fallback(FakeWorldModel(SCHEMA))
+    b = g.with_default_fallback(FakeWorldModel(SCHEMA))
+    assert g.fallback is None and a is not g and b is not a
+    assert a.fallback is not None and b.fallback is not None and a.fallback is not b.fallback
+    assert a.safety is g.safety and a.enforce_safety is False  # the rest of the configuration is kept
+    assert a.with_default_fallback(FakeWorldModel(SCHEMA)) is a  # a fallback is set: nothing to fill in
+    assert g.with_default_fallback(None) is g

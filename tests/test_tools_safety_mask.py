@@ -3,7 +3,7 @@
 import numpy as np
 
 from sepsis_sdk.sources.icu_sepsis import sample_cohort
-from sepsis_sdk.tools._safety import RuleSetChecker
+from sepsis_sdk.safety import RuleSetChecker
 
 
 def test_hard_mask_equals_per_action_checks_on_real_histories():
