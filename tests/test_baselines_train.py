@@ -8,9 +8,9 @@ import pytest
 
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.cohort import Cohort
-from sepsis_sdk.evaluation.baselines import RandomPolicy, build_baseline
 from sepsis_sdk.features import FeatureSchema, FeatureSpec
-from sepsis_sdk.policies import Policy
+from sepsis_sdk.policies import Policy, build_baseline
+from sepsis_sdk.policies import UniformPolicy as RandomPolicy
 from sepsis_sdk.sources.icu_sepsis import sample_cohort
 from sepsis_sdk.truth import true_value
 

@@ -26,7 +26,7 @@ import numpy as np
 from sepsis_sdk._lazy import require
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
-from sepsis_sdk.evaluation.baselines import FeaturePolicy, training_fill
+from sepsis_sdk.policies import FeaturePolicy, training_fill
 
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
@@ -202,6 +202,24 @@ def train_offline_rl(
         algorithm=key,
         history=list(history),
     )
+
+
+def _baseline(algo: str) -> Any:
+    def build(train: Cohort, *, seed: int = 0, n_steps: int | None = None, **options: Any) -> OfflineRLPolicy:
+        return train_offline_rl(train, algo, n_steps=n_steps or 10_000, seed=seed, **options)
+
+    build.__name__ = build.__qualname__ = f"{algo}_baseline"
+    build.__doc__ = f"Baseline factory of ``{algo}`` (registered in :mod:`sepsis_sdk.policies.baselines`)."
+    return build
+
+
+# The baseline registry names these as "sepsis_sdk.training.offline_rl:<algo>_baseline" targets, imported
+# only when one is built (so listing baselines never imports d3rlpy).
+bc_baseline = _baseline("bc")
+dqn_baseline = _baseline("dqn")
+double_dqn_baseline = _baseline("double_dqn")
+bcq_baseline = _baseline("bcq")
+cql_baseline = _baseline("cql")
 
 
 __all__ = ["ALGORITHMS", "OfflineRLPolicy", "make_dataset", "train_offline_rl"]

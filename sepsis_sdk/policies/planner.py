@@ -17,6 +17,7 @@ import numpy as np
 
 from sepsis_sdk.actions import N_ACTIONS, Action, validate_index
 from sepsis_sdk.errors import UserError
+from sepsis_sdk.policies._base import PolicyBase
 from sepsis_sdk.types import PatientHistory
 
 Objective = Callable[[Any], np.ndarray]
@@ -78,7 +79,7 @@ class PlannerDecision:
         }
 
 
-class WorldModelPlannerPolicy:
+class WorldModelPlannerPolicy(PolicyBase):
     """Pick the action whose simulated future scores best, among safe and admissible actions.
 
     Args:

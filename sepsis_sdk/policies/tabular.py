@@ -26,7 +26,7 @@ import numpy as np
 from sepsis_sdk._lazy import require
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
-from sepsis_sdk.evaluation.baselines import FeaturePolicy, training_fill
+from sepsis_sdk.policies._features import FeaturePolicy, training_fill
 
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
