@@ -1,7 +1,9 @@
 """Agent graphs on LangGraph: propose–simulate–refine, direct (no tools), and the SepsisAgent tool protocol.
 
-The factories are thin: they bind the public node functions (:mod:`sepsis_sdk.graphs.nodes`) to an
-:class:`AgentDeps` and wire them. Rebuild or rewire a graph from the same pieces (see docs/agent.md).
+The factories are thin: they build one run context (:class:`AgentContext`, with per-graph options
+:class:`PSROptions`, :class:`DirectOptions`, :class:`ToolCallingOptions`), bind the public node functions
+(:mod:`sepsis_sdk.graphs.nodes`) to it and wire them. Rebuild or rewire a graph from the same pieces (see
+docs/agent.md); a run may pass its own context (``graph.invoke(inputs, context=ctx)``).
 
 Example:
     >>> from sepsis_sdk.graphs import build_psr_graph
@@ -16,10 +18,18 @@ if __name__ != "sepsis_sdk.graphs":  # pragma: no cover - guards against a secon
     )
 
 from sepsis_sdk.graphs import nodes
-from sepsis_sdk.graphs._critique import SimulationCritic, candidate_evidence, simulation_rubric, verdict_score
-from sepsis_sdk.graphs._factories import (
+from sepsis_sdk.graphs._context import (
+    AgentContext,
+    AgentOptions,
+    DirectOptions,
+    PSROptions,
+    SimulationOptions,
+    ToolCallingOptions,
     as_chat_model,
     bind,
+)
+from sepsis_sdk.graphs._critique import SimulationCritic, candidate_evidence, simulation_rubric, verdict_score
+from sepsis_sdk.graphs._factories import (
     build_direct_graph,
     build_psr_graph,
     build_tool_calling_graph,
@@ -43,16 +53,22 @@ from sepsis_sdk.safety import HoldSafePolicy, allowed_mask, nearest_allowed
 __all__ = [
     "PRESCRIPTION_TOOL",
     "SIMULATION_TOOL",
+    "AgentContext",
     "AgentDeps",
+    "AgentOptions",
     "AgentState",
     "CandidateProposal",
+    "DirectOptions",
     "Guard",
     "GuardResult",
     "HoldSafePolicy",
+    "PSROptions",
     "Prescription",
     "Proposals",
     "RefineDecision",
     "SimulationCritic",
+    "SimulationOptions",
+    "ToolCallingOptions",
     "allowed_mask",
     "as_chat_model",
     "as_history",

@@ -1,116 +1,113 @@
-"""Thin, keyword-only factories that wire the public nodes into compiled LangGraph graphs."""
+"""Thin, keyword-only factories that wire the public nodes into compiled LangGraph graphs.
+
+Each factory builds one :class:`~sepsis_sdk.graphs.AgentContext` from what it is given (copies: the
+user's guard, registry and options are never changed), compiles the graph with
+``context_schema=AgentContext`` and binds the context as every node's default; a run may still pass its
+own (``graph.invoke(inputs, context=ctx)``).
+"""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from typing import Any
 
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.graphs import nodes as N
+from sepsis_sdk.graphs._context import (
+    AgentContext,
+    AgentOptions,
+    DirectOptions,
+    PSROptions,
+    ToolCallingOptions,
+    bind,
+    protocol_registry,
+)
 from sepsis_sdk.graphs._guard import Guard
-from sepsis_sdk.graphs._state import AgentDeps, AgentState
-from sepsis_sdk.tools._base import as_registry
+from sepsis_sdk.graphs._state import AgentState
+from sepsis_sdk.judge import Judge
+from sepsis_sdk.llm import ChatModel
+from sepsis_sdk.world_model import WorldModel
 
 
-def as_chat_model(model: Any) -> Any:
-    """A :class:`~sepsis_sdk.llm.ChatModel`; a string is a LiteLLM model name (``"local/smollm2"``, ...)."""
-    if isinstance(model, str):
-        from sepsis_sdk.llm import LiteLLMChat
-
-        return LiteLLMChat(model)
-    if model is None or not (hasattr(model, "complete") and hasattr(model, "structured")):
-        raise UserError(f"model must be a ChatModel or a LiteLLM model string, got {type(model).__name__}")
-    return model
+def _options(cls: type[AgentOptions], options: AgentOptions | None, **given: Any) -> Any:
+    """``options`` (default ``cls()``) with the keyword arguments the caller set (``None`` = not set)."""
+    base = options if options is not None else cls()
+    if not isinstance(base, cls):
+        raise UserError(f"options must be a {cls.__name__}, got {type(base).__name__}")
+    changes = {k: v for k, v in given.items() if v is not None}
+    return dataclasses.replace(base, **changes) if changes else base  # a new object: never the caller's
 
 
-def _guard(guard: Any, fallback: Any, safety: Any) -> Guard:
-    if guard is None:
-        return Guard(fallback=fallback, safety=safety)
-    if not isinstance(guard, Guard):
-        raise UserError(f"guard must be a sepsis_sdk.graphs.Guard, got {type(guard).__name__}")
-    if fallback is not None:
-        guard.fallback = fallback
-    return guard
+def _builder(ctx: AgentContext[Any], named_nodes: dict[str, Any]) -> Any:
+    require("langgraph", "agent", "agent graphs")
+    from langgraph.graph import StateGraph
 
-
-def bind(node: Any, deps: AgentDeps) -> Any:
-    """``functools.partial(node, deps=deps)`` with the node's name kept (for drawings and traces)."""
-    p = functools.partial(node, deps=deps)
-    functools.update_wrapper(p, node)
-    return p
-
-
-def _compile(builder: Any, checkpointer: Any, name: str) -> Any:
-    return builder.compile(checkpointer=checkpointer, name=name)
+    b = StateGraph(AgentState, context_schema=AgentContext)
+    for name, node in named_nodes.items():
+        b.add_node(name, bind(node, ctx))
+    return b
 
 
 def build_psr_graph(
-    model: Any,
+    model: ChatModel | str,
     tools: Any = None,
     *,
-    world_model: Any,
-    n_candidates: int = 3,
-    max_rounds: int = 3,
-    horizon: int = 6,
-    n_samples: int = 8,
-    judge: Any = None,
+    world_model: WorldModel,
+    n_candidates: int | None = None,
+    max_rounds: int | None = None,
+    horizon: int | None = None,
+    n_samples: int | None = None,
+    judge: Judge | None = None,
     guard: Guard | None = None,
     fallback: Any = None,
     safety: Any = None,
     checkpointer: Any = None,
-    seed: int = 0,
-    max_retries: int = 1,
-    history_steps: int = 6,
+    seed: int | None = None,
+    max_retries: int | None = None,
+    history_steps: int | None = None,
     system_prompt: str | None = None,
+    options: PSROptions | None = None,
     name: str = "psr",
 ) -> Any:
     """Propose–simulate–refine: observe → propose → simulate → refine (→ propose …) → guard → prescribe.
 
     Args:
         model: a :class:`~sepsis_sdk.llm.ChatModel` or a LiteLLM model string.
-        tools: a :class:`~sepsis_sdk.tools.ToolRegistry` or list of tools (default: the built-ins); the
-            simulate node calls the one named ``simulate``.
+        tools: a :class:`~sepsis_sdk.tools.ToolRegistry` or list of tools (default: the built-ins), copied;
+            the simulate node calls the one named ``simulate``.
         world_model: the clinical world model (:class:`~sepsis_sdk.world_model.WorldModel`).
-        n_candidates: K, candidates proposed and simulated per round.
-        max_rounds: rounds before the model must commit.
-        horizon: H, simulated 4-hour steps.
-        n_samples: sampled futures per candidate.
+        n_candidates: K, candidates proposed and simulated per round (default 3).
+        max_rounds: rounds before the model must commit (default 3).
+        horizon: H, simulated 4-hour steps (default 6).
+        n_samples: sampled futures per candidate (default 8).
         judge: a :class:`~sepsis_sdk.judge.Judge` for the refine critique (default: rule-based
             :class:`SimulationCritic`).
-        guard: a :class:`Guard` (default: SDK safety rules, ICU-Sepsis admissibility, planner fallback).
+        guard: a :class:`Guard` (default: SDK safety rules, planner fallback); the graph configures a
+            copy, so one guard may serve several graphs.
         fallback: the policy that acts when the model fails (default: the world-model planner).
         safety: safety rules for the default guard (``None`` SDK rules, ``False`` none).
         checkpointer: a LangGraph checkpointer (e.g. ``SqliteSaver``) for durable, resumable runs.
-        seed: simulation seed.
-        max_retries: extra attempts of a failed LLM call (after the chat model's own retries).
-        history_steps: steps of history in the prompt.
+        seed: simulation seed (default 0).
+        max_retries: extra attempts of a failed LLM call, after the chat model's own retries (default 1).
+        history_steps: steps of history in the prompt (default 6).
         system_prompt: replaces the default system prompt.
+        options: a :class:`PSROptions` holding all of the above options at once; keyword arguments given
+            here override its values.
         name: the graph's name.
 
     Returns:
         A compiled LangGraph graph; ``graph.invoke({"history": history})["final"]`` is the prescription.
     """
-    if not 1 <= n_candidates <= 8 or max_rounds < 1 or horizon < 1:
-        raise UserError(
-            f"need 1 <= n_candidates <= 8, max_rounds >= 1, horizon >= 1; got {n_candidates}, {max_rounds}, {horizon}"
-        )
-    require("langgraph", "agent", "agent graphs")
-    from langgraph.graph import END, START, StateGraph
+    opts = _options(PSROptions, options, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
+                    n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
+                    system_prompt=system_prompt)  # fmt: skip
+    ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
+                              fallback=fallback, safety=safety, options=opts, graph=name)  # fmt: skip
+    b = _builder(ctx, {"observe": N.observe, "propose": N.propose, "simulate": N.simulate, "refine": N.refine,
+                       "guard": N.guard, "prescribe": N.prescribe})  # fmt: skip
+    from langgraph.graph import END, START
 
-    deps = AgentDeps(
-        model=as_chat_model(model), tools=as_registry(tools), world_model=world_model, judge=judge,
-        guard=_guard(guard, fallback, safety).with_default_fallback(world_model), n_candidates=n_candidates,
-        max_rounds=max_rounds, horizon=horizon, n_samples=n_samples, seed=seed, max_retries=max_retries,
-        history_steps=history_steps, system_prompt=system_prompt, graph=name,
-    )  # fmt: skip
-    b = StateGraph(AgentState)
-    b.add_node("observe", bind(N.observe, deps))
-    b.add_node("propose", bind(N.propose, deps))
-    b.add_node("simulate", bind(N.simulate, deps))
-    b.add_node("refine", bind(N.refine, deps))
-    b.add_node("guard", bind(N.guard, deps))
-    b.add_node("prescribe", bind(N.prescribe, deps))
     b.add_edge(START, "observe")
     b.add_edge("observe", "propose")
     b.add_conditional_edges("propose", N.route_after_propose, ["simulate", "guard"])
@@ -118,105 +115,98 @@ def build_psr_graph(
     b.add_conditional_edges("refine", N.route_after_refine, ["propose", "guard"])
     b.add_edge("guard", "prescribe")
     b.add_edge("prescribe", END)
-    return _compile(b, checkpointer, name)
+    return b.compile(checkpointer=checkpointer, name=name)
 
 
 def build_direct_graph(
-    model: Any,
+    model: ChatModel | str,
     *,
-    world_model: Any = None,
+    world_model: WorldModel | None = None,
     guard: Guard | None = None,
     fallback: Any = None,
     safety: Any = None,
     checkpointer: Any = None,
-    max_retries: int = 1,
-    history_steps: int = 6,
+    max_retries: int | None = None,
+    history_steps: int | None = None,
     system_prompt: str | None = None,
+    options: DirectOptions | None = None,
     name: str = "direct",
 ) -> Any:
     """The "base LLM" baseline: observe → decide (no tools) → guard → prescribe.
 
     ``world_model`` is optional: it is only used by the default fallback (the planner); without one the
-    fallback is :class:`HoldSafePolicy`.
+    fallback is :class:`HoldSafePolicy`. ``options`` is a :class:`DirectOptions`; other arguments as in
+    :func:`build_psr_graph`.
     """
-    require("langgraph", "agent", "agent graphs")
-    from langgraph.graph import END, START, StateGraph
+    opts = _options(DirectOptions, options, max_retries=max_retries, history_steps=history_steps,
+                    system_prompt=system_prompt)  # fmt: skip
+    ctx = AgentContext.create(model, tools=[], world_model=world_model, guard=guard, fallback=fallback,
+                              safety=safety, options=opts, graph=name)  # fmt: skip
+    b = _builder(ctx, {"observe": N.observe, "decide": N.decide, "guard": N.guard, "prescribe": N.prescribe})
+    from langgraph.graph import END, START
 
-    deps = AgentDeps(
-        model=as_chat_model(model), tools=as_registry([]), world_model=world_model,
-        guard=_guard(guard, fallback, safety).with_default_fallback(world_model), max_retries=max_retries,
-        history_steps=history_steps, system_prompt=system_prompt, graph=name,
-    )  # fmt: skip
-    b = StateGraph(AgentState)
-    b.add_node("observe", bind(N.observe, deps))
-    b.add_node("decide", bind(N.decide, deps))
-    b.add_node("guard", bind(N.guard, deps))
-    b.add_node("prescribe", bind(N.prescribe, deps))
     b.add_edge(START, "observe")
     b.add_edge("observe", "decide")
     b.add_edge("decide", "guard")
     b.add_edge("guard", "prescribe")
     b.add_edge("prescribe", END)
-    return _compile(b, checkpointer, name)
+    return b.compile(checkpointer=checkpointer, name=name)
 
 
 def build_tool_calling_graph(
-    model: Any,
+    model: ChatModel | str,
     tools: Any = None,
     *,
-    world_model: Any,
-    horizon: int = 6,
-    n_samples: int = 8,
-    max_turns: int = 6,
-    extra_tools: bool = False,
+    world_model: WorldModel,
+    horizon: int | None = None,
+    n_samples: int | None = None,
+    max_turns: int | None = None,
+    extra_tools: bool | None = None,
     guard: Guard | None = None,
     fallback: Any = None,
     safety: Any = None,
     checkpointer: Any = None,
-    seed: int = 0,
-    max_retries: int = 1,
-    history_steps: int = 6,
+    seed: int | None = None,
+    max_retries: int | None = None,
+    history_steps: int | None = None,
     system_prompt: str | None = None,
+    options: ToolCallingOptions | None = None,
     name: str = "tool_calling",
 ) -> Any:
     """The official SepsisAgent protocol: the model calls ``simulation`` (≤ 3 ``"[vaso,fluid]"`` actions)
     over the OpenAI tools API, turn after turn, until it calls ``prescription(vasopressor, iv_fluid)``.
 
-    observe → agent ⇄ tools → guard → prescribe. Actions are converted between ``[vaso, fluid]`` and the
-    SDK's canonical order at this boundary only. A model served with vLLM (``hosted_vllm/...``) that was
-    trained on the protocol runs unchanged.
+    observe → agent ⇄ tools → guard → prescribe. Both are registry tools
+    (:data:`sepsis_sdk.tools.simulation`, :data:`sepsis_sdk.tools.prescription`) with validated arguments;
+    actions are converted between ``[vaso, fluid]`` and the SDK's canonical order there only. A model
+    served with vLLM (``hosted_vllm/...``) that was trained on the protocol runs unchanged.
 
     Args:
         model: a :class:`~sepsis_sdk.llm.ChatModel` or LiteLLM model string.
         tools: extra tools offered to the model when ``extra_tools`` is true (default: none beyond the
             protocol's two).
         world_model: the simulator behind ``simulation``.
-        max_turns: model turns before the fallback acts.
-        extra_tools: also offer the registry's tools (not part of the official protocol).
+        max_turns: model turns before the fallback acts (default 6).
+        extra_tools: also offer the registry's tools (not part of the official protocol; default False).
+        options: a :class:`ToolCallingOptions` (keyword arguments given here override its values).
         Other arguments as in :func:`build_psr_graph`.
     """
-    require("langgraph", "agent", "agent graphs")
-    from langgraph.graph import END, START, StateGraph
+    opts = _options(ToolCallingOptions, options, horizon=horizon, n_samples=n_samples, max_turns=max_turns,
+                    extra_tools=extra_tools, seed=seed, max_retries=max_retries, history_steps=history_steps,
+                    system_prompt=system_prompt)  # fmt: skip
+    ctx = AgentContext.create(model, tools=protocol_registry(tools, opts.extra_tools), world_model=world_model,
+                              guard=guard, fallback=fallback, safety=safety, options=opts, graph=name)  # fmt: skip
+    b = _builder(ctx, {"observe": N.observe_conversation, "agent": N.agent, "tools": N.run_tools,
+                       "guard": N.guard, "prescribe": N.prescribe})  # fmt: skip
+    from langgraph.graph import END, START
 
-    deps = AgentDeps(
-        model=as_chat_model(model), tools=as_registry(tools if tools is not None else []), world_model=world_model,
-        guard=_guard(guard, fallback, safety).with_default_fallback(world_model), horizon=horizon,
-        n_samples=n_samples, seed=seed, max_retries=max_retries, max_turns=max_turns, history_steps=history_steps,
-        system_prompt=system_prompt, graph=name, extra={"extra_tools": bool(extra_tools)},
-    )  # fmt: skip
-    b = StateGraph(AgentState)
-    b.add_node("observe", bind(N.observe_conversation, deps))
-    b.add_node("agent", bind(N.agent, deps))
-    b.add_node("tools", bind(N.run_tools, deps))
-    b.add_node("guard", bind(N.guard, deps))
-    b.add_node("prescribe", bind(N.prescribe, deps))
     b.add_edge(START, "observe")
     b.add_edge("observe", "agent")
     b.add_conditional_edges("agent", N.route_after_agent, ["tools", "agent", "guard"])
     b.add_edge("tools", "agent")
     b.add_edge("guard", "prescribe")
     b.add_edge("prescribe", END)
-    return _compile(b, checkpointer, name)
+    return b.compile(checkpointer=checkpointer, name=name)
 
 
 def sqlite_checkpointer(path: str) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sepsis_sdk.tools import PRESCRIPTION_TOOL as _PRESCRIPTION_TOOL
+from sepsis_sdk.tools import SIMULATION_TOOL as _SIMULATION_TOOL
+
 ACTION_SPACE = (
     "Each 4-hour step you choose two levels, each 0-4. IV fluid: 0 none, 1 1-50, 2 50-180, 3 180-530, "
     "4 >530 mL/4h. Vasopressor (noradrenaline-equivalent): 0 none, 1 <0.08, 2 0.08-0.22, 3 0.22-0.45, "
@@ -62,53 +65,8 @@ SEPSISAGENT_SYSTEM = (
     "When you have decided, call `prescription` with `vasopressor` and `iv_fluid`."
 )
 
-SIMULATION_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "simulation",
-        "description": "Simulate the patient's next states under up to 3 candidate actions.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "actions": {
-                    "type": "array",
-                    "items": {
-                        "type": "string",
-                        "description": 'an action "[vasopressor, fluid]", e.g. "[1, 2]"',
-                    },
-                    "maxItems": 3,
-                    "description": 'candidate actions, each "[vasopressor, fluid]" with levels 0-4',
-                }
-            },
-            "required": ["actions"],
-        },
-    },
-}
-
-PRESCRIPTION_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "prescription",
-        "description": "Prescribe the treatment for the next 4 hours (ends the decision).",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "vasopressor": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4,
-                    "description": "vasopressor level 0-4",
-                },
-                "iv_fluid": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 4,
-                    "description": "IV fluid level 0-4",
-                },
-            },
-            "required": ["vasopressor", "iv_fluid"],
-        },
-    },
-}
+# The release's tool schemas live with the tools themselves (sepsis_sdk.tools); re-exported here.
+SIMULATION_TOOL = _SIMULATION_TOOL
+PRESCRIPTION_TOOL = _PRESCRIPTION_TOOL
 
 NUDGE = "Please decide now: call the `prescription` tool with `vasopressor` and `iv_fluid` (integers 0-4)."

@@ -1,8 +1,9 @@
-"""The graphs' shared state, the LLM-facing output models, and the dependencies nodes are bound to."""
+"""The graphs' shared state and the LLM-facing output models (the run context is in ``_context``)."""
 
 from __future__ import annotations
 
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -35,7 +36,7 @@ class AgentState(TypedDict, total=False):
         messages: the conversation (tool-calling graph), appended to.
         round: PSR round (1-based) of the current proposals.
         candidates: the current round's proposals ``{action, fluid, vaso, rationale}``.
-        simulation: the current round's :meth:`SimulationReport.as_dict` (or ``None``).
+        simulation: the current round's :meth:`SimulationReport.to_dict` (or ``None``).
         critique: the judge's per-candidate critique of the current round.
         choice: the model's chosen action ``{action, rationale, decision}`` before the guard.
         failure: why the model could not decide (beyond retries); the guard then uses the fallback.
@@ -99,29 +100,15 @@ class Prescription(BaseModel):
     rationale: str = Field(default="", description="brief clinical reasoning")
 
 
-# ---------------------------------------------------------------------------------------------- dependencies
+# ---------------------------------------------------------------------------------------------- deprecated
 @dataclass
 class AgentDeps:
-    """What the nodes are bound to (with ``functools.partial(node, deps=deps)``).
+    """Deprecated: the graphs' run context is :class:`~sepsis_sdk.graphs.AgentContext` (with per-graph
+    options :class:`~sepsis_sdk.graphs.PSROptions`, :class:`~sepsis_sdk.graphs.DirectOptions`,
+    :class:`~sepsis_sdk.graphs.ToolCallingOptions`).
 
-    Attributes:
-        model: the chat model (any :class:`~sepsis_sdk.llm.ChatModel`).
-        tools: the tool registry (``simulate`` is used by the PSR simulate node).
-        world_model: the world model behind ``simulate`` and the default fallback planner.
-        judge: critiques simulated outcomes in ``refine`` (default: :class:`SimulationCritic`).
-        guard: the final safety net (default: :class:`Guard` with the planner fallback).
-        schema: for rendering values (default: the world model's, else inferred from the history).
-        n_candidates: K, candidates proposed (and simulated) per round.
-        max_rounds: PSR rounds before the model must commit.
-        horizon: H, simulated 4-hour steps.
-        n_samples: sampled futures per candidate.
-        seed: simulation seed.
-        max_retries: extra attempts of a node's LLM call after an :class:`~sepsis_sdk.errors.LLMError`
-            (on top of the chat model's own retries) before the guard's fallback acts.
-        max_turns: model turns in the tool-calling graph before the fallback acts.
-        history_steps: steps of history shown in the prompt.
-        system_prompt: replaces the default system prompt.
-        graph: the graph's name in traces.
+    Still accepted for one release wherever a context is: ``bind(node, deps)`` converts it once with
+    :meth:`to_context` (a node written as ``node(state, *, deps)`` receives it unchanged).
     """
 
     model: Any = None
@@ -141,6 +128,38 @@ class AgentDeps:
     system_prompt: str | None = None
     graph: str = "psr"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        warnings.warn(
+            "AgentDeps is deprecated; use sepsis_sdk.graphs.AgentContext.create(...) with PSROptions, "
+            "DirectOptions or ToolCallingOptions",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+    def to_context(self) -> Any:
+        """The equivalent :class:`~sepsis_sdk.graphs.AgentContext` (registry and guard copied)."""
+        from sepsis_sdk.graphs._context import AgentContext, _AllOptions, protocol_registry
+
+        extra_tools = bool(self.extra.get("extra_tools"))
+        options = _AllOptions(
+            n_candidates=self.n_candidates, max_rounds=self.max_rounds, horizon=self.horizon,
+            n_samples=self.n_samples, seed=self.seed, max_retries=self.max_retries, max_turns=self.max_turns,
+            history_steps=self.history_steps, system_prompt=self.system_prompt, extra_tools=extra_tools,
+        )  # fmt: skip
+        ctx = AgentContext.create(
+            self.model,
+            tools=self.tools,
+            world_model=self.world_model,
+            judge=self.judge,
+            guard=self.guard,
+            schema=self.schema,
+            options=options,
+            graph=self.graph,
+        )
+        if "extra_tools" in self.extra:  # built for the tool-calling graph: the protocol tools
+            ctx = ctx.replace(tools=protocol_registry(self.tools, extra_tools))
+        return ctx
 
 
 def as_history(value: PatientHistory | dict[str, Any]) -> PatientHistory:

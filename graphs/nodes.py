@@ -1,24 +1,25 @@
 """Public node functions of the agent graphs.
 
-Every node is ``node(state, *, deps) -> partial state update``; bind its dependencies with
-``functools.partial(node, deps=deps)`` (see :class:`AgentDeps`) to rewire your own graph. Routing
-functions (``route_*``) return the next node's name.
+Every node is ``node(state, runtime) -> partial state update`` in LangGraph's idiom: ``runtime.context``
+is the run's :class:`~sepsis_sdk.graphs.AgentContext` (model, tools, world model, judge, guard, options),
+referenced, never copied. Rewire your own graph with ``StateGraph(AgentState,
+context_schema=AgentContext)`` and either invoke it with ``context=ctx`` or add each node as
+``bind(node, ctx)`` (the context becomes its default). Routing functions (``route_*``) return the next
+node's name.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sepsis_sdk.actions import Action
-from sepsis_sdk.errors import InvalidActionError, LLMError
+from sepsis_sdk.errors import LLMError
 from sepsis_sdk.graphs import _prompts as P
+from sepsis_sdk.graphs._context import AgentContext, context_of
 from sepsis_sdk.graphs._critique import candidate_evidence, render_critique, simulation_rubric, verdict_score
-from sepsis_sdk.graphs._guard import Guard
 from sepsis_sdk.graphs._state import (
-    AgentDeps,
     AgentState,
     Prescription,
     Proposals,
@@ -26,84 +27,60 @@ from sepsis_sdk.graphs._state import (
     action_dict,
     as_history,
 )
+from sepsis_sdk.llm import call_structured
 from sepsis_sdk.render import render_history
 from sepsis_sdk.safety import hard_rule_mask, violations
-from sepsis_sdk.tools._base import ToolContext, ToolRegistry, as_registry
-from sepsis_sdk.types import PatientHistory
+from sepsis_sdk.tools import ToolContext, ToolResult
+
+Runtime = Any  # langgraph.runtime.Runtime[AgentContext]; LangGraph injects it by the parameter's name
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _schema(deps: AgentDeps, history: PatientHistory) -> Any:
-    from sepsis_sdk.render import schema_for
-
-    return schema_for(history, deps.schema, deps.world_model)
-
-
-def _registry(deps: AgentDeps) -> ToolRegistry:
-    if not isinstance(deps.tools, ToolRegistry):
-        deps.tools = as_registry(deps.tools)
-    return deps.tools
+def tool_context(state: AgentState, context: Any) -> ToolContext:
+    """The :class:`ToolContext` tools see in this run: the patient, and the run context by reference."""
+    return context_of(context).tool_context(as_history(state["history"]))
 
 
-def _guard(deps: AgentDeps) -> Guard:
-    if deps.guard is None:
-        deps.guard = Guard()
-    if isinstance(deps.guard, Guard):
-        # with_default_fallback returns a configured copy: the guard the user passed is never changed
-        deps.guard = deps.guard.with_default_fallback(deps.world_model)
-    return deps.guard
-
-
-def tool_context(state: AgentState, deps: AgentDeps) -> ToolContext:
-    """The :class:`ToolContext` tools see in this run."""
-    h = as_history(state["history"])
-    guard = deps.guard if isinstance(deps.guard, Guard) else None
-    return ToolContext(
-        history=h,
-        world_model=deps.world_model,
-        schema=_schema(deps, h),
-        safety=guard.safety if guard is not None else None,
-        horizon=deps.horizon,
-        n_samples=deps.n_samples,
-        seed=deps.seed,
-    )
-
-
-def _usage_of(model: Any) -> dict[str, float]:
-    u = getattr(model, "usage", None)
-    if u is None:
-        return {}
-    if hasattr(u, "as_dict"):
-        u = u.as_dict()
-    if not isinstance(u, dict):
-        return {}
-    return {k: float(v) for k, v in u.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _failure(step: str, deps: AgentDeps, events: list[dict[str, Any]]) -> str:
+def _failure(step: str, ctx: AgentContext[Any], events: list[dict[str, Any]]) -> str:
     """The trace's failure text after a model call that never gave valid output."""
     last = events[-1]["error"] if events else "no output"
-    return f"{step} failed after {1 + deps.max_retries} attempt(s): {last}"
+    return f"{step} failed after {1 + ctx.options.max_retries} attempt(s): {last}"
+
+
+def _usage_update(reply: Any, latency: float) -> dict[str, Any]:
+    """This call's own usage, read from the reply (a ChatResponse or a StructuredResponse)."""
+    out: dict[str, Any] = {"llm_calls": 1, "llm_latency_s": latency}
+    usage = getattr(reply, "usage", None)
+    if usage is not None and hasattr(usage, "prompt_tokens"):
+        out.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+        )
+    return out
 
 
 def call_model(
-    deps: AgentDeps, node: str, fn: Callable[[], Any]
+    context: Any, node: str, fn: Callable[[], Any]
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
-    """Call the model (``fn``) with up to ``deps.max_retries`` extra attempts on :class:`LLMError`.
+    """Call the model (``fn``) with up to ``options.max_retries`` extra attempts on :class:`LLMError`.
 
-    Returns ``(result or None, usage update, error events)``. Token counts come from the model's
-    cumulative ``usage`` when it keeps one (``LiteLLMChat`` does); latency is measured here.
+    ``fn`` returns a :class:`~sepsis_sdk.llm.ChatResponse` or a :class:`~sepsis_sdk.llm.StructuredResponse`
+    (see :func:`~sepsis_sdk.llm.call_structured`); tokens and cost are that reply's own, so concurrent
+    decisions on one model each record exactly theirs. Latency is measured here.
+
+    Returns:
+        ``(reply, or its value for a structured reply, or None; usage update; error events)``.
     """
+    ctx = context_of(context)
     events: list[dict[str, Any]] = []
     usage: dict[str, Any] = {}
-    for attempt in range(1 + max(0, deps.max_retries)):
-        before = _usage_of(deps.model)
+    for attempt in range(1 + max(0, ctx.options.max_retries)):
         t0 = time.perf_counter()
         try:
             out = fn()
         except LLMError as exc:
-            dt = time.perf_counter() - t0
-            usage = _add(usage, {"llm_latency_s": dt, "llm_errors": 1})
+            usage = _add(usage, {"llm_latency_s": time.perf_counter() - t0, "llm_errors": 1})
             events.append(
                 {
                     "node": node,
@@ -113,15 +90,8 @@ def call_model(
                 }
             )
             continue
-        dt = time.perf_counter() - t0
-        after = _usage_of(deps.model)
-        delta = {
-            k: after[k] - before.get(k, 0.0)
-            for k in ("prompt_tokens", "completion_tokens", "cost_usd")
-            if k in after
-        }
-        usage = _add(usage, {"llm_calls": 1, "llm_latency_s": dt, **delta})
-        return out, usage, events
+        usage = _add(usage, _usage_update(out, time.perf_counter() - t0))
+        return getattr(out, "value", out), usage, events
     return None, usage, events
 
 
@@ -132,25 +102,16 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _level(v: Any) -> int:
-    """A dose level from a model's argument: an int, or a float/str holding an integer."""
-    if isinstance(v, bool):
-        raise InvalidActionError(f"level must be an integer 0-4, got {v!r}")
-    f = float(v)
-    if f != int(f):
-        raise InvalidActionError(f"level must be an integer 0-4, got {v!r}")
-    return int(f)
-
-
-def _system(deps: AgentDeps, default: str) -> dict[str, Any]:
-    return {"role": "system", "content": deps.system_prompt or default}
+def _system(ctx: AgentContext[Any], default: str) -> dict[str, Any]:
+    return {"role": "system", "content": ctx.options.system_prompt or default}
 
 
 # ---------------------------------------------------------------------------------------------- nodes
-def observe(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def observe(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Validate the history and render it as prompt text."""
+    ctx = context_of(runtime)
     h = as_history(state["history"])
-    text = render_history(h, _schema(deps, h), deps.history_steps)
+    text = render_history(h, ctx.schema_for(h), ctx.options.history_steps)
     return {
         "history": h,
         "observation": text,
@@ -163,12 +124,14 @@ def observe(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
         "critique": None,
         "final": None,
         "events": [{"node": "observe", "type": "observation", "patient_id": h.patient_id, "t": h.t,
-                    "graph": deps.graph, "started_at": time.time(), "text": text}],
+                    "graph": ctx.graph, "started_at": time.time(), "text": text}],
     }  # fmt: skip
 
 
-def propose(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def propose(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Ask the model for K distinct candidate actions with rationales (structured output)."""
+    ctx = context_of(runtime)
+    k = ctx.options.n_candidates
     rnd = int(state.get("round", 0)) + 1
     feedback = ""
     if rnd > 1 and state.get("critique"):
@@ -176,17 +139,12 @@ def propose(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
         if state.get("choice") and state["choice"].get("rationale"):
             feedback += f"\nYou asked to revise: {state['choice']['rationale']}"
     messages = [
-        _system(deps, P.SYSTEM),
-        {"role": "user", "content": P.propose_prompt(state["observation"], deps.n_candidates, feedback)},
+        _system(ctx, P.SYSTEM),
+        {"role": "user", "content": P.propose_prompt(state["observation"], k, feedback)},
     ]
-    out, usage, events = call_model(deps, "propose", lambda: deps.model.structured(messages, Proposals))
+    out, usage, events = call_model(ctx, "propose", lambda: call_structured(ctx.model, messages, Proposals))
     if out is None:
-        return {
-            "round": rnd,
-            "failure": _failure("propose", deps, events),
-            "usage": usage,
-            "events": events,
-        }
+        return {"round": rnd, "failure": _failure("propose", ctx, events), "usage": usage, "events": events}
     seen: list[int] = []
     cands = []
     for c in out.candidates:
@@ -195,62 +153,45 @@ def propose(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
             continue
         seen.append(idx)
         cands.append(action_dict(idx, rationale=c.rationale))
-        if len(cands) == deps.n_candidates:
+        if len(cands) == k:
             break
     events.append(
         {"node": "propose", "type": "proposal", "round": rnd, "candidates": cands, "reasoning": out.reasoning}
     )
-    return {
-        "round": rnd,
-        "candidates": cands,
-        "simulation": None,
-        "critique": None,
-        "usage": usage,
-        "events": events,
-    }
+    return {"round": rnd, "candidates": cands, "simulation": None, "critique": None, "usage": usage,
+            "events": events}  # fmt: skip
 
 
-def simulate(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
-    """Simulate all candidates with the ``simulate`` tool (one batched rollout)."""
-    reg = _registry(deps)
+def simulate(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+    """Simulate all candidates with the registry's ``simulate`` tool (one batched rollout)."""
+    ctx = context_of(runtime)
     args = {
         "actions": [{"fluid": c["fluid"], "vaso": c["vaso"]} for c in state.get("candidates", [])],
-        "horizon": deps.horizon,
+        "horizon": ctx.horizon,
     }
     t0 = time.perf_counter()
-    res = reg.invoke("simulate", args, tool_context(state, deps))
+    res = ctx.tools.invoke("simulate", args, tool_context(state, ctx))
     dt = time.perf_counter() - t0
+    rnd = state.get("round", 0)
     if not res.ok:
-        sim = {"error": res.error, "text": res.content}
-        ev = {
-            "node": "simulate",
-            "type": "error",
-            "round": state.get("round", 0),
-            "error": res.error,
-            "latency_s": dt,
-        }
-        return {"simulation": sim, "events": [ev]}
+        ev = {"node": "simulate", "type": "error", "round": rnd, "error": res.error, "latency_s": dt}
+        return {"simulation": {"error": res.error, "text": res.content}, "events": [ev]}
     sim = dict(res.data) if isinstance(res.data, dict) else {"data": res.data}
     sim["text"] = res.content
-    ev = {
-        "node": "simulate",
-        "type": "simulation",
-        "round": state.get("round", 0),
-        "latency_s": dt,
-        "report": res.data,
-    }
+    ev = {"node": "simulate", "type": "simulation", "round": rnd, "latency_s": dt, "report": res.data}
     return {"simulation": sim, "events": [ev]}
 
 
-def critique(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
-    """Judge each simulated candidate with ``deps.judge`` on :func:`simulation_rubric` (used by refine)."""
-    from sepsis_sdk.graphs._critique import SimulationCritic
+def critique(state: AgentState, context: Any) -> dict[str, Any]:
+    """Judge each simulated candidate with the context's judge on :func:`simulation_rubric` (used by refine).
 
-    judge = deps.judge or SimulationCritic()
+    ``context`` is an :class:`~sepsis_sdk.graphs.AgentContext` (or a node's ``runtime``).
+    """
+    ctx = context_of(context)
+    judge = ctx.judge
     rubric = simulation_rubric()
     h = as_history(state["history"])
-    schema = _schema(deps, h)
-    guard = _guard(deps)
+    schema = ctx.schema_for(h)
     sim = state.get("simulation") or {}
     cands = sim.get("candidates") or []
     if not cands:
@@ -260,11 +201,12 @@ def critique(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
             "best": None,
         }
     best = min(c["p_death"] for c in cands)
-    unsafe = hard_rule_mask(guard.safety, h, schema)  # all 25 at once; rule ids only where needed
+    safety = ctx.guard.safety
+    unsafe = hard_rule_mask(safety, h, schema)  # all 25 at once; rule ids only where needed
     items = []
     for c in cands:
         broken = (
-            [f.rule_id for f in violations(guard.safety, h, c["action"], schema) if f.hard]
+            [f.rule_id for f in violations(safety, h, c["action"], schema) if f.hard]
             if unsafe[c["action"]]
             else []
         )
@@ -288,16 +230,17 @@ def critique(state: AgentState, deps: AgentDeps) -> dict[str, Any]:
     }
 
 
-def refine(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def refine(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Critique the simulated outcomes with the judge, then let the model commit or ask to revise."""
+    ctx = context_of(runtime)
     t0 = time.perf_counter()
-    crit = critique(state, deps)
+    crit = critique(state, ctx)
     crit_dt = time.perf_counter() - t0
     rnd = int(state.get("round", 1))
-    rounds_left = max(0, deps.max_rounds - rnd)
+    rounds_left = max(0, ctx.options.max_rounds - rnd)
     sim_text = (state.get("simulation") or {}).get("text", "No simulation available.")
     messages = [
-        _system(deps, P.SYSTEM),
+        _system(ctx, P.SYSTEM),
         {
             "role": "user",
             "content": P.refine_prompt(state["observation"], sim_text, crit["text"], rounds_left),
@@ -306,15 +249,10 @@ def refine(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     events: list[dict[str, Any]] = [
         {"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}
     ]
-    out, usage, errs = call_model(deps, "refine", lambda: deps.model.structured(messages, RefineDecision))
+    out, usage, errs = call_model(ctx, "refine", lambda: call_structured(ctx.model, messages, RefineDecision))
     events += errs
     if out is None:
-        return {
-            "critique": crit,
-            "failure": _failure("refine", deps, errs),
-            "usage": usage,
-            "events": events,
-        }
+        return {"critique": crit, "failure": _failure("refine", ctx, errs), "usage": usage, "events": events}
     decision = out.decision if rounds_left > 0 else "commit"
     choice = action_dict(
         Action(fluid=out.fluid, vaso=out.vaso).index,
@@ -327,16 +265,13 @@ def refine(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     return {"critique": crit, "choice": choice, "usage": usage, "events": events}
 
 
-def decide(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def decide(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Direct graph: the model prescribes from the patient text alone (no tools)."""
-    messages = [_system(deps, P.SYSTEM), {"role": "user", "content": P.direct_prompt(state["observation"])}]
-    out, usage, events = call_model(deps, "decide", lambda: deps.model.structured(messages, Prescription))
+    ctx = context_of(runtime)
+    messages = [_system(ctx, P.SYSTEM), {"role": "user", "content": P.direct_prompt(state["observation"])}]
+    out, usage, events = call_model(ctx, "decide", lambda: call_structured(ctx.model, messages, Prescription))
     if out is None:
-        return {
-            "failure": _failure("decide", deps, events),
-            "usage": usage,
-            "events": events,
-        }
+        return {"failure": _failure("decide", ctx, events), "usage": usage, "events": events}
     choice = action_dict(
         Action(fluid=out.fluid, vaso=out.vaso).index, rationale=out.rationale, decision="commit"
     )
@@ -344,14 +279,16 @@ def decide(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     return {"choice": choice, "usage": usage, "events": events}
 
 
-def guard(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def guard(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Make the final action valid, admissible and safe; run the fallback if the model failed."""
+    ctx = context_of(runtime)
     h = as_history(state["history"])
-    g = _guard(deps)
     choice = state.get("choice") or {}
     failure = state.get("failure")
     t0 = time.perf_counter()
-    res = g.check(h, choice.get("action") if not failure else None, _schema(deps, h), failure=failure)
+    res = ctx.guard.check(
+        h, choice.get("action") if not failure else None, ctx.schema_for(h), failure=failure
+    )
     ev = {
         "node": "guard",
         "type": "fallback" if res.source == "fallback" else "guard",
@@ -366,7 +303,7 @@ def guard(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
     return {"final": {**res.to_dict(), "rationale": rationale}, "events": [ev]}
 
 
-def prescribe(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def prescribe(state: AgentState, runtime: Runtime = None) -> dict[str, Any]:
     """Write the prescription (the graph's output) and close the trace."""
     final = dict(state.get("final") or {})
     a = Action.from_index(final["action"])
@@ -383,145 +320,92 @@ def prescribe(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- tool-calling
-def observe_conversation(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def observe_conversation(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """Tool-calling graph: render the patient and open the conversation (SepsisAgent protocol)."""
-    upd = observe(state, deps=deps)
+    ctx = context_of(runtime)
+    upd = observe(state, runtime=ctx)
     upd["messages"] = [
-        _system(deps, P.SEPSISAGENT_SYSTEM),
+        _system(ctx, P.SEPSISAGENT_SYSTEM),
         {"role": "user", "content": upd["observation"] + "\n\nRecommend the treatment for the next 4 hours."},
     ]
     return upd
 
 
-def protocol_tools(deps: AgentDeps) -> list[dict[str, Any]]:
-    """``simulation`` and ``prescription`` (SepsisAgent protocol) plus any extra registry tools."""
-    base = [P.SIMULATION_TOOL, P.PRESCRIPTION_TOOL]
-    if not deps.extra.get("extra_tools"):
-        return base
-    reserved = ("simulation", "prescription", "simulate")
-    return base + [s for s in _registry(deps).schemas() if s["function"]["name"] not in reserved]
+def protocol_tools(context: Any) -> list[dict[str, Any]]:
+    """The tools offered to the model: the registry's (``simulation``, ``prescription`` and any extras)."""
+    return context_of(context).tools.schemas()
 
 
-def agent(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
+def _prescribed(ctx: AgentContext[Any], state: AgentState, call: Any) -> ToolResult:
+    # Through the registry like every tool: its argument model validates the levels.
+    return ctx.tools.invoke("prescription", call.raw_arguments or call.arguments, tool_context(state, ctx))
+
+
+def agent(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     """One model turn with the protocol tools; a valid ``prescription`` call ends the loop."""
+    ctx = context_of(runtime)
+    max_turns = ctx.options.max_turns
     turn = int(state.get("turns", 0)) + 1
     msgs = list(state.get("messages", []))
     out, usage, events = call_model(
-        deps, "agent", lambda: deps.model.complete(msgs, tools=protocol_tools(deps), tool_choice="auto")
+        ctx, "agent", lambda: ctx.model.complete(msgs, tools=protocol_tools(ctx), tool_choice="auto")
     )
     if out is None:
         return {
             "turns": turn,
-            "failure": _failure("model call", deps, events),
+            "failure": _failure("model call", ctx, events),
             "usage": usage,
             "events": events,
         }
     new: list[dict[str, Any]] = [out.as_message()]
     calls = list(out.tool_calls)
-    events.append(
-        {
-            "node": "agent",
-            "type": "model_turn",
-            "turn": turn,
-            "text": out.text,
-            "tool_calls": [{"name": c.name, "arguments": c.arguments or c.raw_arguments} for c in calls],
-        }
-    )
+    events.append({"node": "agent", "type": "model_turn", "turn": turn, "text": out.text,
+                   "tool_calls": [{"name": c.name, "arguments": c.arguments or c.raw_arguments} for c in calls]})  # fmt: skip
     upd: dict[str, Any] = {"turns": turn, "usage": usage, "events": events}
     presc = next((c for c in calls if c.name == "prescription"), None)
     if presc is not None:
-        try:
-            args = presc.arguments if presc.arguments else json.loads(presc.raw_arguments or "{}")
-            act = Action.from_sepsisagent([_level(args["vasopressor"]), _level(args["iv_fluid"])])
-        except (KeyError, TypeError, ValueError, InvalidActionError, json.JSONDecodeError) as exc:
-            msg = (
-                f"Invalid prescription ({type(exc).__name__}: {exc}). Call `prescription` again with integer "
-                "`vasopressor` and `iv_fluid` between 0 and 4."
-            )
-            new += [
-                {"role": "tool", "tool_call_id": c.id, "content": msg if c is presc else "skipped"}
-                for c in calls
-            ]
-            events.append({"node": "agent", "type": "error", "turn": turn, "error": msg})
+        res = _prescribed(ctx, state, presc)
+        if not res.ok:
+            new += [{"role": "tool", "tool_call_id": c.id, "content": res.content if c is presc else "skipped"}
+                    for c in calls]  # fmt: skip
+            events.append({"node": "agent", "type": "error", "turn": turn, "error": res.content})
             upd["messages"] = new
-            if turn >= deps.max_turns:
-                upd["failure"] = f"no valid prescription after {turn} turns: {msg}"
+            if turn >= max_turns:
+                upd["failure"] = f"no valid prescription after {turn} turns: {res.content}"
             return upd
-        new.append({"role": "tool", "tool_call_id": presc.id, "content": "Prescription recorded."})
+        new.append({"role": "tool", "tool_call_id": presc.id, "content": res.content})
         upd["messages"] = new
-        upd["choice"] = action_dict(act.index, rationale=out.text or "", decision="commit")
-        return upd
-    if not calls:
-        new.append({"role": "user", "content": P.NUDGE})
-        upd["messages"] = new
-        if turn >= deps.max_turns:
-            upd["failure"] = f"no prescription after {turn} turns"
+        upd["choice"] = action_dict(res.data["action"], rationale=out.text or "", decision="commit")
         return upd
     upd["messages"] = new
-    if turn >= deps.max_turns:
+    if not calls:
+        new.append({"role": "user", "content": P.NUDGE})
+        if turn >= max_turns:
+            upd["failure"] = f"no prescription after {turn} turns"
+    elif turn >= max_turns:
         upd["failure"] = f"no prescription after {turn} turns (still calling tools)"
     return upd
 
 
-def run_tools(state: AgentState, *, deps: AgentDeps) -> dict[str, Any]:
-    """Execute the last assistant message's tool calls; errors go back to the model as tool messages."""
-    from sepsis_sdk.tools._simulate import simulate_actions
-
+def run_tools(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+    """Execute the last assistant message's tool calls through the registry (``simulation`` included);
+    invalid arguments and tool errors go back to the model as tool messages."""
+    ctx = context_of(runtime)
     last = next(m for m in reversed(state.get("messages", [])) if m.get("role") == "assistant")
-    ctx = tool_context(state, deps)
+    tctx = tool_context(state, ctx)
     msgs: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for call in last.get("tool_calls") or []:
         name = call["function"]["name"]
         raw = call["function"].get("arguments") or "{}"
         t0 = time.perf_counter()
-        if name == "simulation":
-            try:
-                args = json.loads(raw) if isinstance(raw, str) else raw
-                acts = args["actions"]
-                if isinstance(acts, str):
-                    acts = (
-                        json.loads(acts)
-                        if acts.strip().startswith("[[") or acts.strip().startswith('["')
-                        else [acts]
-                    )
-                if not isinstance(acts, list) or not acts:
-                    raise ValueError('`actions` must be a non-empty list of "[vasopressor, fluid]" strings')
-                if len(acts) > 3:
-                    raise ValueError(f"at most 3 actions per simulation, got {len(acts)}")
-                parsed = [Action.from_sepsisagent(a if isinstance(a, (str, list)) else str(a)) for a in acts]
-                report = simulate_actions(
-                    deps.world_model,
-                    ctx.require_history("simulation"),
-                    parsed,
-                    horizon=deps.horizon,
-                    n_samples=deps.n_samples,
-                    seed=deps.seed,
-                    schema=ctx.resolved_schema(),
-                )
-                content = report.to_text()
-                data: Any = report.as_dict()
-                err = None
-            except Exception as exc:
-                content = (
-                    f"Tool 'simulation' failed: {type(exc).__name__}: {exc}. Actions are strings "
-                    '"[vasopressor, fluid]" with levels 0-4, at most 3 per call.'
-                )
-                data, err = None, f"{type(exc).__name__}: {exc}"
-        else:
-            res = _registry(deps).invoke(name, raw, ctx)
-            content, data, err = res.content, res.data, res.error
-        msgs.append({"role": "tool", "tool_call_id": call["id"], "content": content})
-        ev = {
-            "node": "tools",
-            "type": "simulation" if name == "simulation" and err is None else "tool_call",
-            "tool": name,
-            "arguments": raw,
-            "latency_s": time.perf_counter() - t0,
-            "error": err,
-        }
-        if name == "simulation" and err is None:
-            ev["report"] = data
+        res = ctx.tools.invoke(name, raw, tctx)
+        msgs.append({"role": "tool", "tool_call_id": call["id"], "content": res.content})
+        simulated = name == "simulation" and res.ok
+        ev = {"node": "tools", "type": "simulation" if simulated else "tool_call", "tool": name, "arguments": raw,
+              "latency_s": time.perf_counter() - t0, "error": res.error}  # fmt: skip
+        if simulated:
+            ev["report"] = res.data
         events.append(ev)
     return {"messages": msgs, "events": events}
 

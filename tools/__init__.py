@@ -8,6 +8,10 @@ Built-ins:
 - ``check_guidelines``: which guideline/safety rules an action would break for the patient now.
 - ``patient_history``: trends of key vitals and labs and the treatments given.
 
+The SepsisAgent release's protocol tools, ``simulation`` and ``prescription`` (used by the tool-calling
+graph), are registry tools too, with validated argument models (:class:`SimulationArgs`,
+:class:`PrescriptionArgs`).
+
 Example:
     >>> from sepsis_sdk.tools import ToolRegistry, ToolContext, tool
     >>> @tool
@@ -42,29 +46,44 @@ from sepsis_sdk.tools._base import (
     ToolContext,
     ToolRegistry,
     ToolResult,
+    ToolSettings,
     as_registry,
     openai_schema,
     parse_google_docstring,
     tool,
 )
 from sepsis_sdk.tools._builtin import ActionChoice, builtin_tools, check_guidelines, patient_history, simulate
+from sepsis_sdk.tools._protocol import (
+    PRESCRIPTION_TOOL,
+    SIMULATION_TOOL,
+    PrescriptionArgs,
+    SimulationArgs,
+    prescription,
+    protocol_tools,
+    simulation,
+)
 from sepsis_sdk.tools._simulate import CandidateOutcome, FeaturePath, SimulationReport, simulate_actions
 
 __all__ = [
     "DEFAULT_HARD_RULES",
+    "PRESCRIPTION_TOOL",
+    "SIMULATION_TOOL",
     "ActionChoice",
     "CandidateOutcome",
     "FeaturePath",
     "FunctionTool",
     "NoRules",
+    "PrescriptionArgs",
     "RuleFinding",
     "RuleSetChecker",
     "SafetyChecker",
+    "SimulationArgs",
     "SimulationReport",
     "Tool",
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
+    "ToolSettings",
     "as_registry",
     "as_safety_checker",
     "builtin_tools",
@@ -74,10 +93,13 @@ __all__ = [
     "openai_schema",
     "parse_google_docstring",
     "patient_history",
+    "prescription",
+    "protocol_tools",
     "render_history",
     "safety_matrix",
     "simulate",
     "simulate_actions",
+    "simulation",
     "tool",
     "violations",
 ]

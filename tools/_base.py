@@ -17,8 +17,9 @@ import inspect
 import json
 import re
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -28,14 +29,17 @@ from sepsis_sdk.errors import UserError
 if typing.TYPE_CHECKING:
     from sepsis_sdk.features import FeatureSchema
     from sepsis_sdk.types import PatientHistory
+    from sepsis_sdk.world_model import WorldModel
 
 
-@dataclass
-class ToolContext:
-    """What a tool may look at besides the model's arguments (injected, never shown to the model).
+@dataclass(frozen=True)
+class ToolSettings:
+    """The run settings a tool may read: the world model, the schema, the safety rules, simulation defaults.
+
+    A graph's run context (:class:`~sepsis_sdk.graphs.AgentContext`) has the same attributes and is used
+    in its place, by reference; this class serves tools called outside a graph.
 
     Attributes:
-        history: the patient being treated.
         world_model: a :class:`~sepsis_sdk.world_model.WorldModel` (needed by ``simulate``).
         schema: feature schema used to render values in clinical units (defaults to the world model's,
             else inferred from the history).
@@ -44,17 +48,94 @@ class ToolContext:
         horizon: default simulation horizon (4-hour steps).
         n_samples: samples per candidate in simulations.
         seed: RNG seed for simulations (same seed, same numbers).
-        extra: free slot for users' own tools.
     """
 
-    history: PatientHistory | None = None
-    world_model: Any = None
+    world_model: WorldModel | None = None
     schema: FeatureSchema | None = None
     safety: Any = None
     horizon: int = 6
     n_samples: int = 8
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_SETTINGS = ("world_model", "schema", "safety", "horizon", "n_samples", "seed")
+
+
+class ToolContext:
+    """What a tool may look at besides the model's arguments (injected, never shown to the model).
+
+    The patient is the call's own; everything else is read through ``run``, a reference to the run's
+    settings (inside a graph: its :class:`~sepsis_sdk.graphs.AgentContext`, so a tool can also reach the
+    chat model, the judge or the guard), never a copy of them.
+
+    Args:
+        history: the patient being treated.
+        world_model: settings for a tool called outside a graph (see :class:`ToolSettings`); leave them
+            out when passing ``run``.
+        schema: see :class:`ToolSettings`.
+        safety: see :class:`ToolSettings`.
+        horizon: see :class:`ToolSettings`.
+        n_samples: see :class:`ToolSettings`.
+        seed: see :class:`ToolSettings`.
+        extra: free slot for users' own tools.
+        run: the run's settings: any object with the :class:`ToolSettings` attributes.
+
+    Example:
+        >>> ToolContext(horizon=3).horizon
+        3
+    """
+
+    __slots__ = ("extra", "history", "run")
+
+    def __init__(
+        self,
+        history: PatientHistory | None = None,
+        world_model: WorldModel | None = None,
+        schema: FeatureSchema | None = None,
+        safety: Any = None,
+        horizon: int = 6,
+        n_samples: int = 8,
+        seed: int = 0,
+        extra: dict[str, Any] | None = None,
+        *,
+        run: Any = None,
+    ) -> None:
+        settings = ToolSettings(world_model, schema, safety, horizon, n_samples, seed)
+        if run is not None and settings != ToolSettings():
+            raise UserError(
+                "ToolContext takes either run= or the settings (world_model, schema, ...), not both"
+            )
+        self.history = history
+        self.run = run if run is not None else settings
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    @property
+    def world_model(self) -> WorldModel | None:
+        return self.run.world_model
+
+    @property
+    def schema(self) -> FeatureSchema | None:
+        return self.run.schema
+
+    @property
+    def safety(self) -> Any:
+        return self.run.safety
+
+    @property
+    def horizon(self) -> int:
+        return self.run.horizon
+
+    @property
+    def n_samples(self) -> int:
+        return self.run.n_samples
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    def __repr__(self) -> str:
+        pid = getattr(self.history, "patient_id", None)
+        return f"ToolContext(history={pid!r}, run={type(self.run).__name__})"
 
     def require_history(self, tool: str) -> PatientHistory:
         if self.history is None:
@@ -89,8 +170,14 @@ class ToolResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """``content``, ``data`` and ``error`` as a plain dict."""
         return {"content": self.content, "data": self.data, "error": self.error}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_dict`."""
+        warnings.warn("ToolResult.as_dict() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2)
+        return self.to_dict()
 
 
 @runtime_checkable
@@ -175,8 +262,22 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- function tools
+_INVALID = "Invalid arguments for tool {name!r}: {problems}. Fix the arguments and call it again."
+
+
 class FunctionTool:
     """A tool made from a Python function (see :func:`tool`).
+
+    Args:
+        fn: the function; a parameter annotated :class:`ToolContext` is injected, the others are arguments.
+        name: the name the model calls (default: the function's).
+        description: default: the docstring's first paragraph.
+        args_model: a pydantic model validating the arguments (its fields must be the function's
+            parameters); default: one built from the type hints.
+        parameters: the JSON schema shown to the model, when it must be exactly a given one (a released
+            protocol); default: the argument model's.
+        invalid_message: the text the model reads after invalid arguments, with ``{name}`` and
+            ``{problems}`` placeholders.
 
     Attributes:
         name: the name the model calls.
@@ -187,7 +288,14 @@ class FunctionTool:
     """
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        args_model: type[BaseModel] | None = None,
+        parameters: dict[str, Any] | None = None,
+        invalid_message: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -208,10 +316,21 @@ class FunctionTool:
                 raise UserError(f"tool {self.name!r}: *args/**kwargs cannot be described to a model")
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (ann, Field(default, description=arg_docs.get(pname) or None))
-        self.args_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-            f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        if args_model is not None:
+            if set(args_model.model_fields) != set(fields):
+                raise UserError(
+                    f"tool {self.name!r}: args_model fields {sorted(args_model.model_fields)} must be the "
+                    f"function's parameters {sorted(fields)}"
+                )
+            self.args_model: type[BaseModel] = args_model
+        else:
+            self.args_model = create_model(  # type: ignore[call-overload]
+                f"{self.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+            )
+        self.parameters = (
+            dict(parameters) if parameters is not None else _clean_schema(self.args_model.model_json_schema())
         )
-        self.parameters = _clean_schema(self.args_model.model_json_schema())
+        self.invalid_message = invalid_message or _INVALID
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -227,9 +346,7 @@ class FunctionTool:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
-            msg = (
-                f"Invalid arguments for tool {self.name!r}: {problems}. Fix the arguments and call it again."
-            )
+            msg = self.invalid_message.format(name=self.name, problems=problems)
             return ToolResult(content=msg, error=msg)
         kwargs = {k: getattr(parsed, k) for k in type(parsed).model_fields}
         if self._context_param is not None:
@@ -278,14 +395,29 @@ def as_result(out: Any) -> ToolResult:
 def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
 @typing.overload
 def tool(
-    *, name: str | None = None, description: str | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    args_model: type[BaseModel] | None = None,
+    parameters: dict[str, Any] | None = None,
+    invalid_message: str | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    args_model: type[BaseModel] | None = None,
+    parameters: dict[str, Any] | None = None,
+    invalid_message: str | None = None,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function into a :class:`Tool`; its schema comes from type hints and the Google docstring.
+
+    The keyword arguments are :class:`FunctionTool`'s (an explicit argument model, a fixed schema, the
+    invalid-arguments text).
 
     Example:
         >>> @tool
@@ -299,9 +431,11 @@ def tool(
         >>> lactate_trend.parameters["properties"]["n_steps"]["description"]
         'how many 4-hour steps to show.'
     """
+    kw: dict[str, Any] = {"name": name, "description": description, "args_model": args_model,
+                          "parameters": parameters, "invalid_message": invalid_message}  # fmt: skip
     if fn is not None:
-        return FunctionTool(fn, name=name, description=description)
-    return lambda f: FunctionTool(f, name=name, description=description)
+        return FunctionTool(fn, **kw)
+    return lambda f: FunctionTool(f, **kw)
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -336,6 +470,10 @@ class ToolRegistry:
             raise UserError(f"a tool named {t.name!r} is already registered (pass replace=True)")
         self._tools[t.name] = t
         return t
+
+    def copy(self) -> ToolRegistry:
+        """A new registry with the same tools (the tools themselves are shared; they hold no run state)."""
+        return type(self)(self._tools.values())
 
     def remove(self, name: str) -> None:
         self._tools.pop(name, None)
@@ -375,7 +513,7 @@ class ToolRegistry:
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
-                msg = f"The arguments for tool {name!r} are not valid JSON ({exc}). Send a JSON object."
+                msg = f"Tool {name!r} failed: its arguments are not valid JSON ({exc}). Send a JSON object."
                 return ToolResult(content=msg, error=msg)
         if arguments is not None and not isinstance(arguments, Mapping):
             msg = f"The arguments for tool {name!r} must be a JSON object, got {type(arguments).__name__}."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,18 @@ from sepsis_sdk.types import PatientHistory
 Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs
 
 
+class _AsDictAlias:
+    """``as_dict()``: the deprecated spelling of ``to_dict()``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        warnings.warn(
+            f"{type(self).__name__}.as_dict() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2
+        )
+        return self.to_dict()  # type: ignore[attr-defined]
+
+
 @dataclass
-class FeaturePath:
+class FeaturePath(_AsDictAlias):
     """The simulated path of one feature under one candidate.
 
     ``mean``/``lower``/``upper`` are stored values per step (``lower``/``upper`` a 90 % band, clipped to
@@ -36,7 +47,7 @@ class FeaturePath:
     upper: list[float]
     display: list[str]
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "feature": self.feature,
             "role": self.role,
@@ -49,7 +60,7 @@ class FeaturePath:
 
 
 @dataclass
-class CandidateOutcome:
+class CandidateOutcome(_AsDictAlias):
     """What the world model predicts if ``action`` is given for ``horizon`` steps.
 
     Attributes:
@@ -75,7 +86,7 @@ class CandidateOutcome:
     def path(self, feature: str) -> FeaturePath | None:
         return next((p for p in self.paths if p.feature == feature or p.role == feature), None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         a = self.action_obj
         return {
             "action": self.action,
@@ -85,12 +96,12 @@ class CandidateOutcome:
             "p_discharge": round(self.p_discharge, 4),
             "support": round(self.support, 4),
             "uncertainty": round(self.uncertainty, 4),
-            "paths": [p.as_dict() for p in self.paths],
+            "paths": [p.to_dict() for p in self.paths],
         }
 
 
 @dataclass
-class SimulationReport:
+class SimulationReport(_AsDictAlias):
     """The outcomes of up to K candidate actions for one patient (one batched rollout)."""
 
     patient_id: str
@@ -103,14 +114,14 @@ class SimulationReport:
     def get(self, action: int) -> CandidateOutcome | None:
         return next((c for c in self.candidates if c.action == action), None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "patient_id": self.patient_id,
             "horizon": self.horizon,
             "n_samples": self.n_samples,
             "seed": self.seed,
             "latency_s": round(self.latency_s, 6),
-            "candidates": [c.as_dict() for c in self.candidates],
+            "candidates": [c.to_dict() for c in self.candidates],
         }
 
     def to_text(self) -> str:
@@ -140,7 +151,7 @@ class SimulationReport:
     def to_tool_result(self) -> Any:
         from sepsis_sdk.tools._base import ToolResult
 
-        return ToolResult(content=self.to_text(), data=self.as_dict(), value=self)
+        return ToolResult(content=self.to_text(), data=self.to_dict(), value=self)
 
 
 def _num(v: float) -> float | None:

@@ -14,14 +14,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sepsis_sdk._lazy import lazy_getattr
-from sepsis_sdk.llm._base import ChatModel, ChatResponse, Message, ToolCall, Usage
-from sepsis_sdk.llm._guard import allow_real_requests, block_real_requests, real_requests_allowed
+from sepsis_sdk.llm._base import (
+    ChatModel,
+    ChatResponse,
+    Message,
+    StructuredResponse,
+    ToolCall,
+    Usage,
+    acall_structured,
+    call_structured,
+)
+from sepsis_sdk.llm._guard import (
+    allow_real_requests,
+    block_real_requests,
+    real_requests_allowed,
+    set_real_requests_allowed,
+)
 from sepsis_sdk.llm._retry import Backoff
 
 _LAZY: dict[str, str] = {
     "LiteLLMChat": "sepsis_sdk.llm._litellm",
     "default_structured_mode": "sepsis_sdk.llm._litellm",
     "import_litellm": "sepsis_sdk.llm._litellm",
+    "parse_tool_call": "sepsis_sdk.llm._litellm",
     "ReplyCache": "sepsis_sdk.llm._cache",
     "register_local_provider": "sepsis_sdk.llm._local",
     "load_local_model": "sepsis_sdk.llm._local",
@@ -35,11 +50,15 @@ __all__ = sorted(
         "ChatModel",
         "ChatResponse",
         "Message",
+        "StructuredResponse",
         "ToolCall",
         "Usage",
+        "acall_structured",
         "allow_real_requests",
         "block_real_requests",
+        "call_structured",
         "real_requests_allowed",
+        "set_real_requests_allowed",
         *_LAZY,
     ]
 )
@@ -54,5 +73,5 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.llm._cache import ReplyCache
-    from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm
+    from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm, parse_tool_call
     from sepsis_sdk.llm._local import LocalModel, load_local_model, register_local_provider, smollm2_path

@@ -7,8 +7,9 @@ servers speak. Replies come back as :class:`ChatResponse`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -62,7 +63,8 @@ class Usage:
             self.cached_calls + other.cached_calls,
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as a plain dict (``total_tokens`` included)."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -72,6 +74,11 @@ class Usage:
             "calls": self.calls,
             "cached_calls": self.cached_calls,
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_dict`."""
+        warnings.warn("Usage.as_dict() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2)
+        return self.to_dict()
 
 
 @dataclass
@@ -102,12 +109,32 @@ class ChatResponse:
         return msg
 
 
+@dataclass(frozen=True)
+class StructuredResponse(Generic[T]):
+    """A structured reply together with what it cost: usage travels with the value, never through a
+    shared counter, so concurrent callers of one model each see their own numbers.
+
+    Attributes:
+        value: the reply validated into the response model.
+        usage: every attempt of this call (re-asks and transport retries included).
+    """
+
+    value: T
+    usage: Usage
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """Anything that can answer a conversation: hosted, served, local or fake.
 
     Implementations: :class:`sepsis_sdk.llm.LiteLLMChat` (any LiteLLM model string, local models
     included through the ``local/`` provider) and the fakes in :mod:`sepsis_sdk.testing`.
+
+    Usage rides with each reply: :attr:`ChatResponse.usage` for :meth:`complete`; for structured output,
+    models may also offer ``structured_response`` / ``astructured_response`` (same arguments as
+    :meth:`structured`, returning a :class:`StructuredResponse`). Those are optional, so the protocol does
+    not list them: call :func:`call_structured` / :func:`acall_structured`, which use them when present
+    (every model of the SDK has them) and otherwise record one call with unknown tokens.
     """
 
     name: str
@@ -141,3 +168,37 @@ class ChatModel(Protocol):
     async def astructured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
         """Async :meth:`structured`."""
         ...
+
+
+def call_structured(
+    model: ChatModel, messages: list[Message], response_model: type[T], **kwargs: Any
+) -> StructuredResponse[T]:
+    """``model.structured(...)`` with its own usage: ``structured_response`` when the model has it.
+
+    A model without it (a third-party :class:`ChatModel`) is counted as one call with unknown tokens:
+    reading a cumulative counter before and after would mix in concurrent calls.
+
+    Example:
+        >>> from sepsis_sdk.testing import ScriptedChatModel
+        >>> from sepsis_sdk.llm import Usage
+        >>> class Yes(BaseModel):
+        ...     ok: bool
+        >>> model = ScriptedChatModel(['{"ok": true}'], usage=Usage(prompt_tokens=100))
+        >>> reply = call_structured(model, [{"role": "user", "content": "?"}], Yes)
+        >>> reply.value.ok, reply.usage.prompt_tokens, reply.usage.calls
+        (True, 100, 1)
+    """
+    fn = getattr(model, "structured_response", None)
+    if callable(fn):
+        return fn(messages, response_model, **kwargs)
+    return StructuredResponse(model.structured(messages, response_model, **kwargs), Usage(calls=1))
+
+
+async def acall_structured(
+    model: ChatModel, messages: list[Message], response_model: type[T], **kwargs: Any
+) -> StructuredResponse[T]:
+    """Async :func:`call_structured`."""
+    fn = getattr(model, "astructured_response", None)
+    if callable(fn):
+        return await fn(messages, response_model, **kwargs)
+    return StructuredResponse(await model.astructured(messages, response_model, **kwargs), Usage(calls=1))

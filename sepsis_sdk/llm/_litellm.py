@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import LLMCallError, LLMError, LLMOutputError, SepsisSDKError, UserError
-from sepsis_sdk.llm._base import ChatResponse, Message, T, ToolCall, Usage
+from sepsis_sdk.llm._base import ChatResponse, Message, StructuredResponse, T, ToolCall, Usage
 from sepsis_sdk.llm._cache import ReplyCache, request_key
 from sepsis_sdk.llm._guard import check_request
+from sepsis_sdk.llm._import import load_litellm
 from sepsis_sdk.llm._retry import Backoff, is_retryable, status_code_of
 
 # Providers whose servers commonly lack (reliable) tool calling: structured output goes through JSON mode
@@ -51,10 +52,9 @@ def import_litellm() -> Any:
     ``LITELLM_LOCAL_MODEL_COST_MAP`` is set before the import so LiteLLM reads its bundled price list
     instead of fetching one over the network.
     """
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    litellm = require("litellm", "llm", "LiteLLMChat")
-    litellm.suppress_debug_info = True
     from sepsis_sdk.llm._local import register_local_provider
+
+    litellm = load_litellm()
 
     register_local_provider(litellm)
     return litellm
@@ -317,7 +317,7 @@ class LiteLLMChat:
                 "model": self.model,
                 "kind": kind,
                 "response": _dump(raw),
-                "usage": usage.as_dict(),
+                "usage": usage.to_dict(),
                 "created": time.time(),
             },
         )
@@ -498,6 +498,79 @@ class LiteLLMChat:
             **kwargs,
         }
 
+    def structured_response(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_reasks: int | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> StructuredResponse[T]:
+        """A reply validated into ``response_model`` through instructor, with the usage of this call.
+
+        Transport retries, the guard and the cache apply to every attempt (instructor calls back into this
+        object); the returned usage sums every attempt and re-ask of this call only, so it is right under
+        any concurrency.
+
+        Raises:
+            LLMOutputError: still invalid after ``max_reasks`` re-asks (``raw`` holds the last reply).
+            LLMCallError: the provider failed after retries.
+        """
+        instructor, imode = self._mode(mode)
+        request = self._structured_kwargs(messages, response_model, max_reasks, kwargs)
+        spent = [Usage()]  # this call's attempts only; the closure adds each attempt's own usage
+
+        def _completion(**kw: Any) -> Any:
+            kw.pop("model", None)
+            msgs = kw.pop("messages")
+            tools = kw.pop("tools", None)
+            choice = kw.pop("tool_choice", None)
+            raw, usage = self.call_raw(self._request(msgs, tools, choice, kw))
+            spent[0] = spent[0] + usage
+            return raw
+
+        client = instructor.from_litellm(_completion, mode=imode, async_client=False)
+        try:
+            value = _clean(client.create(**request), response_model)
+        except Exception as exc:
+            raise self._structured_error(exc, response_model) from exc
+        finally:
+            self.last_usage = spent[0]
+        return StructuredResponse(value, spent[0])
+
+    async def astructured_response(
+        self,
+        messages: list[Message],
+        response_model: type[T],
+        *,
+        max_reasks: int | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> StructuredResponse[T]:
+        """Async :meth:`structured_response`."""
+        instructor, imode = self._mode(mode)
+        request = self._structured_kwargs(messages, response_model, max_reasks, kwargs)
+        spent = [Usage()]
+
+        async def _acompletion(**kw: Any) -> Any:
+            kw.pop("model", None)
+            msgs = kw.pop("messages")
+            tools = kw.pop("tools", None)
+            choice = kw.pop("tool_choice", None)
+            raw, usage = await self.acall_raw(self._request(msgs, tools, choice, kw))
+            spent[0] = spent[0] + usage
+            return raw
+
+        client = instructor.from_litellm(_acompletion, mode=imode, async_client=True)
+        try:
+            value = _clean(await client.create(**request), response_model)
+        except Exception as exc:
+            raise self._structured_error(exc, response_model) from exc
+        finally:
+            self.last_usage = spent[0]
+        return StructuredResponse(value, spent[0])
+
     def structured(
         self,
         messages: list[Message],
@@ -507,34 +580,18 @@ class LiteLLMChat:
         mode: str | None = None,
         **kwargs: Any,
     ) -> T:
-        """A reply validated into ``response_model`` through instructor, re-asking on validation errors.
+        """A reply validated into ``response_model`` (see :meth:`structured_response` for its usage).
 
-        Transport retries, the guard, usage and the cache apply to every attempt (instructor calls back into
-        this object). ``last_usage`` holds the total of all attempts.
+        ``last_usage`` holds the total of all attempts (per object: with concurrent calls, use
+        :meth:`structured_response`).
 
         Raises:
             LLMOutputError: still invalid after ``max_reasks`` re-asks (``raw`` holds the last reply).
             LLMCallError: the provider failed after retries.
         """
-        instructor, imode = self._mode(mode)
-        before = self.usage
-        request = self._structured_kwargs(messages, response_model, max_reasks, kwargs)
-
-        def _completion(**kw: Any) -> Any:
-            kw.pop("model", None)
-            msgs = kw.pop("messages")
-            tools = kw.pop("tools", None)
-            choice = kw.pop("tool_choice", None)
-            raw, _ = self.call_raw(self._request(msgs, tools, choice, kw))
-            return raw
-
-        client = instructor.from_litellm(_completion, mode=imode, async_client=False)
-        try:
-            return _clean(client.create(**request), response_model)
-        except Exception as exc:
-            raise self._structured_error(exc, response_model) from exc
-        finally:
-            self.last_usage = _diff(self.usage, before)
+        return self.structured_response(
+            messages, response_model, max_reasks=max_reasks, mode=mode, **kwargs
+        ).value
 
     async def astructured(
         self,
@@ -546,25 +603,10 @@ class LiteLLMChat:
         **kwargs: Any,
     ) -> T:
         """Async :meth:`structured`."""
-        instructor, imode = self._mode(mode)
-        before = self.usage
-        request = self._structured_kwargs(messages, response_model, max_reasks, kwargs)
-
-        async def _acompletion(**kw: Any) -> Any:
-            kw.pop("model", None)
-            msgs = kw.pop("messages")
-            tools = kw.pop("tools", None)
-            choice = kw.pop("tool_choice", None)
-            raw, _ = await self.acall_raw(self._request(msgs, tools, choice, kw))
-            return raw
-
-        client = instructor.from_litellm(_acompletion, mode=imode, async_client=True)
-        try:
-            return _clean(await client.create(**request), response_model)
-        except Exception as exc:
-            raise self._structured_error(exc, response_model) from exc
-        finally:
-            self.last_usage = _diff(self.usage, before)
+        reply = await self.astructured_response(
+            messages, response_model, max_reasks=max_reasks, mode=mode, **kwargs
+        )
+        return reply.value
 
     def cache_path(self) -> Path | None:
         """The reply-cache folder, or ``None`` when caching is off."""
@@ -582,14 +624,3 @@ def _clean(obj: Any, response_model: type[T]) -> T:
     if obj.__pydantic_private__:
         object.__setattr__(clean, "__pydantic_private__", dict(obj.__pydantic_private__))
     return clean
-
-
-def _diff(after: Usage, before: Usage) -> Usage:
-    return Usage(
-        after.prompt_tokens - before.prompt_tokens,
-        after.completion_tokens - before.completion_tokens,
-        after.cost_usd - before.cost_usd,
-        after.latency_s - before.latency_s,
-        after.calls - before.calls,
-        after.cached_calls - before.cached_calls,
-    )

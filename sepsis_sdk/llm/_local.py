@@ -788,10 +788,9 @@ def register_local_provider(litellm: Any | None = None) -> None:
     global _REGISTERED
     with _LOCK:
         if litellm is None:
-            from sepsis_sdk.llm._litellm import import_litellm
+            from sepsis_sdk.llm._import import load_litellm
 
-            litellm = import_litellm()  # registers through this function
-            return
+            litellm = load_litellm()
         if _REGISTERED and any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
             return
         litellm.custom_provider_map = [

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sepsis_sdk.llm._guard import (
+from sepsis_sdk.llm import (
     allow_real_requests,
     block_real_requests,
     real_requests_allowed,

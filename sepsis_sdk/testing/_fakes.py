@@ -1,7 +1,9 @@
 """Fake chat models for users' tests: a scripted one and a function-driven one.
 
 Both implement :class:`~sepsis_sdk.llm.ChatModel`, ignore the real-request guard (they never leave the
-process) and record every call for assertions.
+process) and record every call for assertions. Like the real models, they report usage with each reply
+(``ChatResponse.usage``, and :class:`~sepsis_sdk.llm.StructuredResponse` from ``structured_response``);
+``usage=`` says what each call costs. They are safe to call from several threads at once.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ import asyncio
 import inspect
 import itertools
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
 from sepsis_sdk.errors import LLMOutputError, UserError
-from sepsis_sdk.llm._base import ChatResponse, Message, T, ToolCall, Usage
+from sepsis_sdk.llm import ChatResponse, Message, StructuredResponse, ToolCall, Usage
+
+T = TypeVar("T", bound=BaseModel)
 
 #: What a script item or a function may return: text, a full reply, one or more tool calls, a tool-call
 #: dict (``{"tool": name, "arguments": {...}}`` or ``{"tool_calls": [...], "text": ...}``), a pydantic
@@ -44,7 +49,7 @@ def tool_call(name: str, arguments: dict[str, Any] | str | None = None, *, id: s
     """
     call_id = id or f"call_{next(_ids)}"
     if isinstance(arguments, str):
-        from sepsis_sdk.llm._litellm import parse_tool_call
+        from sepsis_sdk.llm import parse_tool_call
 
         return parse_tool_call({"id": call_id, "function": {"name": name, "arguments": arguments}})
     args = dict(arguments or {})
@@ -154,12 +159,15 @@ def _copy_messages(messages: list[Message]) -> list[Message]:
 class _FakeBase:
     name: str
 
-    def __init__(self, *, name: str, max_reasks: int) -> None:
+    def __init__(self, *, name: str, max_reasks: int, usage: Usage | None = None) -> None:
         self.name = name
         self.max_reasks = int(max_reasks)
         self.calls: list[RecordedCall] = []
+        # What one call costs unless the scripted reply carries its own usage (always one call).
+        self.call_usage = replace(usage or Usage(), calls=1)
         self.usage = Usage()
         self.last_usage = Usage()
+        self._lock = threading.Lock()
 
     @property
     def messages(self) -> list[list[Message]]:
@@ -169,10 +177,23 @@ class _FakeBase:
     def _next(self, call: RecordedCall) -> Reply:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _record(self, call: RecordedCall) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _spend(self, usage: Usage) -> None:
+        with self._lock:  # cumulative totals only; each reply carries its own usage
+            self.usage = self.usage + usage
+
+    def _cost(self, reply: Reply) -> Usage:
+        if isinstance(reply, ChatResponse):
+            return reply.usage if reply.usage.calls else reply.usage + self.call_usage
+        return self.call_usage
+
     def _account(self, response: ChatResponse) -> ChatResponse:
-        usage = response.usage if response.usage.calls else response.usage + Usage(calls=1)
+        usage = self._cost(response)
         response.usage = usage
-        self.usage = self.usage + usage
+        self._spend(usage)
         self.last_usage = usage
         return response
 
@@ -184,9 +205,9 @@ class _FakeBase:
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResponse:
-        """The next reply, coerced to a :class:`ChatResponse`."""
+        """The next reply, coerced to a :class:`ChatResponse` (its usage: the reply's own, else ``usage=``)."""
         call = RecordedCall("complete", _copy_messages(messages), tools, tool_choice, None, dict(kwargs))
-        self.calls.append(call)
+        self._record(call)
         return self._account(to_response(self._next(call), model=self.name))
 
     async def acomplete(
@@ -199,7 +220,7 @@ class _FakeBase:
     ) -> ChatResponse:
         """Async :meth:`complete`."""
         call = RecordedCall("complete", _copy_messages(messages), tools, tool_choice, None, dict(kwargs))
-        self.calls.append(call)
+        self._record(call)
         return self._account(to_response(await self._anext(call), model=self.name))
 
     async def _anext(self, call: RecordedCall) -> Reply:
@@ -208,7 +229,6 @@ class _FakeBase:
     def _attempt(
         self, msgs: list[Message], response_model: type[T], reply: Reply, attempt: int, max_reasks: int
     ) -> tuple[T | None, list[Message]]:
-        self._account(ChatResponse())
         try:
             return _validate(reply, response_model), msgs
         except (ValidationError, ValueError) as exc:
@@ -223,33 +243,66 @@ class _FakeBase:
                 ) from exc
             return None, [*msgs, {"role": "user", "content": f"Your reply failed validation: {exc}. Fix it."}]
 
-    def structured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
-        """The next reply validated into ``response_model``; invalid replies are re-asked like instructor.
+    def _structured_call(
+        self, msgs: list[Message], response_model: type[T], kwargs: dict[str, Any]
+    ) -> RecordedCall:
+        call = RecordedCall("structured", _copy_messages(msgs), None, None, response_model, dict(kwargs))
+        self._record(call)
+        return call
 
-        Each re-ask consumes one more reply and sees the validation error as an extra user message, so tests
-        can exercise correction paths. After ``max_reasks`` re-asks, :class:`LLMOutputError` is raised.
+    def _charge(self, spent: Usage, reply: Reply) -> Usage:
+        cost = self._cost(reply)
+        self._spend(cost)
+        return spent + cost
+
+    def structured_response(
+        self, messages: list[Message], response_model: type[T], **kwargs: Any
+    ) -> StructuredResponse[T]:
+        """The next reply validated into ``response_model``, with the usage of every attempt it took.
+
+        Invalid replies are re-asked like instructor: each re-ask consumes one more reply and sees the
+        validation error as an extra user message, so tests can exercise correction paths. After
+        ``max_reasks`` re-asks, :class:`LLMOutputError` is raised.
         """
         msgs = _copy_messages(messages)
         max_reasks = int(kwargs.pop("max_reasks", self.max_reasks))
-        for attempt in range(max_reasks + 1):
-            call = RecordedCall("structured", _copy_messages(msgs), None, None, response_model, dict(kwargs))
-            self.calls.append(call)
-            value, msgs = self._attempt(msgs, response_model, self._next(call), attempt, max_reasks)
-            if value is not None:
-                return value
+        spent = Usage()
+        try:
+            for attempt in range(max_reasks + 1):
+                reply = self._next(self._structured_call(msgs, response_model, kwargs))
+                spent = self._charge(spent, reply)
+                value, msgs = self._attempt(msgs, response_model, reply, attempt, max_reasks)
+                if value is not None:
+                    return StructuredResponse(value, spent)
+        finally:
+            self.last_usage = spent
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def astructured_response(
+        self, messages: list[Message], response_model: type[T], **kwargs: Any
+    ) -> StructuredResponse[T]:
+        """Async :meth:`structured_response`."""
+        msgs = _copy_messages(messages)
+        max_reasks = int(kwargs.pop("max_reasks", self.max_reasks))
+        spent = Usage()
+        try:
+            for attempt in range(max_reasks + 1):
+                reply = await self._anext(self._structured_call(msgs, response_model, kwargs))
+                spent = self._charge(spent, reply)
+                value, msgs = self._attempt(msgs, response_model, reply, attempt, max_reasks)
+                if value is not None:
+                    return StructuredResponse(value, spent)
+        finally:
+            self.last_usage = spent
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def structured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
+        """The next reply validated into ``response_model`` (see :meth:`structured_response`)."""
+        return self.structured_response(messages, response_model, **kwargs).value
 
     async def astructured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
         """Async :meth:`structured`."""
-        msgs = _copy_messages(messages)
-        max_reasks = int(kwargs.pop("max_reasks", self.max_reasks))
-        for attempt in range(max_reasks + 1):
-            call = RecordedCall("structured", _copy_messages(msgs), None, None, response_model, dict(kwargs))
-            self.calls.append(call)
-            value, msgs = self._attempt(msgs, response_model, await self._anext(call), attempt, max_reasks)
-            if value is not None:
-                return value
-        raise AssertionError("unreachable")  # pragma: no cover
+        return (await self.astructured_response(messages, response_model, **kwargs)).value
 
 
 class ScriptedChatModel(_FakeBase):
@@ -261,6 +314,8 @@ class ScriptedChatModel(_FakeBase):
             (fault injection).
         name: the model's name.
         max_reasks: re-asks in :meth:`structured` after an invalid reply.
+        usage: what each call costs (tokens, cost; default none). A scripted :class:`ChatResponse` with
+            its own ``usage`` reports that instead.
 
     Attributes:
         calls: every :class:`RecordedCall` received.
@@ -276,8 +331,15 @@ class ScriptedChatModel(_FakeBase):
         0
     """
 
-    def __init__(self, replies: Iterable[Reply], *, name: str = "scripted", max_reasks: int = 2) -> None:
-        super().__init__(name=name, max_reasks=max_reasks)
+    def __init__(
+        self,
+        replies: Iterable[Reply],
+        *,
+        name: str = "scripted",
+        max_reasks: int = 2,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(name=name, max_reasks=max_reasks, usage=usage)
         self.replies: list[Reply] = list(replies)
         self._pos = 0
 
@@ -287,15 +349,16 @@ class ScriptedChatModel(_FakeBase):
         return len(self.replies) - self._pos
 
     def _next(self, call: RecordedCall) -> Reply:
-        if self._pos >= len(self.replies):
-            raise ScriptExhaustedError(
-                f"ScriptedChatModel {self.name!r} ran out of replies: call #{len(self.calls)} "
-                f"({call.kind}) but the script holds {len(self.replies)}; last user message: "
-                f"{call.last_user_text[:200]!r}"
-            )
-        reply = self.replies[self._pos]
-        self._pos += 1
-        return reply
+        with self._lock:
+            if self._pos >= len(self.replies):
+                raise ScriptExhaustedError(
+                    f"ScriptedChatModel {self.name!r} ran out of replies: call #{len(self.calls)} "
+                    f"({call.kind}) but the script holds {len(self.replies)}; last user message: "
+                    f"{call.last_user_text[:200]!r}"
+                )
+            reply = self.replies[self._pos]
+            self._pos += 1
+            return reply
 
 
 class FunctionChatModel(_FakeBase):
@@ -305,6 +368,8 @@ class FunctionChatModel(_FakeBase):
         fn: called with the messages and the tools (or ``None``); returns any :data:`Reply`.
         name: the model's name.
         max_reasks: re-asks in :meth:`structured` after an invalid reply.
+        usage: what each call costs (tokens, cost; default none), unless ``fn`` returns a
+            :class:`ChatResponse` with its own ``usage``.
 
     Example:
         >>> from sepsis_sdk.testing import FunctionChatModel
@@ -319,10 +384,11 @@ class FunctionChatModel(_FakeBase):
         *,
         name: str = "function",
         max_reasks: int = 2,
+        usage: Usage | None = None,
     ) -> None:
         if not callable(fn):
             raise UserError(f"FunctionChatModel needs a callable, got {fn!r}")
-        super().__init__(name=name, max_reasks=max_reasks)
+        super().__init__(name=name, max_reasks=max_reasks, usage=usage)
         self.fn = fn
 
     def _next(self, call: RecordedCall) -> Reply:

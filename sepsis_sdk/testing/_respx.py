@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sepsis_sdk.llm._base import ChatResponse, ToolCall
+from sepsis_sdk.llm import ChatResponse, ToolCall
 from sepsis_sdk.testing._fakes import Reply, to_response
 
 DEFAULT_API_BASE = "http://fake-llm.test/v1"
@@ -32,7 +32,7 @@ def prepare_litellm_for_respx() -> Any:
     earlier with the aiohttp transport would bypass respx).
     """
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from sepsis_sdk.llm._litellm import import_litellm
+    from sepsis_sdk.llm import import_litellm
 
     litellm = import_litellm()
     litellm.disable_aiohttp_transport = True

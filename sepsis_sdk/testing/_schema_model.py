@@ -7,12 +7,15 @@ writing precise scripts.
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from sepsis_sdk.errors import UserError
-from sepsis_sdk.llm._base import ChatResponse, Message, T, ToolCall, Usage
+from sepsis_sdk.llm import ChatResponse, Message, StructuredResponse, ToolCall, Usage
+
+T = TypeVar("T", bound=BaseModel)
 
 
 def example_from_schema(schema: dict[str, Any], *, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
@@ -110,6 +113,11 @@ class SchemaChatModel:
         self.calls: list[dict[str, Any]] = []
         self.usage = Usage()
         self._n = 0
+        self._lock = threading.Lock()
+
+    def _spend(self, usage: Usage) -> None:
+        with self._lock:
+            self.usage = self.usage + usage
 
     def _called(self, messages: list[Message]) -> set[str]:
         names = set()
@@ -126,7 +134,7 @@ class SchemaChatModel:
         self.calls.append(
             {"messages": [dict(m) for m in messages], "tools": tools, "tool_choice": tool_choice}
         )
-        self.usage = self.usage + Usage(calls=1)
+        self._spend(Usage(calls=1))
         if tools and self.call_tools and tool_choice != "none":
             by_name = {t["function"]["name"]: t["function"] for t in tools}
             forced = (
@@ -169,14 +177,27 @@ class SchemaChatModel:
         """Async :meth:`complete`."""
         return self._reply(messages, tools, tool_choice)
 
-    def structured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
-        """The smallest valid ``response_model`` instance its JSON schema describes."""
+    def structured_response(
+        self, messages: list[Message], response_model: type[T], **kwargs: Any
+    ) -> StructuredResponse[T]:
+        """The smallest valid ``response_model`` instance its JSON schema describes, with its usage."""
         if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
             raise UserError(f"response_model must be a pydantic BaseModel subclass, got {response_model!r}")
         self.calls.append({"messages": [dict(m) for m in messages], "response_model": response_model})
-        self.usage = self.usage + Usage(calls=1)
-        return response_model.model_validate(example_from_schema(response_model.model_json_schema()))
+        self._spend(Usage(calls=1))
+        value = response_model.model_validate(example_from_schema(response_model.model_json_schema()))
+        return StructuredResponse(value, Usage(calls=1))
+
+    async def astructured_response(
+        self, messages: list[Message], response_model: type[T], **kwargs: Any
+    ) -> StructuredResponse[T]:
+        """Async :meth:`structured_response`."""
+        return self.structured_response(messages, response_model, **kwargs)
+
+    def structured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
+        """The smallest valid ``response_model`` instance its JSON schema describes."""
+        return self.structured_response(messages, response_model, **kwargs).value
 
     async def astructured(self, messages: list[Message], response_model: type[T], **kwargs: Any) -> T:
         """Async :meth:`structured`."""
-        return self.structured(messages, response_model, **kwargs)
+        return self.structured_response(messages, response_model, **kwargs).value
