@@ -79,7 +79,7 @@ def run_demo(out: Path, *, quick: bool = False) -> None:
         console.print(f"  {r['policy']:<18} {r['true_value']:.4f}  {r['description']}")
     (out / "truth.json").write_text(json.dumps(rows, indent=2))
     try:
-        from sepsis_sdk.evaluation.report import run_demo_benchmark
+        from sepsis_sdk.demo import run_demo_benchmark
     except ImportError:
         console.print(
             "[yellow]the evaluation report is not installed in this build; stopping after ground truth[/yellow]"

@@ -34,7 +34,8 @@ def evaluate(
     from rich.console import Console
 
     from sepsis_sdk.errors import SepsisSDKError
-    from sepsis_sdk.evaluation.runner import EvaluationConfig, PolicyConfig, run_evaluation
+    from sepsis_sdk.evaluation.config import EvaluationConfig, PolicyConfig
+    from sepsis_sdk.evaluation.runner import run_evaluation
 
     console = Console()
     try:
@@ -73,13 +74,31 @@ def evaluate(
         if workers is not None:
             upd["workers"] = workers
         cfg = EvaluationConfig.model_validate({**cfg.model_dump(), **upd})
-        report = run_evaluation(cfg, progress=progress, fresh=fresh)
+        report = run_evaluation(
+            cfg,
+            progress=progress,
+            fresh=fresh,
+            world_model_loader=_world_model_loader(cfg.model_based.world_model),
+        )
     except SepsisSDKError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(Path(report.files["markdown"]).read_text().split("## Definitions")[0])
     for k, v in report.files.items():
         console.print(f"{k}: {v}")
+
+
+def _world_model_loader(path: str | None):
+    """Loads the config's saved world model when the model-based protocol first needs it."""
+    if not path:
+        return None
+
+    def load():
+        from sepsis_sdk.world_model import load_world_model
+
+        return load_world_model(path)
+
+    return load
 
 
 @app.command("safety-rules")

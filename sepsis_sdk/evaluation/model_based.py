@@ -21,14 +21,15 @@ Details we had to decide (the paper gives none):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
-from sepsis_sdk.policies._base import check_probabilities
+from sepsis_sdk.policies import check_probabilities
 from sepsis_sdk.types import Observation, PatientHistory
 
 if TYPE_CHECKING:
@@ -61,9 +62,20 @@ class ModelBasedResult:
     per_patient: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``per_patient`` only when it holds values (the report stores the summary)."""
         d = asdict(self)
         d["per_patient"] = list(self.per_patient)
+        if not d["per_patient"]:
+            del d["per_patient"]
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelBasedResult:
+        """Rebuild from :meth:`to_dict` output (a missing ``per_patient`` is empty)."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["per_patient"] = tuple(float(v) for v in d.get("per_patient") or ())
+        return cls(**kw)
 
 
 def _choose(probs: np.ndarray, rng: np.random.Generator, sample: bool) -> np.ndarray:
@@ -110,7 +122,7 @@ def model_based_value(
         )
     rng = np.random.default_rng(seed)
     if probabilities is None:
-        from sepsis_sdk.evaluation.runner import policy_probabilities
+        from sepsis_sdk.evaluation.probabilities import policy_probabilities
 
         probabilities = policy_probabilities(policy, cohort)
     probs = check_probabilities(probabilities, len(cohort), getattr(policy, "name", "policy"))

@@ -1,4 +1,7 @@
-"""Report figures (matplotlib, Agg backend): action heatmaps, value vs safety, OPE vs truth."""
+"""Report figures (matplotlib, Agg backend): action heatmaps, value vs safety, OPE vs truth.
+
+The figures read the written form of each result (``PolicyResult.to_dict()``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import numpy as np
 from sepsis_sdk._lazy import require
 
 if TYPE_CHECKING:
-    from sepsis_sdk.evaluation.runner import EvaluationReport
+    from sepsis_sdk.evaluation.results import EvaluationReport
 
 
 def _plt():
@@ -48,10 +51,10 @@ def action_heatmaps(report: EvaluationReport, path: Path) -> Path:
     return path
 
 
-def _value(r) -> tuple[float | None, str]:
-    if r.true_value and r.true_value.get("value") is not None:
-        return float(r.true_value["value"]), "true value"
-    est = r.ope.get("estimates", {})
+def _value(r: dict) -> tuple[float | None, str]:
+    if r.get("true_value") and r["true_value"].get("value") is not None:
+        return float(r["true_value"]["value"]), "true value"
+    est = (r.get("ope") or {}).get("estimates", {})
     for e in ("dr", "wis", "wpdis"):
         if e in est and est[e].get("value") is not None:
             return float(est[e]["value"]), f"{e.upper()} estimate"
@@ -63,13 +66,13 @@ def value_vs_safety(report: EvaluationReport, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     label = ""
-    for r in report.results.values():
+    for r in (res.to_dict() for res in report.results.values()):
         v, label = _value(r)
-        adh = r.safety.get("adherence", {}).get("value")
+        adh = (r.get("safety") or {}).get("adherence", {}).get("value")
         if v is None or adh is None:
             continue
         ax.scatter(100 * adh, v)
-        ax.annotate(r.name, (100 * adh, v), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(r["name"], (100 * adh, v), fontsize=8, xytext=(3, 3), textcoords="offset points")
     for name, val in (report.meta.get("reference_values") or {}).items():
         ax.axhline(val, ls=":", lw=0.8, color="grey")
         ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="grey")
@@ -86,13 +89,13 @@ def ope_vs_truth(report: EvaluationReport, path: Path) -> Path | None:
     """OPE estimates (with intervals) against the true value, one marker per estimator."""
     plt = _plt()
     pts = []
-    for r in report.results.values():
-        if not r.true_value or r.true_value.get("value") is None:
+    for r in (res.to_dict() for res in report.results.values()):
+        if not r.get("true_value") or r["true_value"].get("value") is None:
             continue
-        t = float(r.true_value["value"])
-        for e, d in r.ope.get("estimates", {}).items():
+        t = float(r["true_value"]["value"])
+        for e, d in (r.get("ope") or {}).get("estimates", {}).items():
             if d.get("value") is not None:
-                pts.append((e, r.name, t, d["value"], d.get("ci_low"), d.get("ci_high")))
+                pts.append((e, r["name"], t, d["value"], d.get("ci_low"), d.get("ci_high")))
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4.5))

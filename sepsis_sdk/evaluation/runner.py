@@ -1,13 +1,15 @@
 """The benchmark runner behind ``sepsis-sdk evaluate``: policies x one cohort -> a resumable report.
 
-For every policy it computes, on the same test split:
+A run is a pipeline, per policy: **build the policy -> its action probabilities on the test patients ->
+the scorers -> save**. The pieces live in their own modules:
 
-- off-policy estimates (DR, WIS, WPDIS, ... with bootstrap intervals) against a behaviour model fitted on
-  the training split (:mod:`sepsis_sdk.evaluation.ope`);
-- the **true value** on ICU-Sepsis: exact for Markov policies (``policy.markov`` is True; solved on the
-  policy's state table), Monte Carlo in the true MDP for history-dependent ones;
-- guideline adherence, hazard rates (:mod:`sepsis_sdk.safety`) and action agreement with clinicians;
-- optionally the paper's model-based estimate (:mod:`sepsis_sdk.evaluation.model_based`).
+- :mod:`~sepsis_sdk.evaluation.config`: the settings (:class:`EvaluationConfig`, YAML-loadable);
+- :mod:`~sepsis_sdk.evaluation.probabilities`: policy -> per-row action probabilities, chunked;
+- :mod:`~sepsis_sdk.evaluation.scorers`: one :class:`~sepsis_sdk.evaluation.scorers.Scorer` per metric
+  (OPE, safety, agreement, true value, model-based; register your own);
+- :mod:`~sepsis_sdk.evaluation.results`: the typed :class:`PolicyResult` / :class:`EvaluationReport`;
+- :mod:`~sepsis_sdk.evaluation.storage`: the manifest, atomic writes and resume;
+- :mod:`~sepsis_sdk.evaluation.report`: the Markdown/CSV/JSON files and plots.
 
 **Resumable.** ``out_dir/manifest.json`` records the config and every finished policy; each policy's
 result is one JSON file written atomically; history-dependent policies save their action probabilities
@@ -18,257 +20,35 @@ pool by default, serial when the policy cannot be pickled).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from sepsis_sdk.actions import N_ACTIONS
-from sepsis_sdk.errors import DataError, UserError
-from sepsis_sdk.policies._base import check_probabilities
+from sepsis_sdk.errors import UserError
+from sepsis_sdk.evaluation.config import (
+    CohortConfig,
+    EvaluationConfig,
+    ModelBasedConfig,
+    OPEConfig,
+    PolicyConfig,
+    SafetyConfig,
+    SplitConfig,
+    TruthConfig,
+)
+from sepsis_sdk.evaluation.executor import Executor, make_executor
+from sepsis_sdk.evaluation.probabilities import policy_probabilities
+from sepsis_sdk.evaluation.results import EvaluationReport, PolicyResult
+from sepsis_sdk.evaluation.scorers import Scorer, ScoringContext, create_scorers
+from sepsis_sdk.evaluation.storage import RunStore
 
 if TYPE_CHECKING:
-    from sepsis_sdk.cohort import Cohort, CohortSplit
-
-
-# ---------------------------------------------------------------------------------------------- config
-class _Cfg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CohortConfig(_Cfg):
-    """Which cohort: sampled from ICU-Sepsis (default) or read from a Parquet file."""
-
-    source: Literal["icu-sepsis", "parquet"] = "icu-sepsis"
-    n_episodes: int = Field(default=5000, gt=0)
-    seed: int = 0
-    behaviour: str = "clinician"
-    path: str | None = None
-
-
-class SplitConfig(_Cfg):
-    """Patient-level split (train for fitting policies and the behaviour model, test for scoring)."""
-
-    train: float = 0.7
-    validation: float = 0.1
-    test: float = 0.2
-    seed: int = 0
-
-
-class PolicyConfig(_Cfg):
-    """One policy of the benchmark.
-
-    Attributes:
-        name: row name in the report.
-        kind: a baseline name (``clinician``, ``random``, ``tabular``, ``bc``, ``dqn``, ``double_dqn``,
-            ``bcq``, ``cql``), ``builtin`` (an ICU-Sepsis state-table policy such as ``optimal``, named by
-            ``options.table``), or ``factory`` (``options.factory = "module:function"`` called with the
-            training cohort and the remaining options; returns a Policy; how LLM graphs are plugged in).
-            Defaults to ``name``.
-        options: passed to the builder.
-        max_patients: score on a random sample of this many test patients (expensive policies).
-        markov: override the policy's own ``markov`` attribute.
-        truth_episodes: Monte Carlo episodes for this policy's true value when it is not Markov (default
-            ``truth.monte_carlo_episodes``; 0 skips the true value, e.g. for a slow local LLM).
-        model_based: include this policy in the model-based protocol when it is enabled.
-        patient_selection: how ``max_patients`` are chosen: at random (default) or the shortest stays
-            (for very slow policies such as a CPU-bound local LLM; biased towards short stays).
-    """
-
-    name: str
-    kind: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    max_patients: int | None = Field(default=None, gt=0)
-    markov: bool | None = None
-    truth_episodes: int | None = Field(default=None, ge=0)
-    model_based: bool = True
-    patient_selection: Literal["random", "shortest"] = "random"
-
-
-class OPEConfig(_Cfg):
-    """Off-policy evaluation settings.
-
-    ``behaviour_kind`` ``"auto"`` uses the count-based (tabular) behaviour model on ICU-Sepsis, whose
-    observations are discrete states, and multinomial logistic regression elsewhere.
-    """
-
-    estimators: tuple[str, ...] = ("dr", "wis", "wpdis")
-    n_bootstrap: int = Field(default=500, ge=0)
-    behaviour_kind: str = "auto"
-    softening: float = 0.01
-    fqe_model: str = "auto"
-
-
-class SafetyConfig(_Cfg):
-    rules: str | None = None
-    n_bootstrap: int = Field(default=500, ge=0)
-
-
-class TruthConfig(_Cfg):
-    enabled: bool = True
-    monte_carlo_episodes: int = Field(default=500, gt=0)
-
-
-class ModelBasedConfig(_Cfg):
-    """The paper's protocol (replay until first deviation, then roll out a world model)."""
-
-    enabled: bool = False
-    world_model: str | None = None  # a saved world model path; or pass world_model= to run_evaluation
-    horizon: int = Field(default=10, gt=0)
-    n_samples: int = Field(default=16, gt=0)
-
-
-class EvaluationConfig(_Cfg):
-    """Everything ``sepsis-sdk evaluate`` needs; load from YAML with :meth:`from_yaml`."""
-
-    out_dir: str = "evaluation-report"
-    seed: int = 0
-    cohort: CohortConfig = CohortConfig()
-    split: SplitConfig = SplitConfig()
-    policies: tuple[PolicyConfig, ...] = (PolicyConfig(name="clinician"), PolicyConfig(name="random"))
-    ope: OPEConfig = OPEConfig()
-    safety: SafetyConfig = SafetyConfig()
-    truth: TruthConfig = TruthConfig()
-    model_based: ModelBasedConfig = ModelBasedConfig()
-    executor: str = "process"
-    workers: int | None = None
-    chunk_patients: int = Field(default=64, gt=0)
-    offline_rl_steps: int = Field(default=5000, gt=0)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> EvaluationConfig:
-        import yaml
-
-        p = Path(path)
-        if not p.exists():
-            raise DataError(f"{p}: config file does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-            return cls.model_validate(raw)
-        except Exception as exc:
-            raise DataError(f"{p}: invalid evaluation config: {exc}") from None
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes results (not ``out_dir``, executor or workers)."""
-        d = self.model_dump(exclude={"out_dir", "executor", "workers"})
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------- results
-@dataclass
-class PolicyResult:
-    """Everything computed for one policy (JSON-ready through :meth:`to_dict`)."""
-
-    name: str
-    kind: str
-    markov: bool
-    n_patients: int
-    n_decisions: int
-    ope: dict[str, Any]
-    safety: dict[str, Any]
-    agreement: dict[str, Any]
-    true_value: dict[str, Any] | None
-    model_based: dict[str, Any] | None
-    action_distribution: list[list[float]]
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PolicyResult:
-        return cls(**dict(d))
-
-
-@dataclass
-class EvaluationReport:
-    """The finished run: per-policy results plus the clinicians' action distribution and file paths."""
-
-    config: EvaluationConfig
-    results: dict[str, PolicyResult]
-    clinician_distribution: list[list[float]]
-    files: dict[str, str] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> PolicyResult:
-        return self.results[name]
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash never leaves a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    """Replace NaN/inf by None recursively (strict JSON)."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(_clean(obj), indent=2, default=_json_default, allow_nan=False)
-
-
-class Manifest:
-    """``manifest.json``: the config fingerprint and the status of each policy."""
-
-    def __init__(self, out_dir: Path, fingerprint: str) -> None:
-        self.path = out_dir / "manifest.json"
-        self.fingerprint = fingerprint
-        self.data: dict[str, Any] = {"fingerprint": fingerprint, "policies": {}, "created": time.time()}
-        if self.path.exists():
-            old = json.loads(self.path.read_text())
-            if old.get("fingerprint") != fingerprint:
-                raise UserError(
-                    f"{self.path}: this directory holds a run with a different config; use another out_dir "
-                    "or fresh=True (--fresh) to start over"
-                )
-            self.data = old
-
-    def done(self, name: str) -> bool:
-        return self.data["policies"].get(name, {}).get("status") == "done"
-
-    def mark(self, name: str, status: str, **extra: Any) -> None:
-        self.data["policies"][name] = {"status": status, "time": time.time(), **extra}
-        atomic_write_text(self.path, dumps(self.data))
+    from sepsis_sdk.cohort import Cohort
+    from sepsis_sdk.safety import RuleSet
 
 
 # ---------------------------------------------------------------------------------------------- cohort
@@ -286,6 +66,7 @@ def load_cohort(cfg: CohortConfig) -> Cohort:
 
 
 def is_icu_sepsis(cohort: Cohort) -> bool:
+    """Whether ``cohort`` was sampled from ICU-Sepsis (discrete states: the count-based behaviour model)."""
     return cohort.source == "icu-sepsis" and cohort.has_state_ids
 
 
@@ -301,17 +82,14 @@ def build_policy(
     kind = pc.kind or pc.name
     opts = dict(pc.options)
     if kind == "clinician" and not opts and behaviour is not None:
-        from sepsis_sdk.evaluation.baselines import BehaviourPolicy
+        from sepsis_sdk.policies import BehaviourPolicy
 
         return BehaviourPolicy(behaviour, train.schema.names, name=pc.name, static_names=train.schema.static)
     if kind == "builtin":
-        from sepsis_sdk.policies._base import StateTablePolicy
+        from sepsis_sdk.policies import StateTablePolicy
         from sepsis_sdk.truth import builtin_policy
 
-        table = opts.get("table", pc.name)
-        pol = StateTablePolicy(builtin_policy(table), name=pc.name)
-        pol.markov = True  # type: ignore[attr-defined]
-        return pol
+        return StateTablePolicy(builtin_policy(opts.get("table", pc.name)), name=pc.name)
     if kind == "factory":
         import importlib
 
@@ -320,148 +98,119 @@ def build_policy(
             raise UserError(f"policy {pc.name!r}: kind 'factory' needs options.factory = 'module:function'")
         mod, fn = str(target).split(":", 1)
         return getattr(importlib.import_module(mod), fn)(train, **opts)
-    from sepsis_sdk.evaluation.baselines import build_baseline
+    from sepsis_sdk.policies import build_baseline
 
     steps = opts.pop("n_steps", offline_rl_steps)
     return build_baseline(kind, train, seed=seed, n_steps=steps, **opts)
 
 
-def _probs_for_chunk(policy: Any, chunk: Cohort) -> np.ndarray:
-    hist = list(chunk.histories())
-    return check_probabilities(
-        policy.action_probabilities(hist), len(hist), getattr(policy, "name", "policy")
-    )
+@dataclass
+class _Entry:
+    """One row of the run: its settings, how it was built, and the object when it was passed in."""
+
+    config: PolicyConfig
+    kind: str
+    policy: Any = None
 
 
-def policy_probabilities(
-    policy: Any,
-    cohort: Cohort,
-    *,
-    work_dir: Path | None = None,
-    executor: Any = None,
-    chunk_patients: int = 64,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """``(n_rows, 25)`` action probabilities of ``policy`` at every decision of ``cohort``.
-
-    Vectorised policies (with ``cohort_probabilities``) are called once. Others get the recorded history
-    of each decision, chunk by chunk of patients; with ``work_dir`` each finished chunk is saved and reused
-    on a rerun (resume after a crash).
-    """
-    from sepsis_sdk.policies._base import StateTablePolicy
-
-    if isinstance(policy, StateTablePolicy) and cohort.has_state_ids:
-        return check_probabilities(
-            policy.table[cohort.data["state_id"].to_numpy(dtype=np.int64)], len(cohort), policy.name
-        )
-    if hasattr(policy, "cohort_probabilities"):
-        return check_probabilities(
-            policy.cohort_probabilities(cohort), len(cohort), getattr(policy, "name", "policy")
-        )
-    from sepsis_sdk.evaluation.executor import SerialExecutor
-
-    ids = cohort.patient_ids.tolist()
-    chunks = [ids[i : i + chunk_patients] for i in range(0, len(ids), chunk_patients)]
-    out: list[np.ndarray | None] = [None] * len(chunks)
-    todo = []
-    for k, _ in enumerate(chunks):
-        f = work_dir / f"chunk_{k:05d}.npy" if work_dir is not None else None
-        if f is not None and f.exists():
-            out[k] = np.load(f)
-        else:
-            todo.append(k)
-    done = len(chunks) - len(todo)
-    if progress:
-        progress(done, len(chunks))
-    ex = executor or SerialExecutor()
-    job = partial(_probs_for_chunk, policy)
-    for k, probs in zip(todo, ex.map(job, [cohort.select(chunks[k]) for k in todo]), strict=True):
-        if work_dir is not None:
-            atomic_save_npy(work_dir / f"chunk_{k:05d}.npy", probs)
-        out[k] = probs
-        done += 1
-        if progress:
-            progress(done, len(chunks))
-    return np.concatenate([o for o in out if o is not None]) if out else np.zeros((0, N_ACTIONS))
+def _entries(
+    config: EvaluationConfig, policies: Mapping[str, Any], policy_configs: Mapping[str, PolicyConfig]
+) -> list[_Entry]:
+    clash = [n for n in policies if n in {p.name for p in config.policies}]
+    if clash:
+        raise UserError(f"policies {clash} are both configured and passed as objects")
+    rows = [_Entry(pc, pc.kind or pc.name) for pc in config.policies]
+    for name, obj in policies.items():
+        rows.append(_Entry(policy_configs.get(name) or PolicyConfig(name=name), "object", obj))
+    return rows
 
 
-def monte_carlo_true_value(
-    policy: Any, n_episodes: int = 500, *, seed: int = 0, max_steps: int = 100, level: float = 0.95
-) -> dict[str, Any]:
-    """Value of a (possibly history-dependent) policy by simulation in the true ICU-Sepsis MDP.
-
-    All episodes advance together; at every step the policy sees each live patient's full history
-    (observations so far, actions so far) as a :class:`~sepsis_sdk.PatientHistory`.
-    """
-    from statistics import NormalDist
-
-    from sepsis_sdk.sources.icu_sepsis import N_CLINICAL, SURVIVAL, icu_sepsis_schema, load_mdp
-    from sepsis_sdk.types import Observation, PatientHistory
-
-    mdp = load_mdp()
-    names = tuple(icu_sepsis_schema().names)
+def select_patients(test: Cohort, pc: PolicyConfig, seed: int) -> tuple[Cohort, list[str]]:
+    """The test patients ``pc`` is scored on (``max_patients``), with a note when they are not random."""
+    n = pc.max_patients
+    if n is None or n >= test.n_patients:
+        return test, []
+    if pc.patient_selection == "shortest":
+        order = np.argsort(test.lengths(), kind="stable")[:n]
+        ids = sorted(test.patient_ids[order].tolist(), key=str)
+        return test.select(ids), [f"scored on the {n} shortest test stays (not a random sample)"]
     rng = np.random.default_rng(seed)
-    cum_tx = np.cumsum(mdp.tx_mat, axis=-1)
-    state = rng.choice(len(mdp.d0), size=n_episodes, p=mdp.d0 / mdp.d0.sum())
-    obs_hist: list[list[Observation]] = [[] for _ in range(n_episodes)]
-    act_hist: list[list[int]] = [[] for _ in range(n_episodes)]
-    ret = np.zeros(n_episodes)
-    alive = np.ones(n_episodes, dtype=bool)
-    for t in range(max_steps):
-        idx = np.flatnonzero(alive)
-        if idx.size == 0:
-            break
-        hs = []
-        for i in idx:
-            obs_hist[i].append(Observation(t=t, values=tuple(mdp.observation(int(state[i])).tolist())))
-            hs.append(
-                PatientHistory(
-                    patient_id=f"mc-{i}",
-                    observations=tuple(obs_hist[i]),
-                    actions=tuple(act_hist[i]),
-                    feature_names=names,
-                    state_id=int(state[i]),
-                )
-            )
-        p = check_probabilities(policy.action_probabilities(hs), len(hs), getattr(policy, "name", "policy"))
-        cp = np.cumsum(p, axis=1)
-        a = np.minimum((cp < rng.random(len(idx))[:, None] * cp[:, -1:]).sum(1), N_ACTIONS - 1)
-        cum = cum_tx[state[idx], a]
-        s2 = np.minimum((cum < rng.random(len(idx))[:, None] * cum[:, -1:]).sum(1), cum.shape[1] - 1)
-        for j, i in enumerate(idx):
-            act_hist[i].append(int(a[j]))
-        ret[idx] += (s2 == SURVIVAL).astype(float)
-        state[idx] = s2
-        alive[idx[s2 >= N_CLINICAL]] = False
-    mean = float(ret.mean())
-    se = float(ret.std(ddof=1) / math.sqrt(n_episodes)) if n_episodes > 1 else float("nan")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    return {
-        "value": mean,
-        "ci_low": mean - z * se,
-        "ci_high": mean + z * se,
-        "method": "monte_carlo",
-        "n_episodes": n_episodes,
-        "unfinished": int(alive.sum()),
-    }
-
-
-def true_value_of(policy: Any, *, markov: bool, mc_episodes: int, seed: int) -> dict[str, Any]:
-    """Exact value for Markov policies, Monte Carlo in the true MDP otherwise (ICU-Sepsis only)."""
-    if markov:
-        from sepsis_sdk.truth import true_value
-
-        return {"value": true_value(policy), "ci_low": None, "ci_high": None, "method": "exact"}
-    return monte_carlo_true_value(policy, mc_episodes, seed=seed)
+    return test.select(sorted(rng.choice(test.patient_ids, size=n, replace=False).tolist(), key=str)), []
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _progress_factory(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+@dataclass
+class RunSetup:
+    """What every policy of a run shares: the split, the behaviour model, the rules and the truth."""
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    cohort: Cohort
+    train: Cohort
+    test: Cohort
+    behaviour: Any
+    behaviour_kind: str
+    rules: RuleSet
+    truth: Any
+    world_model: Callable[[], Any] | None
+
+
+def prepare(config: EvaluationConfig, cohort: Cohort, world_model: Callable[[], Any] | None) -> RunSetup:
+    """Split ``cohort`` by patient and fit the behaviour model on the training part."""
+    from sepsis_sdk.evaluation.behaviour import fit_behaviour_policy
+    from sepsis_sdk.safety import load_rules
+    from sepsis_sdk.truth import truth_for
+
+    s = config.split
+    split = cohort.split(s.train, s.validation, s.test, seed=s.seed)
+    if len(split.test) == 0 or len(split.train) == 0:
+        raise UserError("the split left an empty train or test part; use more patients")
+    bkind = config.ope.behaviour_kind
+    if bkind == "auto":
+        bkind = "tabular" if is_icu_sepsis(cohort) else "logistic"
+    o = config.ope
+    behaviour = fit_behaviour_policy(split.train, kind=bkind, softening=o.softening, seed=config.seed)
+    rules = load_rules(config.safety.rules)
+    return RunSetup(cohort, split.train, split.test, behaviour, bkind, rules, truth_for(cohort), world_model)
+
+
+def score_policy(
+    entry: _Entry,
+    setup: RunSetup,
+    config: EvaluationConfig,
+    scorers: Sequence[Scorer],
+    *,
+    store: RunStore,
+    executor: Executor,
+    progress: Callable[[int, int], None] | None = None,
+) -> PolicyResult:
+    """Build one policy, compute its probabilities on its test patients and run every scorer."""
+    from sepsis_sdk.evaluation.metrics import action_distribution
+
+    t0 = time.time()
+    pc = entry.config
+    policy = entry.policy
+    if policy is None:
+        steps = config.offline_rl_steps
+        policy = build_policy(
+            pc, setup.train, seed=config.seed, offline_rl_steps=steps, behaviour=setup.behaviour
+        )
+    # The Policy protocol declares ``markov``; objects written before it are taken as history-dependent.
+    markov = bool(pc.markov if pc.markov is not None else getattr(policy, "markov", False))
+    sub, notes = select_patients(setup.test, pc, config.seed)
+    probs = policy_probabilities(
+        policy, sub, work_dir=store.work_dir(pc.name), executor=executor,
+        chunk_patients=config.chunk_patients, progress=progress,
+    )  # fmt: skip
+    ctx = ScoringContext(
+        name=pc.name, policy=policy, policy_config=pc, config=config, cohort=sub, probabilities=probs,
+        markov=markov, behaviour=setup.behaviour, rules=setup.rules, truth=setup.truth,
+        world_model=setup.world_model, notes=notes,
+    )  # fmt: skip
+    scores = {s.name: s.score(ctx) for s in scorers}
+    return PolicyResult(
+        name=pc.name, kind=entry.kind, markov=markov, n_patients=int(sub.n_patients), n_decisions=len(sub),
+        scores=scores, action_distribution=action_distribution(probs),
+        seconds=round(time.time() - t0, 2), notes=ctx.notes,
+    )  # fmt: skip
 
 
 def run_evaluation(
@@ -471,7 +220,8 @@ def run_evaluation(
     policy_configs: Mapping[str, PolicyConfig] | None = None,
     cohort: Cohort | None = None,
     world_model: Any = None,
-    executor: Any = None,
+    world_model_loader: Callable[[], Any] | None = None,
+    executor: Executor | None = None,
     progress: bool = True,
     fresh: bool = False,
     on_policy_done: Callable[[PolicyResult], None] | None = None,
@@ -482,11 +232,13 @@ def run_evaluation(
         config: what to run (default :class:`EvaluationConfig()`).
         policies: ready-made policies to add, by name (e.g. a world-model planner or an LLM graph policy);
             they are scored like the configured ones. Set ``markov = True`` on a policy to get its exact
-            true value; otherwise it is simulated in the true MDP (``truth.monte_carlo_episodes``).
+            true value; otherwise it is simulated in the true dynamics (``truth.monte_carlo_episodes``).
         policy_configs: settings of those ready-made policies by name (``max_patients``,
             ``truth_episodes``, ``markov``, ``model_based``; ``kind``/``options`` are ignored).
         cohort: use this cohort instead of loading ``config.cohort`` (it is split the same way).
-        world_model: a world model for the model-based protocol (``config.model_based.enabled``).
+        world_model: a loaded world model for the model-based protocol (``config.model_based.enabled``).
+        world_model_loader: or a function returning one, called once when first needed (a resumed run
+            whose policies are all done never calls it). The runner never reads model files itself.
         executor: an :class:`~sepsis_sdk.evaluation.executor.Executor` (default from ``config.executor``).
         progress: show rich progress bars.
         fresh: delete a previous run's manifest and results in ``out_dir`` first.
@@ -495,201 +247,53 @@ def run_evaluation(
     Returns:
         The :class:`EvaluationReport` (also written as ``results.json``/``.csv``/``.md`` and plots).
     """
-    from sepsis_sdk.evaluation.executor import make_executor
     from sepsis_sdk.evaluation.report import write_report
 
     config = config or EvaluationConfig()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     extra = dict(policies or {})
-    clash = [n for n in extra if n in {p.name for p in config.policies}]
-    if clash:
-        raise UserError(f"policies {clash} are both configured and passed as objects")
-    fp = config.fingerprint() + ("+" + ",".join(sorted(extra)) if extra else "")
-    if fresh:
-        import shutil
-
-        for sub in ("manifest.json", "policies", "work"):
-            p = out / sub
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    manifest = Manifest(out, fp)
-
-    cohort = cohort if cohort is not None else load_cohort(config.cohort)
-    s = config.split
-    split: CohortSplit = cohort.split(s.train, s.validation, s.test, seed=s.seed)
-    train, test = split.train, split.test
-    if len(test) == 0 or len(train) == 0:
-        raise UserError("the split left an empty train or test part; use more patients")
-    icu = is_icu_sepsis(cohort)
-
-    from sepsis_sdk.evaluation.behaviour import fit_behaviour_policy
-    from sepsis_sdk.evaluation.metrics import action_agreement, action_distribution, safety_metrics
-    from sepsis_sdk.evaluation.ope import evaluate_ope
-    from sepsis_sdk.safety import load_rules
-
-    rules = load_rules(config.safety.rules)
-    bkind = config.ope.behaviour_kind
-    if bkind == "auto":
-        bkind = "tabular" if icu else "logistic"
-    behaviour = fit_behaviour_policy(train, kind=bkind, softening=config.ope.softening, seed=config.seed)
-    ex = executor or make_executor(config.executor, workers=config.workers)
-    names = [p.name for p in config.policies] + list(extra)
+    entries = _entries(config, extra, dict(policy_configs or {}))
+    scorers = create_scorers(config.scorers)
+    store = RunStore(config.out_dir, config.fingerprint() + ("+" + ",".join(sorted(extra)) if extra else ""),
+                     fresh=fresh)  # fmt: skip
+    wm = _world_model_source(config.model_based, world_model, world_model_loader)
+    setup = prepare(config, cohort if cohort is not None else load_cohort(config.cohort), wm)
     results: dict[str, PolicyResult] = {}
-    bar = _progress_factory(progress)
-    try:
-        if bar is not None:
-            bar.start()
-            overall = bar.add_task("policies", total=len(names))
-        for name in names:
-            res_file = out / "policies" / f"{_safe(name)}.json"
-            if manifest.done(name) and res_file.exists():
-                results[name] = PolicyResult.from_dict(json.loads(res_file.read_text()))
-                if bar is not None:
-                    bar.advance(overall)
-                continue
-            manifest.mark(name, "running")
-            t0 = time.time()
-            pc = next((p for p in config.policies if p.name == name), None)
-            if pc is not None:
-                policy = build_policy(
-                    pc, train, seed=config.seed, offline_rl_steps=config.offline_rl_steps, behaviour=behaviour
-                )
-                kind = pc.kind or pc.name
-                max_pat = pc.max_patients
-                markov_override = pc.markov
-            else:
-                pc = (policy_configs or {}).get(name) or PolicyConfig(name=name)
-                policy, kind, max_pat, markov_override = extra[name], "object", pc.max_patients, pc.markov
-            markov = bool(
-                markov_override if markov_override is not None else getattr(policy, "markov", False)
-            )
-            sub = test
-            notes: list[str] = []
-            if max_pat is not None and max_pat < test.n_patients:
-                if pc.patient_selection == "shortest":
-                    order = np.argsort(test.lengths(), kind="stable")[:max_pat]
-                    ids = sorted(test.patient_ids[order].tolist(), key=str)
-                    notes.append(f"scored on the {max_pat} shortest test stays (not a random sample)")
-                else:
-                    rng = np.random.default_rng(config.seed)
-                    ids = sorted(rng.choice(test.patient_ids, size=max_pat, replace=False).tolist(), key=str)
-                sub = test.select(ids)
-            task = bar.add_task(f"  {name}", total=None) if bar is not None else None
-
-            def _prog(done: int, total: int, task: Any = task) -> None:
-                if bar is not None:
-                    bar.update(task, completed=done, total=total)
-
-            probs = policy_probabilities(
-                policy,
-                sub,
-                work_dir=out / "work" / _safe(name),
-                executor=ex,
-                chunk_patients=config.chunk_patients,
-                progress=_prog,
-            )
-            ope = evaluate_ope(
-                sub,
-                probs,
-                behaviour=behaviour,
-                estimators=config.ope.estimators,
-                n_bootstrap=config.ope.n_bootstrap,
-                seed=config.seed,
-                fqe_model=config.ope.fqe_model,
-            )
-            safety = safety_metrics(
-                sub, probs, rules=rules, n_bootstrap=config.safety.n_bootstrap, seed=config.seed
-            )
-            agree = action_agreement(sub, probs, n_bootstrap=config.safety.n_bootstrap, seed=config.seed)
-            tv = None
-            mc_eps = pc.truth_episodes if pc.truth_episodes is not None else config.truth.monte_carlo_episodes
-            if icu and config.truth.enabled and (markov or mc_eps > 0):
-                tv = true_value_of(policy, markov=markov, mc_episodes=mc_eps, seed=config.seed)
-            elif icu and config.truth.enabled:
-                notes.append("true value skipped (truth_episodes = 0)")
-            elif config.truth.enabled:
-                notes.append("no true value: the cohort is not ICU-Sepsis")
-            mb = None
-            if config.model_based.enabled and pc.model_based:
-                wm = world_model
-                if wm is None and config.model_based.world_model:
-                    from sepsis_sdk.world_model import load_world_model  # type: ignore[attr-defined]
-
-                    wm = load_world_model(config.model_based.world_model)
-                if wm is None:
-                    notes.append("model-based protocol skipped: no world model given")
-                else:
-                    mb = _model_based_or_note(
-                        sub,
-                        policy,
-                        wm,
-                        horizon=config.model_based.horizon,
-                        n_samples=config.model_based.n_samples,
-                        seed=config.seed,
-                        n_bootstrap=config.ope.n_bootstrap,
-                        probabilities=probs,
-                        notes=notes,
-                    )
-                    mb = mb.to_dict() if mb is not None else None
-                    if mb is not None:
-                        mb.pop("per_patient", None)
-            result = PolicyResult(
-                name=name,
-                kind=kind,
-                markov=markov,
-                n_patients=int(sub.n_patients),
-                n_decisions=len(sub),
-                ope=ope.to_dict(),
-                safety=safety.to_dict(),
-                agreement={k: v.to_dict() for k, v in agree.items()},
-                true_value=tv,
-                model_based=mb,
-                action_distribution=action_distribution(probs).tolist(),
-                seconds=round(time.time() - t0, 2),
-                notes=notes + safety.notes,
-            )
-            atomic_write_text(res_file, dumps(result.to_dict()))
-            manifest.mark(name, "done", file=str(res_file.relative_to(out)))
-            results[name] = result
-            if on_policy_done is not None:
-                on_policy_done(result)
-            if bar is not None:
-                bar.remove_task(task)
-                bar.advance(overall)
-    finally:
-        if bar is not None:
-            bar.stop()
-        if executor is None:
-            ex.close()
-    report = EvaluationReport(
-        config=config,
-        results=results,
-        clinician_distribution=action_distribution(test.actions).tolist(),
-        meta={
-            "cohort": cohort.summary(),
-            "n_train_patients": int(train.n_patients),
-            "n_test_patients": int(test.n_patients),
-            "behaviour_model": {"kind": bkind, **{k: float(v) for k, v in behaviour.diagnostics.items()}},
-            "icu_sepsis": icu,
-            "reference_values": _reference_values() if icu else {},
-        },
-    )
-    write_report(report, out)
+    with _executor(config, executor) as ex, _Progress(progress, len(entries)) as bar:
+        for entry in entries:
+            name = entry.config.name
+            res = store.load(name, scorers)
+            if res is None:
+                store.start(name)
+                res = score_policy(entry, setup, config, scorers, store=store, executor=ex,
+                                   progress=bar.task(name))  # fmt: skip
+                store.save(res)
+                if on_policy_done is not None:
+                    on_policy_done(res)
+            results[name] = res
+            bar.finished(name)
+    report = EvaluationReport(config, results, action_distribution_of(setup.test), meta=_meta(setup))
+    write_report(report, store.out)
     return report
 
 
-def _model_based_or_note(*args: Any, notes: list[str], **kw: Any) -> Any:
-    """Run the model-based protocol; a policy that cannot act on simulated histories gets a note."""
-    from sepsis_sdk.evaluation.model_based import model_based_value
+def action_distribution_of(cohort: Cohort) -> np.ndarray:
+    """The clinicians' recorded ``(5, 5)`` action distribution on ``cohort``."""
+    from sepsis_sdk.evaluation.metrics import action_distribution
 
-    try:
-        return model_based_value(*args, **kw)
-    except UserError as exc:
-        notes.append(f"model-based protocol not possible: {exc}")
-        return None
+    return action_distribution(cohort.actions)
+
+
+def _meta(setup: RunSetup) -> dict[str, Any]:
+    icu = is_icu_sepsis(setup.cohort)
+    diag = {k: float(v) for k, v in setup.behaviour.diagnostics.items()}
+    return {
+        "cohort": setup.cohort.summary(),
+        "n_train_patients": int(setup.train.n_patients),
+        "n_test_patients": int(setup.test.n_patients),
+        "behaviour_model": {"kind": setup.behaviour_kind, **diag},
+        "icu_sepsis": icu,
+        "reference_values": _reference_values() if icu else {},
+    }
 
 
 def _reference_values() -> dict[str, float]:
@@ -702,8 +306,106 @@ def _reference_values() -> dict[str, float]:
     }
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "policy"
+def _world_model_source(
+    cfg: ModelBasedConfig, world_model: Any, loader: Callable[[], Any] | None
+) -> Callable[[], Any] | None:
+    """A function returning the world model (loading it at most once), or None when none is given."""
+    if world_model is not None:
+        return lambda: world_model
+    if loader is None:
+        if cfg.enabled and cfg.world_model:
+            raise UserError(
+                f"model_based.world_model = {cfg.world_model!r}: run_evaluation does not read model files; "
+                "pass world_model=load_world_model(path) or world_model_loader=... (sepsis-sdk evaluate does)"
+            )
+        return None
+    cache: list[Any] = []
+
+    def get() -> Any:
+        if not cache:
+            cache.append(loader())
+        return cache[0]
+
+    return get
+
+
+@contextmanager
+def _executor(config: EvaluationConfig, given: Executor | None) -> Iterator[Executor]:
+    """The executor to use; one made here is closed here, a given one is left open."""
+    ex = given or make_executor(config.executor, workers=config.workers)
+    try:
+        yield ex
+    finally:
+        if given is None:
+            ex.close()
+
+
+class _Progress:
+    """Rich progress bars (one overall, one per running policy), or nothing when disabled."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar: Any = None
+        self.total = total
+        self.tasks: dict[str, Any] = {}
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(*cols)
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+            self.overall = self.bar.add_task("policies", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def task(self, name: str) -> Callable[[int, int], None] | None:
+        """A ``(done, total)`` callback for one policy's chunks."""
+        if self.bar is None:
+            return None
+        task = self.tasks[name] = self.bar.add_task(f"  {name}", total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def finished(self, name: str) -> None:
+        if self.bar is not None:
+            if name in self.tasks:
+                self.bar.remove_task(self.tasks.pop(name))
+            self.bar.advance(self.overall)
+
+
+# ---------------------------------------------------------------------------------------------- deprecated
+def _monte_carlo_true_value(
+    policy: Any, n_episodes: int = 500, *, seed: int = 0, max_steps: int = 100, level: float = 0.95
+) -> dict[str, Any]:
+    from sepsis_sdk.truth import ICUSepsisTruth, TruthValue
+
+    truth = ICUSepsisTruth()
+    mc = truth.simulate(policy, episodes=n_episodes, seed=seed, level=level, max_steps=max_steps)
+    return TruthValue.from_monte_carlo(mc, truth.name).to_dict()
+
+
+def _true_value_of(policy: Any, *, markov: bool, mc_episodes: int, seed: int) -> dict[str, Any]:
+    from sepsis_sdk.truth import ICUSepsisTruth
+
+    return ICUSepsisTruth().value(policy, markov=markov, mc_episodes=mc_episodes, seed=seed).to_dict()
+
+
+_DEPRECATED = {
+    "monte_carlo_true_value": (_monte_carlo_true_value, "sepsis_sdk.truth.truth_for(cohort).simulate"),
+    "true_value_of": (_true_value_of, "sepsis_sdk.truth.truth_for(cohort).value"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        fn, new = _DEPRECATED[name]
+        warnings.warn(f"runner.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return fn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -714,13 +416,15 @@ __all__ = [
     "OPEConfig",
     "PolicyConfig",
     "PolicyResult",
+    "RunSetup",
     "SafetyConfig",
     "SplitConfig",
     "TruthConfig",
     "build_policy",
     "load_cohort",
-    "monte_carlo_true_value",
     "policy_probabilities",
+    "prepare",
     "run_evaluation",
-    "true_value_of",
+    "score_policy",
+    "select_patients",
 ]

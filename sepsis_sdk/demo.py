@@ -1,0 +1,189 @@
+"""The embedded benchmark behind ``make demo`` / ``sepsis-sdk demo``: one call of the evaluation runner.
+
+ICU-Sepsis episodes, a world model trained on the training split, the baselines, the world-model planner
+and the PSR agent, scored by :func:`~sepsis_sdk.evaluation.runner.run_evaluation`. All local: no keys,
+no network.
+
+The report's rows are data: :func:`demo_policies` lists the configured ones (one
+:class:`~sepsis_sdk.evaluation.config.PolicyConfig` per row) and :data:`DEMO_OBJECT_ROWS` the ones built
+from the trained world model (one :class:`ObjectRow` each). Adding a row is one line in either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sepsis_sdk.evaluation.config import (
+    CohortConfig,
+    EvaluationConfig,
+    ModelBasedConfig,
+    OPEConfig,
+    PolicyConfig,
+    SafetyConfig,
+    TruthConfig,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sepsis_sdk.evaluation.results import EvaluationReport
+
+
+def demo_policies(quick: bool) -> tuple[PolicyConfig, ...]:
+    """The configured rows: baselines trained on the training split, and the optimal reference."""
+    return (
+        PolicyConfig(name="clinician"),
+        PolicyConfig(name="random"),
+        PolicyConfig(name="tabular", options={"n_clusters": 100 if quick else 300}),
+        PolicyConfig(name="bc"),
+        PolicyConfig(name="dqn"),
+        PolicyConfig(name="double_dqn"),
+        PolicyConfig(name="bcq"),
+        PolicyConfig(name="cql"),
+        PolicyConfig(name="optimal", kind="builtin", model_based=False),
+    )
+
+
+def demo_config(out_dir: str | Path, *, quick: bool = False) -> EvaluationConfig:
+    """The demo's :class:`EvaluationConfig` (``quick``: a smaller, faster run)."""
+    return EvaluationConfig(
+        out_dir=str(Path(out_dir) / "report"),
+        seed=0,
+        cohort=CohortConfig(n_episodes=1000 if quick else 3000, seed=0),
+        policies=demo_policies(quick),
+        ope=OPEConfig(estimators=("dr", "wis", "wpdis"), n_bootstrap=200 if quick else 500),
+        safety=SafetyConfig(n_bootstrap=200 if quick else 500),
+        truth=TruthConfig(monte_carlo_episodes=100 if quick else 300),
+        model_based=ModelBasedConfig(enabled=True, horizon=4 if quick else 6, n_samples=4 if quick else 8),
+        executor="serial",
+        offline_rl_steps=300 if quick else 1500,
+    )
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """A demo row built from the trained world model.
+
+    Attributes:
+        name: the row name.
+        build: ``(world_model, quick) -> policy``.
+        settings: ``quick -> PolicyConfig`` (patients, truth episodes, ...).
+    """
+
+    name: str
+    build: Callable[[Any, bool], Any]
+    settings: Callable[[bool], PolicyConfig]
+
+
+def _planner(world_model: Any, quick: bool) -> Any:
+    from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+
+    return WorldModelPlannerPolicy(world_model, horizon=3 if quick else 4, n_samples=4)
+
+
+def _psr_agent(world_model: Any, quick: bool) -> Any:
+    from sepsis_sdk.graphs import build_psr_graph
+    from sepsis_sdk.policies.graph_policy import GraphPolicy
+
+    # Small search so a 135M CPU model finishes in the budget: 2 candidates, 1 round.
+    return GraphPolicy(
+        lambda: build_psr_graph(
+            "local/smollm2", world_model=world_model, n_candidates=2, max_rounds=1, horizon=3, n_samples=4
+        ),
+        name="psr-smollm2",
+    )
+
+
+DEMO_OBJECT_ROWS: tuple[ObjectRow, ...] = (
+    # Exact truth: the planner is scored as a Markov policy on the current state (one-step history);
+    # OPE and safety use the recorded histories (the world model's full window).
+    ObjectRow("planner", _planner, lambda q: PolicyConfig(name="planner", max_patients=40 if q else 100, markov=True)),
+    ObjectRow("psr-smollm2", _psr_agent, lambda q: PolicyConfig(
+        name="psr-smollm2", max_patients=2 if q else 3, patient_selection="shortest", truth_episodes=0,
+        model_based=False)),
+)  # fmt: skip
+
+
+def _train_world_model(train: Any, quick: bool, console: Console) -> Any:
+    """The torch world model on the training split, or None (with a message) when it cannot be trained."""
+    t0 = time.time()
+    try:
+        from sepsis_sdk.world_model import train_world_model
+
+        console.print(f"training the world model on {train.n_patients} patients ...")
+        wm = train_world_model(
+            train, "torch", n_members=3, epochs=4 if quick else 8, hidden=128, window=2, threads=2
+        )
+        console.print(f"  done in {time.time() - t0:.0f} s")
+        return wm
+    except Exception as exc:  # the report still runs without a world model
+        console.print(f"[yellow]world model unavailable ({type(exc).__name__}: {exc}); skipping it[/yellow]")
+        return None
+
+
+def _object_rows(
+    world_model: Any, quick: bool, console: Console
+) -> tuple[dict[str, Any], dict[str, PolicyConfig]]:
+    policies: dict[str, Any] = {}
+    settings: dict[str, PolicyConfig] = {}
+    if world_model is None:
+        return policies, settings
+    for row in DEMO_OBJECT_ROWS:
+        try:
+            policies[row.name] = row.build(world_model, quick)
+            settings[row.name] = row.settings(quick)
+        except Exception as exc:  # an optional part missing (e.g. no LLM extra): the others still run
+            console.print(f"[yellow]{row.name} unavailable ({type(exc).__name__}: {exc})[/yellow]")
+    return policies, settings
+
+
+def run_demo_benchmark(
+    out_dir: str | Path, *, quick: bool = False, progress: bool = True
+) -> EvaluationReport:
+    """The embedded benchmark behind ``make demo``: ICU-Sepsis, world model, baselines, planner, PSR agent.
+
+    Steps (all local, no keys, no network):
+
+    1. sample ICU-Sepsis episodes under the clinicians' policy (3,000; 1,000 with ``quick``) and split
+       them by patient;
+    2. train the torch world model on the training split (small ensemble, few epochs);
+    3. score clinician, random, AI-Clinician tabular, d3rlpy BC/DQN/DoubleDQN/BCQ/CQL, the optimal
+       policy (reference), the world-model planner (on a sample of test patients), and the PSR agent with
+       the default local model (``local/smollm2``) on a few patients — each part is skipped with a note
+       when its dependencies are missing;
+    4. write the report (``results.md``/``.csv``/``.json`` and plots) into ``out_dir/report``.
+
+    Reruns resume: finished policies are not recomputed.
+
+    Returns:
+        The :class:`~sepsis_sdk.evaluation.results.EvaluationReport`.
+    """
+    from rich.console import Console
+
+    from sepsis_sdk.evaluation.runner import load_cohort, run_evaluation
+
+    console = Console()
+    t0 = time.time()
+    cfg = demo_config(out_dir, quick=quick)
+    cohort = load_cohort(cfg.cohort)
+    split = cohort.split(cfg.split.train, cfg.split.validation, cfg.split.test, seed=cfg.split.seed)
+    world_model = _train_world_model(split.train, quick, console)
+    policies, settings = _object_rows(world_model, quick, console)
+    report = run_evaluation(
+        cfg,
+        policies=policies,
+        policy_configs=settings,
+        cohort=cohort,
+        world_model=world_model,
+        progress=progress,
+    )
+    report.meta["demo_seconds"] = round(time.time() - t0, 1)
+    console.print(f"report written to {cfg.out_dir} in {time.time() - t0:.0f} s")
+    return report
+
+
+__all__ = ["DEMO_OBJECT_ROWS", "ObjectRow", "demo_config", "demo_policies", "run_demo_benchmark"]

@@ -1,0 +1,130 @@
+"""Typed results of a benchmark run: one :class:`PolicyResult` per policy and the :class:`EvaluationReport`.
+
+Each scorer's output stays its own typed object (:class:`~sepsis_sdk.evaluation.ope.OPEResult`,
+:class:`~sepsis_sdk.evaluation.metrics.SafetyMetrics`, ...) until the result is written; ``to_dict`` gives
+the JSON form (one key per scorer) and ``from_dict`` rebuilds the typed objects when a run resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sepsis_sdk.evaluation.config import EvaluationConfig
+
+_HEAD = ("name", "kind", "markov", "n_patients", "n_decisions")
+_TAIL = ("action_distribution", "seconds", "notes")
+
+
+class ResultLoader(Protocol):
+    """What rebuilds one stored result: every :class:`~sepsis_sdk.evaluation.scorers.Scorer` is one."""
+
+    name: str
+
+    def load(self, data: Mapping[str, Any]) -> Any:
+        """The typed result from its ``to_dict()`` form."""
+        ...
+
+
+@dataclass
+class PolicyResult:
+    """Everything computed for one policy.
+
+    Attributes:
+        name: the policy's row name.
+        kind: how it was built (``"builtin"``, a baseline name, ``"object"`` for a passed policy, ...).
+        markov: whether it was scored as a Markov policy.
+        n_patients: test patients scored.
+        n_decisions: decisions (rows) scored.
+        scores: scorer name -> that scorer's typed result (None where it was skipped; see ``notes``).
+        action_distribution: ``(5, 5)`` share of each (fluid, vasopressor) level.
+        seconds: wall time of this policy.
+        notes: why something was skipped or approximated.
+    """
+
+    name: str
+    kind: str
+    markov: bool
+    n_patients: int
+    n_decisions: int
+    scores: dict[str, Any]
+    action_distribution: np.ndarray
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    # The built-in scorers' results by name (None when skipped or not run).
+    @property
+    def ope(self) -> Any:
+        """The :class:`~sepsis_sdk.evaluation.ope.OPEResult`."""
+        return self.scores.get("ope")
+
+    @property
+    def safety(self) -> Any:
+        """The :class:`~sepsis_sdk.evaluation.metrics.SafetyMetrics`."""
+        return self.scores.get("safety")
+
+    @property
+    def agreement(self) -> Any:
+        """The :class:`~sepsis_sdk.evaluation.scorers.Agreement` with the clinicians."""
+        return self.scores.get("agreement")
+
+    @property
+    def true_value(self) -> Any:
+        """The :class:`~sepsis_sdk.truth.TruthValue` (None without a known ground truth)."""
+        return self.scores.get("true_value")
+
+    @property
+    def model_based(self) -> Any:
+        """The :class:`~sepsis_sdk.evaluation.model_based.ModelBasedResult`."""
+        return self.scores.get("model_based")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the head fields, one key per scorer, then distribution, seconds and notes."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in _HEAD}
+        out.update({k: None if v is None else v.to_dict() for k, v in self.scores.items()})
+        out["action_distribution"] = np.asarray(self.action_distribution).tolist()
+        out["seconds"] = self.seconds
+        out["notes"] = list(self.notes)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], scorers: Sequence[ResultLoader]) -> PolicyResult:
+        """Rebuild from :meth:`to_dict` output; each scorer turns its own key back into its type."""
+        scores = {s.name: None if d.get(s.name) is None else s.load(d[s.name]) for s in scorers}
+        return cls(
+            **{k: d[k] for k in _HEAD},
+            scores=scores,
+            action_distribution=np.asarray(d["action_distribution"], dtype=np.float64),
+            seconds=float(d["seconds"]),
+            notes=list(d.get("notes", [])),
+        )
+
+
+@dataclass
+class EvaluationReport:
+    """The finished run: per-policy results plus the clinicians' action distribution and file paths."""
+
+    config: EvaluationConfig
+    results: dict[str, PolicyResult]
+    clinician_distribution: np.ndarray
+    files: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> PolicyResult:
+        return self.results[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` payload."""
+        return {
+            "config": self.config.model_dump(),
+            "meta": self.meta,
+            "clinician_action_distribution": np.asarray(self.clinician_distribution).tolist(),
+            "results": {k: v.to_dict() for k, v in self.results.items()},
+        }
+
+
+__all__ = ["EvaluationReport", "PolicyResult", "ResultLoader"]
