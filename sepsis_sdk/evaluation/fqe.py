@@ -308,40 +308,15 @@ def fit_fqe(
     nxt = np.arange(n) + 1
     nxt[done] = np.flatnonzero(done)
     cont = (~done).astype(np.float64) * gamma
-    pe_next = pe[nxt]
     first = np.r_[True, ep[1:] != ep[:-1]]
-
-    if model == "linear":
-        phi = _with_intercept(z)
-        backend: Any = _Linear(phi, actions, ridge)
-
-        def predict_rows() -> np.ndarray:
-            return backend.predict(phi)
-    elif model == "tabular":
-        backend = _Tabular(z, actions, max_states=max_states, prior=prior, seed=seed)
-        predict_rows = backend.predict_rows
-    else:
-        backend = _XGB(z, actions, seed=seed, rounds=rounds_per_iter, params=params)
-
-        def predict_rows() -> np.ndarray:
-            return backend.predict(z)
-
-    q_rows = np.zeros((n, N_ACTIONS))
-    history: list[float] = []
-    converged = False
-    it = 0
-    for it in range(1, n_iter + 1):
-        y = reward + cont * (pe_next * q_rows[nxt]).sum(1)
-        backend.fit(y)
-        q_new = np.clip(predict_rows(), lo, hi)
-        if not np.isfinite(q_new).all():
-            raise ModelError(f"FQE ({model}) diverged at iteration {it} on cohort {cohort.source!r}")
-        delta = float(np.abs(q_new - q_rows).max())
-        q_rows = q_new
-        history.append(float((pe[first] * q_rows[first]).sum(1).mean()))
-        if delta < tol:
-            converged = True
-            break
+    backend, predict_rows = _backend(
+        model, z, actions, ridge=ridge, max_states=max_states, prior=prior, seed=seed,
+        rounds=rounds_per_iter, params=params,
+    )  # fmt: skip
+    it, converged, history = _iterate(
+        backend, predict_rows, reward=reward, cont=cont, pe=pe, nxt=nxt, first=first, clip=(lo, hi),
+        n_iter=n_iter, tol=tol, who=f"FQE ({model}) on cohort {cohort.source!r}",
+    )  # fmt: skip
     return FQEModel(
         kind=model,
         gamma=gamma,
@@ -352,6 +327,64 @@ def fit_fqe(
         converged=converged,
         history=history,
     )
+
+
+def _iterate(
+    backend: Any,
+    predict_rows: Callable[[], np.ndarray],
+    *,
+    reward: np.ndarray,
+    cont: np.ndarray,
+    pe: np.ndarray,
+    nxt: np.ndarray,
+    first: np.ndarray,
+    clip: tuple[float, float],
+    n_iter: int,
+    tol: float,
+    who: str,
+) -> tuple[int, bool, list[float]]:
+    """Fitted-Q iterations until no Q-value changes by more than ``tol``; ``(iterations, converged,
+    value history)``. The backend keeps the last fit."""
+    history: list[float] = []
+    it = 0
+    q_rows = np.zeros((len(reward), N_ACTIONS))
+    pe_next = pe[nxt]
+    for it in range(1, n_iter + 1):
+        y = reward + cont * (pe_next * q_rows[nxt]).sum(1)
+        backend.fit(y)
+        q_new = np.clip(predict_rows(), *clip)
+        if not np.isfinite(q_new).all():
+            raise ModelError(f"{who} diverged at iteration {it}")
+        delta = float(np.abs(q_new - q_rows).max())
+        q_rows = q_new
+        history.append(float((pe[first] * q_rows[first]).sum(1).mean()))
+        if delta < tol:
+            return it, True, history
+    return it, False, history
+
+
+def _backend(
+    model: str,
+    z: np.ndarray,
+    actions: np.ndarray,
+    *,
+    ridge: float,
+    max_states: int,
+    prior: float,
+    seed: int,
+    rounds: int,
+    params: dict[str, Any],
+) -> tuple[Any, Callable[[], np.ndarray]]:
+    """The regression backend of ``model`` and a function predicting ``(n_rows, 25)`` on the data."""
+    if model == "linear":
+        phi = _with_intercept(z)
+        linear = _Linear(phi, actions, ridge)
+        return linear, lambda: linear.predict(phi)
+    if model == "tabular":
+        tab = _Tabular(z, actions, max_states=max_states, prior=prior, seed=seed)
+        return tab, tab.predict_rows
+    xgb = _XGB(z, actions, seed=seed, rounds=rounds, params=params)
+    return xgb, lambda: xgb.predict(z)
 
 
 def _positions(ep: np.ndarray) -> np.ndarray:

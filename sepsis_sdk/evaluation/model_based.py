@@ -127,6 +127,41 @@ def model_based_value(
         probabilities = policy_probabilities(policy, cohort)
     probs = check_probabilities(probabilities, len(cohort), getattr(policy, "name", "policy"))
     chosen = _choose(probs, rng, sample)
+    values, dev_step, start_hist, start_action, dev_eps = _replay(cohort, chosen)
+    n_ep = len(values)
+    unresolved = np.zeros(n_ep)
+    if dev_eps:
+        sim, unres = _simulate(
+            policy, world_model, start_hist, start_action, horizon, n_samples, rng, sample, seed
+        )
+        values[dev_eps] += sim
+        unresolved[dev_eps] = unres
+    lo_ci, hi_ci = _interval(values, n_bootstrap, level, rng)
+    deviated = dev_step >= 0
+    return ModelBasedResult(
+        value=float(values.mean()) if n_ep else float("nan"),
+        ci_low=lo_ci,
+        ci_high=hi_ci,
+        n_patients=n_ep,
+        deviated=float(deviated.mean()) if n_ep else 0.0,
+        mean_deviation_step=float(dev_step[deviated].mean()) if deviated.any() else None,
+        unresolved=float(unresolved.mean()) if n_ep else 0.0,
+        horizon=horizon,
+        n_samples=n_samples,
+        per_patient=tuple(float(v) for v in values),
+    )
+
+
+def _replay(
+    cohort: Cohort, chosen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[PatientHistory], list[int], list[int]]:
+    """Replay each episode until the first deviation from the recorded actions.
+
+    Returns:
+        ``(values, dev_step, histories, first_actions, deviating)``: the rewards replayed per episode,
+        the step of its first deviation (-1: none), and for the deviating episodes the history up to the
+        deviation, the policy's action there and the episode numbers.
+    """
     rec = cohort.actions
     ep = cohort.episode_index()
     n_ep = int(ep.max()) + 1 if len(ep) else 0
@@ -151,32 +186,21 @@ def model_based_value(
         start_hist.append(episodes[i].history(t))
         start_action.append(int(chosen[lo + t]))
         dev_eps.append(i)
-    unresolved = np.zeros(n_ep)
-    if dev_eps:
-        sim, unres = _simulate(
-            policy, world_model, start_hist, start_action, horizon, n_samples, rng, sample, seed
-        )
-        values[dev_eps] += sim
-        unresolved[dev_eps] = unres
-    lo_ci = hi_ci = None
-    if n_bootstrap and n_ep > 1:
-        idx = rng.integers(0, n_ep, size=(n_bootstrap, n_ep))
-        boots = values[idx].mean(1)
-        a = (1 - level) / 2
-        lo_ci, hi_ci = (float(q) for q in np.quantile(boots, [a, 1 - a]))
-    deviated = dev_step >= 0
-    return ModelBasedResult(
-        value=float(values.mean()) if n_ep else float("nan"),
-        ci_low=lo_ci,
-        ci_high=hi_ci,
-        n_patients=n_ep,
-        deviated=float(deviated.mean()) if n_ep else 0.0,
-        mean_deviation_step=float(dev_step[deviated].mean()) if deviated.any() else None,
-        unresolved=float(unresolved.mean()) if n_ep else 0.0,
-        horizon=horizon,
-        n_samples=n_samples,
-        per_patient=tuple(float(v) for v in values),
-    )
+    return values, dev_step, start_hist, start_action, dev_eps
+
+
+def _interval(
+    values: np.ndarray, n_bootstrap: int, level: float, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of the mean over patients (None without resamples)."""
+    n_ep = len(values)
+    if not (n_bootstrap and n_ep > 1):
+        return None, None
+    idx = rng.integers(0, n_ep, size=(n_bootstrap, n_ep))
+    boots = values[idx].mean(1)
+    a = (1 - level) / 2
+    lo, hi = (float(q) for q in np.quantile(boots, [a, 1 - a]))
+    return lo, hi
 
 
 def _simulate(

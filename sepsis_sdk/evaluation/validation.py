@@ -22,6 +22,8 @@ from sepsis_sdk.evaluation.ope import ESTIMATORS, evaluate_ope, target_probs_fro
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sepsis_sdk.cohort import Cohort
+
 
 def validation_policies() -> dict[str, np.ndarray]:
     """The target policies of the published validation table, as ``(716, 25)`` tables.
@@ -98,7 +100,6 @@ def validate_estimators(
     """
     import pandas as pd
 
-    from sepsis_sdk.evaluation.behaviour import KnownBehaviour, fit_behaviour_policy
     from sepsis_sdk.sources.icu_sepsis import sample_cohort
     from sepsis_sdk.truth import true_value
 
@@ -110,36 +111,13 @@ def validate_estimators(
         if mode not in ("learned", "known"):
             raise UserError(f"behaviour must be 'learned' or 'known', got {mode!r}")
     truth = {name: true_value(table) for name, table in policies.items()}
+    ope_kw = {"estimators": estimators, "gamma": gamma, "n_bootstrap": n_bootstrap, "fqe_model": fqe_model}
     rows: list[dict[str, Any]] = []
     for size in sizes:
         for seed in seeds:
             cohort = sample_cohort(int(size), seed=int(seed))
-            behaviours: dict[str, np.ndarray] = {}
-            for mode in modes:
-                if mode == "known":
-                    behaviours["known"] = KnownBehaviour.from_cohort(cohort).taken_probabilities(cohort)
-                else:
-                    model = fit_behaviour_policy(
-                        cohort, kind=behaviour_kind, softening=softening, seed=int(seed)
-                    )
-                    behaviours[behaviour_kind] = model.taken_probabilities(cohort)
-            new_rows: list[dict[str, Any]] = []
-            for name, table in policies.items():
-                pe = target_probs_from_table(cohort, table)
-                q_model = None  # the Q-model depends on the target only: fit once, share across behaviours
-                for label, pb in behaviours.items():
-                    res = evaluate_ope(cohort, pe, behaviour=pb, estimators=estimators, gamma=gamma,
-                                       n_bootstrap=n_bootstrap, seed=int(seed), fqe_model=fqe_model,
-                                       q_model=q_model)  # fmt: skip
-                    q_model = res.q_model
-                    for est_name, e in res.estimates.items():
-                        new_rows.append({
-                            "estimator": est_name, "policy": name, "size": int(size), "seed": int(seed),
-                            "true_value": truth[name], "value": e.value, "ci_low": e.ci_low,
-                            "ci_high": e.ci_high, "lower_bound_5pct": e.lower_bound_5pct, "ess": e.ess,
-                            "covered": e.covers(truth[name]), "lb5_below": e.lower_bound_5pct <= truth[name],
-                            "behaviour": label,
-                        })  # fmt: skip
+            behaviours = _behaviours(cohort, modes, behaviour_kind, softening, int(seed))
+            new_rows = _cohort_runs(cohort, policies, behaviours, truth, int(size), int(seed), ope_kw)
             rows.extend(new_rows)
             if on_cohort is not None:
                 on_cohort(pd.DataFrame(new_rows))
@@ -148,6 +126,50 @@ def validate_estimators(
     runs = pd.DataFrame(rows)
     summary = summarise_runs(runs)
     return (summary, runs) if return_runs else summary
+
+
+def _behaviours(
+    cohort: Cohort, modes: Sequence[str], kind: str, softening: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Behaviour probabilities of the actions taken: the true ones (``known``) and/or a fitted model."""
+    from sepsis_sdk.evaluation.behaviour import KnownBehaviour, fit_behaviour_policy
+
+    out: dict[str, np.ndarray] = {}
+    for mode in modes:
+        if mode == "known":
+            out["known"] = KnownBehaviour.from_cohort(cohort).taken_probabilities(cohort)
+        else:
+            model = fit_behaviour_policy(cohort, kind=kind, softening=softening, seed=seed)
+            out[kind] = model.taken_probabilities(cohort)
+    return out
+
+
+def _cohort_runs(
+    cohort: Cohort,
+    policies: Mapping[str, np.ndarray],
+    behaviours: Mapping[str, np.ndarray],
+    truth: Mapping[str, float],
+    size: int,
+    seed: int,
+    ope_kw: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One row per estimator x policy x behaviour on one cohort."""
+    rows: list[dict[str, Any]] = []
+    for name, table in policies.items():
+        pe = target_probs_from_table(cohort, table)
+        q_model = None  # the Q-model depends on the target only: fit once, share across behaviours
+        for label, pb in behaviours.items():
+            res = evaluate_ope(cohort, pe, behaviour=pb, seed=seed, q_model=q_model, **ope_kw)
+            q_model = res.q_model
+            for est_name, e in res.estimates.items():
+                rows.append({
+                    "estimator": est_name, "policy": name, "size": size, "seed": seed,
+                    "true_value": truth[name], "value": e.value, "ci_low": e.ci_low,
+                    "ci_high": e.ci_high, "lower_bound_5pct": e.lower_bound_5pct, "ess": e.ess,
+                    "covered": e.covers(truth[name]), "lb5_below": e.lower_bound_5pct <= truth[name],
+                    "behaviour": label,
+                })  # fmt: skip
+    return rows
 
 
 def summarise_runs(runs: pd.DataFrame) -> pd.DataFrame:
