@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sepsis_sdk.judge._types import Criterion, CriterionVerdict, Evidence, Rubric, Verdict
+from sepsis_sdk.judge import Criterion, CriterionVerdict, Evidence, Rubric, Verdict
 from sepsis_sdk.render import action_label
 
 MORTALITY_MARGIN = 0.05
@@ -54,7 +54,7 @@ def _delta(cand: dict[str, Any], role: str) -> float | None:
 def candidate_evidence(
     cand: dict[str, Any], *, best_p_death: float, violated: list[str], sim_text: str = ""
 ) -> Evidence:
-    """Evidence about one simulated candidate (a ``CandidateOutcome.as_dict()``)."""
+    """Evidence about one simulated candidate (a ``CandidateOutcome.to_dict()``)."""
     data = {
         "action": cand["action"],
         "p_death": cand["p_death"],

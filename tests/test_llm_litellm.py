@@ -382,3 +382,45 @@ def test_empty_choices_from_the_server_is_an_output_error(respx_mock):
     ep = fake_openai_endpoint(respx_mock, [empty])
     with pytest.raises(LLMOutputError, match="no choices"):
         ep.chat().complete(USER)
+
+
+# ------------------------------------------------------------------ usage travels with the reply
+
+
+def test_structured_response_carries_its_own_usage(respx_mock):
+    from sepsis_sdk.llm import StructuredResponse, call_structured
+
+    ep = fake_openai_endpoint(respx_mock, [tool_call("Plan", {"fluid": 9, "vaso": 0}), Plan(fluid=1, vaso=1)])
+    chat = ep.chat()
+    chat.usage = Usage(prompt_tokens=1000, calls=7)  # other calls' history must not leak into this reply
+    reply = call_structured(chat, USER, Plan)
+    assert isinstance(reply, StructuredResponse) and reply.value == Plan(fluid=1, vaso=1)
+    assert reply.usage.calls == 2 and reply.usage.prompt_tokens == 22  # both attempts, this call only
+    assert chat.last_usage == reply.usage and chat.usage.prompt_tokens == 1022
+
+
+async def test_astructured_response_usage(respx_mock):
+    ep = fake_openai_endpoint(respx_mock, [Plan(fluid=2, vaso=0)])
+    reply = await ep.chat().astructured_response(USER, Plan)
+    assert reply.value == Plan(fluid=2, vaso=0) and reply.usage.calls == 1 and reply.usage.prompt_tokens == 11
+
+
+def test_llm_modules_import_each_other_in_one_direction_only():
+    """The former circle llm/_litellm <-> llm/_local goes through llm/_import now."""
+    import ast
+    from pathlib import Path
+
+    import sepsis_sdk.llm as llm
+
+    root = Path(llm.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        return {
+            n.module.rsplit(".", 1)[-1]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("sepsis_sdk.llm.")
+        }
+
+    assert "_local" in imports("_litellm") and "_litellm" not in imports("_local")
+    assert imports("_import") == set()

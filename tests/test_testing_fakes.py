@@ -367,3 +367,36 @@ def test_schema_chat_model_calls_each_tool_once_then_answers():
     out = model.structured(USER, Out)
     assert out == Out(items=[], inner=Nested(level="low"))
     assert model.usage.calls == 5
+
+
+def test_fakes_report_usage_with_each_reply():
+    from sepsis_sdk.llm import StructuredResponse, call_structured
+
+    class Out(BaseModel):
+        x: int
+
+    model = ScriptedChatModel(
+        ['{"x": "no"}', '{"x": 1}', "text"], usage=Usage(prompt_tokens=100, cost_usd=0.5)
+    )
+    reply = model.structured_response(USER, Out)
+    assert isinstance(reply, StructuredResponse) and reply.value == Out(x=1)
+    assert reply.usage == Usage(prompt_tokens=200, cost_usd=1.0, calls=2)  # the re-ask costs one more call
+    assert model.complete(USER).usage == Usage(prompt_tokens=100, cost_usd=0.5, calls=1)
+    assert model.usage.calls == 3 and model.usage.prompt_tokens == 300
+
+    fn_model = FunctionChatModel(lambda m, t: '{"x": 2}', usage=Usage(prompt_tokens=7))
+    assert call_structured(fn_model, USER, Out).usage == Usage(prompt_tokens=7, calls=1)
+    from sepsis_sdk.testing import SchemaChatModel
+
+    schema = SchemaChatModel()
+    assert schema.structured_response(USER, Out).usage.calls == 1
+
+
+def test_fakes_are_thread_safe():
+    import concurrent.futures
+
+    model = ScriptedChatModel([f"r{i}" for i in range(200)], usage=Usage(prompt_tokens=1))
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        texts = list(ex.map(lambda _: model.complete(USER).text, range(200)))
+    assert sorted(texts) == sorted(f"r{i}" for i in range(200))  # every reply served exactly once
+    assert model.usage.calls == 200 and model.usage.prompt_tokens == 200 and len(model.calls) == 200

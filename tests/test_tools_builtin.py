@@ -81,7 +81,9 @@ def test_simulate_actions_one_batched_rollout_with_clinical_units(wm):
     text = rep.to_text()
     assert "A. fluid 0 (none), vaso 0 (none)" in text and "C. fluid 4 (>530 mL/4h)" in text
     assert "MAP 58 mmHg ->" in text and "P(death within 24 h)=" in text
-    json.dumps(rep.as_dict(), allow_nan=False)
+    json.dumps(rep.to_dict(), allow_nan=False)
+    with pytest.warns(DeprecationWarning, match="to_dict"):
+        assert rep.as_dict() == rep.to_dict()
 
 
 def test_simulate_tool_through_registry(wm):

@@ -333,7 +333,7 @@ class LLMJudge:
             verdicts=tuple(v for r in results for v in r.verdicts),
             reasoning=reasoning,
             error="; ".join(errors) if errors else None,
-            usage=usage.as_dict(),
+            usage=usage.to_dict(),
         )
 
     def judge(self, rubric: Rubric, evidence: Evidence) -> Verdict:

@@ -13,6 +13,7 @@ import numpy as np
 
 from sepsis_sdk.actions import N_ACTIONS, Action
 from sepsis_sdk.errors import UserError
+from sepsis_sdk.policies._base import PolicyBase
 from sepsis_sdk.types import PatientHistory
 
 
@@ -40,12 +41,22 @@ class AgentDecision:
     def action_obj(self) -> Action:
         return Action.from_index(self.action)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The decision as a plain, JSON-serialisable dict."""
         return {"patient_id": self.patient_id, "t": self.t, "action": self.action, "final": self.final,
                 "trace": self.trace, "error": self.error}  # fmt: skip
 
+    def as_dict(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_dict`."""
+        import warnings
 
-class GraphPolicy:
+        warnings.warn(
+            "AgentDecision.as_dict() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2
+        )
+        return self.to_dict()
+
+
+class GraphPolicy(PolicyBase):
     """Wrap a compiled agent graph (or a zero-argument factory of one) as a deterministic Policy.
 
     The graph is invoked with ``{"history": history}`` and must write ``final["action"]`` (all graphs of
@@ -111,7 +122,7 @@ class GraphPolicy:
         return cfg
 
     def _decision(self, h: PatientHistory, state: dict[str, Any]) -> AgentDecision:
-        from sepsis_sdk.graphs._trace import build_trace
+        from sepsis_sdk.graphs import build_trace
 
         final = state.get("final") or {}
         if "action" not in final:

@@ -140,8 +140,7 @@ class FakeEndpoint:
 
     def chat(self, model: str | None = None, **kwargs: Any) -> Any:
         """A :class:`~sepsis_sdk.llm.LiteLLMChat` pointed at this endpoint (instant backoff by default)."""
-        from sepsis_sdk.llm._litellm import LiteLLMChat
-        from sepsis_sdk.llm._retry import Backoff
+        from sepsis_sdk.llm import Backoff, LiteLLMChat
 
         kwargs.setdefault("backoff", Backoff(base_s=0.0, jitter=False))
         kwargs.setdefault("api_key", "sk-fake")
