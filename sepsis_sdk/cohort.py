@@ -326,6 +326,22 @@ class Cohort:
         tmp.replace(path)
         return path
 
+    @staticmethod
+    def is_cohort_file(path: str | Path) -> bool:
+        """Whether ``path`` is a Parquet file written by :meth:`to_parquet` (it carries our metadata)."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        with path.open("rb") as fh:
+            if fh.read(4) != b"PAR1":
+                return False
+        import pyarrow.parquet as pq
+
+        try:
+            return _META_KEY in (pq.read_schema(path).metadata or {})
+        except Exception:  # a damaged Parquet file is not ours to claim; read_parquet reports why
+            return False
+
     @classmethod
     def read_parquet(cls, path: str | Path) -> Cohort:
         """Load a cohort written by :meth:`to_parquet` (validated)."""

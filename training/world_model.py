@@ -16,6 +16,21 @@ from typing import Any
 from sepsis_sdk.world_model import load_world_model, train_world_model
 
 
+def split_cohort(cohort: Any, split_seed: int = 0) -> tuple[Any, Any]:
+    """Patient-level split for world models: (train + validation patients, test patients), 85 % / 15 %.
+
+    The backends hold out their own validation patients from the first part (early stopping, calibration).
+    """
+    import pandas as pd
+
+    from sepsis_sdk.cohort import Cohort
+
+    sp = cohort.split(0.7, 0.15, 0.15, seed=split_seed)
+    data = pd.concat([sp.train.data, sp.validation.data], ignore_index=True)
+    train = Cohort(data, cohort.schema, source=cohort.source, meta=cohort.meta, validate=False)
+    return train, sp.test
+
+
 def train_on_cohort(
     cohort: str | Any = "icu-sepsis",
     *,
@@ -31,8 +46,9 @@ def train_on_cohort(
     """Train a world model on the training patients of ``cohort`` and optionally save it.
 
     Args:
-        cohort: ``"icu-sepsis"``, ``"synthetic"``, a Parquet path, or a :class:`~sepsis_sdk.Cohort`.
-        backend: ``"torch"`` or ``"xgboost"``.
+        cohort: anything :func:`sepsis_sdk.sources.load` accepts (``"icu-sepsis"``, ``"synthetic"``, a file
+            path, a registered source name) or a :class:`~sepsis_sdk.Cohort`.
+        backend: a registered world-model backend (:func:`sepsis_sdk.world_model.backend_names`).
         out: directory to save into (not saved when None).
         episodes, seed: cohort size and sampling seed (generated cohorts only).
         split_seed: seed of the patient-level split (85 % train, 15 % test).
@@ -42,9 +58,9 @@ def train_on_cohort(
     Returns:
         ``(model, test_cohort)``: the fitted model and the held-out patients to evaluate on.
     """
-    from sepsis_sdk.cli.world_model import load_cohort, split_cohort
+    from sepsis_sdk.sources import load
 
-    data = load_cohort(str(cohort), episodes, seed) if isinstance(cohort, (str, Path)) else cohort
+    data = load(cohort, episodes=episodes, seed=seed)
     train, test = split_cohort(data, split_seed)
     model = train_world_model(train, backend, device=device, threads=threads, **config)
     if isinstance(cohort, (str, Path)):
@@ -59,4 +75,4 @@ def train_on_cohort(
     return model, test
 
 
-__all__ = ["load_world_model", "train_on_cohort", "train_world_model"]
+__all__ = ["load_world_model", "split_cohort", "train_on_cohort", "train_world_model"]

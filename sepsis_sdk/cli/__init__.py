@@ -32,12 +32,7 @@ _AREAS = [
 
 def _register() -> None:
     for module, name, kind in _AREAS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:  # area not built yet
-                continue
-            raise
+        mod = importlib.import_module(module)
         if kind == "group":
             app.add_typer(mod.app, name=name)
         else:

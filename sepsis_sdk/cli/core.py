@@ -78,12 +78,7 @@ def run_demo(out: Path, *, quick: bool = False) -> None:
     for r in rows:
         console.print(f"  {r['policy']:<18} {r['true_value']:.4f}  {r['description']}")
     (out / "truth.json").write_text(json.dumps(rows, indent=2))
-    try:
-        from sepsis_sdk.demo import run_demo_benchmark
-    except ImportError:
-        console.print(
-            "[yellow]the evaluation report is not installed in this build; stopping after ground truth[/yellow]"
-        )
-        return
+    from sepsis_sdk.demo import run_demo_benchmark
+
     console.rule("[bold]3. Baselines, world model and agent on ICU-Sepsis")
     run_demo_benchmark(out, quick=quick)

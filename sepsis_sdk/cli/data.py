@@ -31,12 +31,13 @@ def icu_sepsis(
     epsilon: float = typer.Option(0.0, help="Mix the behaviour policy with uniform over admissible actions."),
 ) -> None:
     """Sample an offline cohort from the ICU-Sepsis MDP (the embedded default data)."""
-    from sepsis_sdk.sources.icu_sepsis import sample_cohort
+    from sepsis_sdk.sources import load
 
     with friendly_errors(), progress() as bar:
         task = bar.add_task("sampling episodes", total=episodes)
-        cohort = sample_cohort(
-            episodes,
+        cohort = load(
+            "icu-sepsis",
+            episodes=episodes,
             policy=policy,
             epsilon=epsilon,
             seed=seed,
@@ -60,12 +61,12 @@ def synth(
     ),
 ) -> None:
     """Generate a SYNTHETIC MIMIC-IV-like cohort (SepsisAgent format); no credentials needed."""
+    from sepsis_sdk.sources import load
     from sepsis_sdk.sources.mimic import write_mimic_iv
-    from sepsis_sdk.sources.synthetic import synthesize_cohort
 
     with friendly_errors(), progress() as bar:
         task = bar.add_task("simulating synthetic patients", total=1)
-        cohort = synthesize_cohort(patients, seed=seed, policy=policy)
+        cohort = load("synthetic", episodes=patients, seed=seed, policy=policy)
         bar.update(task, completed=1)
         if out.suffix.lower() == ".csv":
             write_mimic_iv(cohort, out)
@@ -85,17 +86,11 @@ def validate(
     from sepsis_sdk.cohort import Cohort
 
     with friendly_errors():
-        if file.suffix == ".parquet":
-            try:
-                cohort = Cohort.read_parquet(file)
-            except Exception as exc:
-                if "sepsis_sdk metadata" not in str(exc):
-                    raise
-                cohort = None
-            if cohort is not None:
-                _print_summary({"format": "sepsis-sdk cohort", **cohort.summary()})
-                console.print("[green]valid[/green]")
-                return
+        if Cohort.is_cohort_file(file):
+            cohort = Cohort.read_parquet(file)  # validates; a problem exits with code 2
+            _print_summary({"format": "sepsis-sdk cohort", **cohort.summary()})
+            console.print("[green]valid[/green]")
+            return
         from sepsis_sdk.sources.mimic import validate_file
 
         report = validate_file(file)

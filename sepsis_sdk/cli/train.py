@@ -14,23 +14,9 @@ app = typer.Typer(
 )
 
 
-def _cohort(spec: str, n: int, seed: int):
-    if spec == "icu-sepsis":
-        from sepsis_sdk.sources.icu_sepsis import sample_cohort
-
-        return sample_cohort(n, seed=seed)
-    if spec == "synthetic":
-        from sepsis_sdk.sources.synthetic import synthesize_cohort
-
-        return synthesize_cohort(n, seed=seed)
-    from sepsis_sdk.cohort import Cohort
-
-    return Cohort.read_parquet(spec)
-
-
 def _base(spec: str) -> Path:
     if spec in {"smollm2", "local/smollm2"}:
-        from sepsis_sdk.llm._local import smollm2_path
+        from sepsis_sdk.llm import smollm2_path
 
         return smollm2_path()
     return Path(spec)
@@ -42,7 +28,9 @@ def llm(
     base: str = typer.Option(
         "smollm2", help="Base model: 'smollm2' (embedded default) or a HF model folder."
     ),
-    cohort: str = typer.Option("icu-sepsis", help="icu-sepsis | synthetic | PATH.parquet"),
+    cohort: str = typer.Option(
+        "icu-sepsis", help="icu-sepsis | synthetic | a cohort or MIMIC file | a source name"
+    ),
     patients: int = typer.Option(500, help="Patients to sample when --cohort is icu-sepsis or synthetic."),
     world_model: str = typer.Option("fake", help="A saved world model folder, or 'fake' (smoke runs only)."),
     stages: str = typer.Option(
@@ -54,10 +42,11 @@ def llm(
     seed: int = typer.Option(0, help="Seed for data sampling and training."),
 ) -> None:
     """Run stage I (dynamics SFT), II (PSR behaviour cloning) and III (world-model GRPO) with LoRA."""
+    from sepsis_sdk.sources import load
     from sepsis_sdk.training.llm_stages import StageConfig, run_pipeline
 
     with friendly_errors():
-        data = _cohort(cohort, patients, seed)
+        data = load(cohort, episodes=patients, seed=seed)
         if world_model == "fake":
             from sepsis_sdk.world_model import FakeWorldModel
 

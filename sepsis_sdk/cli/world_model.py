@@ -8,40 +8,50 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="Train and evaluate clinical world models (torch or xgboost).", no_args_is_help=True)
+from sepsis_sdk.cli._common import friendly_errors
+
+app = typer.Typer(
+    help="Train and evaluate clinical world models (any registered backend).", no_args_is_help=True
+)
 
 
-def load_cohort(spec: str, episodes: int, seed: int) -> Any:
-    """``icu-sepsis`` (sampled episodes), ``synthetic`` (SYNTHETIC MIMIC-IV-like) or a cohort Parquet file."""
-    if spec == "icu-sepsis":
-        from sepsis_sdk.sources.icu_sepsis import sample_cohort
+def _load(spec: str, episodes: int, seed: int) -> Any:
+    from sepsis_sdk.sources import load
 
-        return sample_cohort(episodes, seed=seed)
-    if spec == "synthetic":
-        from sepsis_sdk.sources import synthesize_cohort
-
-        return synthesize_cohort(episodes, seed=seed)
-    from sepsis_sdk.cohort import Cohort
-
-    return Cohort.read_parquet(spec)
+    return load(spec, episodes=episodes, seed=seed)
 
 
-def split_cohort(cohort: Any, split_seed: int) -> tuple[Any, Any]:
-    """Patient-level split: (train + validation patients, test patients), 85 % / 15 %."""
-    import pandas as pd
+def _split(cohort: Any, split_seed: int) -> tuple[Any, Any]:
+    from sepsis_sdk.training.world_model import split_cohort
 
-    from sepsis_sdk.cohort import Cohort
+    return split_cohort(cohort, split_seed)
 
-    sp = cohort.split(0.7, 0.15, 0.15, seed=split_seed)
-    data = pd.concat([sp.train.data, sp.validation.data], ignore_index=True)
-    train = Cohort(data, cohort.schema, source=cohort.source, meta=cohort.meta, validate=False)
-    return train, sp.test
+
+def _settings(backend: str, flags: dict[str, Any], options: list[str]) -> dict[str, Any]:
+    """The backend's settings from the tuning flags that are fields of its config, then ``--set k=v``."""
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.world_model import get_backend
+
+    config_class = getattr(get_backend(backend), "config_class", None)
+    fields = set(getattr(config_class, "model_fields", {}))
+    cfg = {k: v for k, v in flags.items() if k in fields}
+    for item in options:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            cfg[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            cfg[key.strip()] = raw  # a bare word is a string
+    return cfg
 
 
 @app.command()
 def train(
-    cohort: str = typer.Option("icu-sepsis", help="icu-sepsis | synthetic | PATH.parquet"),
-    backend: str = typer.Option("torch", help="torch | xgboost"),
+    cohort: str = typer.Option(
+        "icu-sepsis", help="icu-sepsis | synthetic | a cohort or MIMIC file | a source name"
+    ),
+    backend: str = typer.Option("torch", help="a registered backend: torch | xgboost | neighbour | ..."),
     out: Path = typer.Option(..., help="directory to save the model into"),
     episodes: int = typer.Option(5000, help="patients to sample (icu-sepsis / synthetic)"),
     seed: int = typer.Option(0, help="cohort sampling seed"),
@@ -60,6 +70,9 @@ def train(
         0, help="CPU threads (0 = library default; 1 is fastest on a busy shared CPU)"
     ),
     model_seed: int = typer.Option(0, help="training seed"),
+    settings: list[str] = typer.Option(
+        [], "--set", help="any backend setting as KEY=VALUE (JSON value), e.g. --set dropout=0.1"
+    ),
 ) -> None:
     """Train a world model on the training patients of a cohort and save it."""
     from rich.console import Console
@@ -68,18 +81,17 @@ def train(
     from sepsis_sdk.world_model import train_world_model
 
     console = Console()
-    data = load_cohort(cohort, episodes, seed)
-    tr, te = split_cohort(data, split_seed)
+    with friendly_errors():
+        data = _load(cohort, episodes, seed)
+        flags: dict[str, Any] = {"seed": model_seed, "arch": arch, "likelihood": likelihood, "epochs": epochs,
+                                 "hidden": hidden, "n_estimators": n_estimators}  # fmt: skip
+        if members:
+            flags["n_members"] = members
+        if window:
+            flags["window"] = window
+        cfg = _settings(backend, flags, settings)
+    tr, te = _split(data, split_seed)
     console.print(f"{data!r}: training on {tr.n_patients} patients, {te.n_patients} held out for eval")
-    cfg: dict[str, Any] = {"seed": model_seed}
-    if members:
-        cfg["n_members"] = members
-    if window:
-        cfg["window"] = window
-    if backend == "torch":
-        cfg.update(arch=arch, likelihood=likelihood, epochs=epochs, hidden=hidden)
-    elif backend == "xgboost":
-        cfg.update(n_estimators=n_estimators)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -109,7 +121,9 @@ def train(
 @app.command("eval")
 def evaluate(
     model: Path = typer.Option(..., help="directory of a saved world model"),
-    cohort: str = typer.Option("icu-sepsis", help="icu-sepsis | synthetic | PATH.parquet"),
+    cohort: str = typer.Option(
+        "icu-sepsis", help="icu-sepsis | synthetic | a cohort or MIMIC file | a source name"
+    ),
     out: Path = typer.Option(..., help="directory for report.md, report.json and plots"),
     episodes: int = typer.Option(5000, help="patients to sample (must match training to reuse its split)"),
     seed: int = typer.Option(0, help="cohort sampling seed"),
@@ -139,7 +153,7 @@ def evaluate(
     here = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
     if trained_on and trained_on != here:
         console.print(f"[yellow]note: model was trained on {trained_on}; evaluating on {here}[/yellow]")
-    data = load_cohort(cohort, episodes, seed)
+    data = _load(cohort, episodes, seed)
     if list(data.schema.names) != list(wm.schema.names):
         from sepsis_sdk.errors import ModelError
 
@@ -147,7 +161,7 @@ def evaluate(
             f"{model}: the model was trained on schema {wm.schema.name!r} ({len(wm.schema)} features) but cohort "
             f"{cohort!r} has schema {data.schema.name!r} ({len(data.schema)} features)"
         )
-    tr, te = split_cohort(data, split_seed)
+    tr, te = _split(data, split_seed)
     with console.status(f"evaluating {wm!r} on {te.n_patients} held-out patients"):
         rep = evaluate_world_model(
             wm, tr, te, n_samples=n_samples, rollout_starts=rollout_starts, truth_states=truth_states

@@ -170,6 +170,31 @@ def _read_table(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def detect_format(path: str | Path) -> Format:
+    """``"mimictable"``, ``"mimic-iv"`` or ``"unknown"``: the layout of a MIMIC file, from its columns only.
+
+    Raises:
+        CohortValidationError: the file does not exist or is not readable CSV / Parquet.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise CohortValidationError("file does not exist", source=str(p))
+    with p.open("rb") as fh:
+        magic = fh.read(4)
+    try:
+        if magic == b"PAR1" or p.suffix.lower() in _PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(p).names
+        else:
+            columns = list(pd.read_csv(p, nrows=0).columns)
+    except Exception as exc:
+        raise CohortValidationError(f"not a readable CSV or Parquet file ({exc})", source=str(p)) from exc
+    return _detect(columns)
+
+
 def _detect(columns: Sequence[str]) -> Format:
     cols = set(columns)
     if {"icustayid", "bloc"} <= cols:
@@ -735,6 +760,7 @@ __all__ = [
     "MIMIC_IV_FEATURES",
     "ValidationReport",
     "approx_sofa",
+    "detect_format",
     "load_mimic_iv",
     "load_mimictable",
     "mimic_iv_schema",

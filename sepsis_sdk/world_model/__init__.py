@@ -1,6 +1,8 @@
-"""The Clinical World Model: one protocol, a fake for tests, torch and xgboost backends, a Gym environment.
+"""The Clinical World Model: one protocol, a fake for tests, registered backends, a Gym environment.
 
-Heavy backends load on first use: ``import sepsis_sdk.world_model`` imports neither torch nor xgboost.
+Backends (torch, xgboost, neighbour, and your own: :func:`register_backend`) are looked up by name: saved
+models record theirs in ``config.json`` and :func:`load_world_model` reads it back. Heavy backends load on
+first use: ``import sepsis_sdk.world_model`` imports neither torch nor xgboost.
 
 Example:
     >>> from sepsis_sdk.world_model import FakeWorldModel
@@ -29,6 +31,10 @@ _LAZY: dict[str, str] = {
     "WorldModelEnv": "sepsis_sdk.world_model.env",
     "load_world_model": "sepsis_sdk.world_model._io",
     "train_world_model": "sepsis_sdk.world_model._io",
+    "register_backend": "sepsis_sdk.world_model._io",
+    "backend_names": "sepsis_sdk.world_model._io",
+    "get_backend": "sepsis_sdk.world_model._io",
+    "make_config": "sepsis_sdk.world_model._io",
     "evaluate_world_model": "sepsis_sdk.world_model.evaluation",
 }
 
@@ -44,7 +50,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.world_model._base import StepOutput, WorldModelBase
-    from sepsis_sdk.world_model._io import load_world_model, train_world_model
+    from sepsis_sdk.world_model._io import (
+        backend_names,
+        get_backend,
+        load_world_model,
+        make_config,
+        register_backend,
+        train_world_model,
+    )
     from sepsis_sdk.world_model._space import Normaliser, to_clinical
     from sepsis_sdk.world_model._support import SupportIndex
     from sepsis_sdk.world_model.env import WorldModelEnv

@@ -146,6 +146,7 @@ class TorchWorldModel(WorldModelBase):
     """
 
     backend = "torch"
+    config_class = TorchConfig
 
     def __init__(
         self,
@@ -270,7 +271,7 @@ class TorchWorldModel(WorldModelBase):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.net.state_dict().items()}
         st.save_file(tensors, str(path / "weights.safetensors"))
-        write_saved_model(self, path, "torch", FORMAT_VERSION)
+        write_saved_model(self, path, self.backend, FORMAT_VERSION)
         return path
 
     @classmethod
@@ -278,7 +279,7 @@ class TorchWorldModel(WorldModelBase):
         """Load a model written by :meth:`save` (predictions are identical to the saved model's)."""
         st = require("safetensors.torch", "torch", "loading the torch world model")
         path = Path(path)
-        raw, schema, nz, sup = read_saved_model(path, "torch")
+        raw, schema, nz, sup = read_saved_model(path, cls.backend)
         cfg = TorchConfig.model_validate(raw["config"])
         net = _Ensemble(cfg, len(schema), len(nz.static_mean))
         state = st.load_file(str(path / "weights.safetensors"))

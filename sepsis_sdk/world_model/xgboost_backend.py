@@ -84,6 +84,7 @@ class XGBoostWorldModel(WorldModelBase):
     """Per-feature XGBoost regressors + termination classifier implementing the WorldModel protocol."""
 
     backend = "xgboost"
+    config_class = XGBoostConfig
 
     def __init__(
         self,
@@ -142,6 +143,7 @@ class XGBoostWorldModel(WorldModelBase):
         config: XGBoostConfig | None = None,
         *,
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
+        threads: int | None = None,
     ) -> XGBoostWorldModel:
         """Train on a :class:`~sepsis_sdk.Cohort` (split off your test patients first).
 
@@ -149,8 +151,11 @@ class XGBoostWorldModel(WorldModelBase):
             cohort: the training cohort.
             config: hyper-parameters (default :class:`XGBoostConfig`).
             progress: called after each fitted regressor with ``(done, total, {})``.
+            threads: CPU threads, used as ``n_jobs`` unless the config sets ``n_jobs`` itself.
         """
         cfg = config or XGBoostConfig()
+        if threads and "n_jobs" not in cfg.model_fields_set:
+            cfg = cfg.model_copy(update={"n_jobs": int(threads)})
         schema = cohort.schema
         nz, _data, train, val = training_split(
             cohort, cfg.window, cfg.val_fraction, cfg.seed, min_rows=10, who="xgboost world model"
@@ -278,14 +283,14 @@ class XGBoostWorldModel(WorldModelBase):
             if c is not None:
                 arrays[f"clf_{k}"] = np.frombuffer(bytes(c.save_raw("ubj")), dtype=np.uint8)
         np.savez(path / "boosters.npz", **arrays)
-        write_saved_model(self, path, "xgboost", FORMAT_VERSION, noise=self.noise.tolist())
+        write_saved_model(self, path, self.backend, FORMAT_VERSION, noise=self.noise.tolist())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> XGBoostWorldModel:
         """Load a model written by :meth:`save`."""
         path = Path(path)
-        raw, schema, nz, sup = read_saved_model(path, "xgboost")
+        raw, schema, nz, sup = read_saved_model(path, cls.backend)
         cfg = XGBoostConfig.model_validate(raw["config"])
         d = len(schema)
 
