@@ -193,7 +193,7 @@ class RuleContext:
                 f"history of {history.patient_id} has {len(history.current.values)} values but "
                 f"{len(names)} feature names"
             )
-        sources = resolve_variables(rules.variables, schema, approximate=approximate)
+        sources = rules.sources(schema, approximate=approximate)
         values: dict[str, float | None] = {}
         unavailable: dict[str, str] = {}
         approx: set[str] = set()
@@ -320,6 +320,22 @@ class RuleSet:
         self.variables: dict[str, VariableSpec] = dict(spec.variables)
         self.definitions: dict[str, Definition] = dict(spec.definitions)
         self.rules: list[CompiledRule] = [CompiledRule(r, self.variables, source) for r in spec.rules]
+        self._resolved: dict[tuple[int, bool], tuple[FeatureSchema, dict[str, VariableSource]]] = {}
+
+    def sources(self, schema: FeatureSchema, *, approximate: bool = True) -> dict[str, VariableSource]:
+        """:func:`resolve_variables` of this rule set's variables in ``schema`` (cached per schema)."""
+        # Resolving is per schema, not per decision: the guard and the planner check many decisions of
+        # one schema, so the cache keeps RuleContext.from_history cheap. Keyed by identity, checked by it.
+        key = (id(schema), approximate)
+        hit = self._resolved.get(key)
+        if hit is None or hit[0] is not schema:
+            if len(self._resolved) > 64:
+                self._resolved.clear()
+            hit = self._resolved[key] = (
+                schema,
+                resolve_variables(self.variables, schema, approximate=approximate),
+            )
+        return dict(hit[1])
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -369,19 +385,20 @@ class RuleSet:
         triggered = np.zeros((r_n, n), dtype=bool)
         violated = np.zeros((r_n, n, k), dtype=bool)
         missing: dict[str, list[str]] = {}
+        full = np.ones(shape, dtype=bool)
         for r, rule in enumerate(self.rules):
             gaps = [f for f in rule.spec.features if f in unavailable]
             if gaps:
                 missing[rule.id] = gaps
                 continue
-            w, v = rule.when.evaluate(env), rule.violation.evaluate(env)
-            wk, wv = np.broadcast_to(w.known, shape), np.broadcast_to(w.values, shape)
-            vk, vv = np.broadcast_to(v.known, shape), np.broadcast_to(v.values, shape)
-            # Judged for a candidate: the state condition is known, and the violation is known once it holds.
-            applicable[r] = (wk & (~wv | vk)).all(1)
-            fires = wk & wv
-            triggered[r] = applicable[r] & fires.all(1)
-            violated[r] = fires & vk & vv & applicable[r][:, None]
+            with np.errstate(all="ignore"):  # missing values are NaN; `known` carries them
+                w, v = rule.when.fn(env), rule.violation.fn(env)
+            # Judged for a candidate: the state condition is known, and the violation is known once it
+            # holds. `full &` broadcasts the (n, 1) state parts to (n, k) in the same operation.
+            fires = w.known & w.values
+            applicable[r] = (full & w.known & (~w.values | v.known)).all(1)
+            triggered[r] = applicable[r] & (full & fires).all(1)
+            violated[r] = fires & v.known & v.values & applicable[r][:, None]
         return _Judgement(applicable, triggered, violated, missing)
 
     def _context_env(self, context: RuleContext, cand: np.ndarray) -> dict[str, Value]:
@@ -472,7 +489,7 @@ class RuleSet:
         """
         n = len(cohort)
         cand, probs = _candidates(cohort.actions if actions is None else actions, n)
-        sources = resolve_variables(self.variables, cohort.schema, approximate=approximate)
+        sources = self.sources(cohort.schema, approximate=approximate)
         j = self._judge(_cohort_env(cohort, sources, cand), (n, cand.shape[1]), _unavailable(sources))
         violated = (j.violated * probs[None]).sum(2)
         definitions: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class Value:
     known: np.ndarray
 
 
+_Fn = Callable[[Mapping[str, Value]], Value]
+
+
 @dataclass(frozen=True)
 class Expression:
     """A parsed, validated expression.
@@ -58,10 +61,13 @@ class Expression:
     tree: ast.Expression
     names: frozenset[str]
     missing_names: frozenset[str]
+    fn: _Fn = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def evaluate(self, env: Mapping[str, Value]) -> Value:
         """Evaluate on arrays; returns a boolean or numeric :class:`Value`."""
-        return _eval(self.tree.body, env, self.text)
+        # NaN comparisons and 0-divisions are expected (missing values); `known` carries them.
+        with np.errstate(all="ignore"):
+            return self.fn(env)
 
 
 def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
@@ -113,7 +119,13 @@ def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
             raise ExpressionError(f"{text!r}: {type(node).__name__} is not allowed in a rule expression")
 
     visit(tree.body, False)
-    return Expression(text=str(text), tree=tree, names=frozenset(names), missing_names=frozenset(in_missing))
+    return Expression(
+        text=str(text),
+        tree=tree,
+        names=frozenset(names),
+        missing_names=frozenset(in_missing),
+        fn=_compile(tree.body, str(text)),
+    )
 
 
 def _as_bool(v: Value, text: str) -> Value:
@@ -122,50 +134,79 @@ def _as_bool(v: Value, text: str) -> Value:
     return v
 
 
-def _eval(node: ast.AST, env: Mapping[str, Value], text: str) -> Value:
+def _compile(node: ast.AST, text: str) -> _Fn:
+    """The validated tree as nested closures: the node dispatch happens once, at parse time."""
     if isinstance(node, ast.BoolOp):
-        parts = [_as_bool(_eval(v, env, text), text) for v in node.values]
-        out = parts[0]
-        for p in parts[1:]:
-            a_true, a_false = out.known & out.values, out.known & ~out.values
-            b_true, b_false = p.known & p.values, p.known & ~p.values
-            if isinstance(node.op, ast.And):
-                val = a_true & b_true
-                known = (out.known & p.known) | a_false | b_false
-            else:
-                val = a_true | b_true
-                known = (out.known & p.known) | a_true | b_true
-            out = Value(val, known)
-        return out
+        parts = [_compile(v, text) for v in node.values]
+        conj = isinstance(node.op, ast.And)
+
+        def boolop(env: Mapping[str, Value]) -> Value:
+            out = _as_bool(parts[0](env), text)
+            for part in parts[1:]:
+                p = _as_bool(part(env), text)
+                a_true, a_false = out.known & out.values, out.known & ~out.values
+                b_true, b_false = p.known & p.values, p.known & ~p.values
+                if conj:
+                    out = Value(a_true & b_true, (out.known & p.known) | a_false | b_false)
+                else:
+                    out = Value(a_true | b_true, (out.known & p.known) | a_true | b_true)
+            return out
+
+        return boolop
     if isinstance(node, ast.UnaryOp):
-        v = _eval(node.operand, env, text)
+        operand = _compile(node.operand, text)
         if isinstance(node.op, ast.Not):
-            v = _as_bool(v, text)
-            return Value(~v.values, v.known)
-        return Value(-v.values, v.known)
+
+            def negate(env: Mapping[str, Value]) -> Value:
+                v = _as_bool(operand(env), text)
+                return Value(~v.values, v.known)
+
+            return negate
+
+        def minus(env: Mapping[str, Value]) -> Value:
+            v = operand(env)
+            return Value(-v.values, v.known)
+
+        return minus
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, env, text)
-        val: np.ndarray | None = None
-        known: np.ndarray | None = None
-        for op, comp in zip(node.ops, node.comparators, strict=True):
-            right = _eval(comp, env, text)
-            with np.errstate(invalid="ignore"):
-                r = _CMP[type(op)](left.values, right.values)
-            k = left.known & right.known
-            val = r if val is None else val & r
-            known = k if known is None else known & k
-            left = right
-        assert val is not None and known is not None
-        return Value(np.asarray(val, dtype=bool), np.asarray(known, dtype=bool))
+        first = _compile(node.left, text)
+        chain = [
+            (_CMP[type(op)], _compile(c, text)) for op, c in zip(node.ops, node.comparators, strict=True)
+        ]
+
+        def compare(env: Mapping[str, Value]) -> Value:
+            left = first(env)
+            val: np.ndarray | None = None
+            known: np.ndarray | None = None
+            for op, comp in chain:
+                right = comp(env)
+                r, k = op(left.values, right.values), left.known & right.known
+                val = r if val is None else val & r
+                known = k if known is None else known & k
+                left = right
+            return Value(np.asarray(val, dtype=bool), np.asarray(known, dtype=bool))
+
+        return compare
     if isinstance(node, ast.BinOp):
-        a, b = _eval(node.left, env, text), _eval(node.right, env, text)
-        with np.errstate(all="ignore"):
-            return Value(_ARITH[type(node.op)](a.values, b.values), a.known & b.known)
+        lhs, rhs, arith = _compile(node.left, text), _compile(node.right, text), _ARITH[type(node.op)]
+
+        def binop(env: Mapping[str, Value]) -> Value:
+            a, b = lhs(env), rhs(env)
+            return Value(arith(a.values, b.values), a.known & b.known)
+
+        return binop
     if isinstance(node, ast.Call):
-        v = env[node.args[0].id]  # type: ignore[attr-defined]
-        return Value(~v.known, np.ones_like(v.known))
+        name = node.args[0].id  # type: ignore[attr-defined]
+
+        def missing(env: Mapping[str, Value]) -> Value:
+            v = env[name]
+            return Value(~v.known, np.ones_like(v.known))
+
+        return missing
     if isinstance(node, ast.Name):
-        return env[node.id]
+        var = node.id
+        return lambda env: env[var]
     if isinstance(node, ast.Constant):
-        return Value(np.asarray(float(node.value)), np.asarray(True))
+        const = Value(np.asarray(float(node.value)), np.asarray(True))
+        return lambda env: const
     raise ExpressionError(f"{text!r}: cannot evaluate {type(node).__name__}")  # pragma: no cover
