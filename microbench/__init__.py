@@ -18,8 +18,7 @@ if (
         f"this folder is the package 'sepsis_sdk.microbench'; import it as that, not as {__name__!r}"
     )
 
-import importlib
-from typing import Any
+from sepsis_sdk._lazy import lazy_getattr
 
 _EXPORTS: dict[str, str] = {
     # data
@@ -78,13 +77,9 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'sepsis_sdk.microbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"sepsis_sdk.microbench.{mod}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(
+    "sepsis_sdk.microbench", {k: f"sepsis_sdk.microbench.{m}" for k, m in _EXPORTS.items()}, globals()
+)
 
 
 def __dir__() -> list[str]:

@@ -15,9 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sepsis_sdk._lazy import lazy_getattr
 from sepsis_sdk.llm import (
     allow_real_requests,
     block_real_requests,
@@ -62,20 +62,7 @@ __all__ = sorted(
 )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sepsis_sdk.testing' has no attribute {name!r}")
-    try:
-        value = getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if name == "FakeWorldModel" and exc.name == module:
-            raise AttributeError(
-                "FakeWorldModel is not available: sepsis_sdk.world_model.fake is missing"
-            ) from exc
-        raise
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("sepsis_sdk.testing", _LAZY, globals())
 
 
 def __dir__() -> list[str]:
