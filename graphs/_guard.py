@@ -19,13 +19,14 @@ substituting its own plan. Every replacement is logged with its reason.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sepsis_sdk.actions import Action, validate_index
-from sepsis_sdk.errors import InvalidActionError
+from sepsis_sdk.errors import InvalidActionError, UserError
 from sepsis_sdk.features import FeatureSchema
 from sepsis_sdk.render import infer_schema, short_action
 from sepsis_sdk.safety import (
@@ -36,8 +37,6 @@ from sepsis_sdk.safety import (
     nearest_allowed,
     violations,
 )
-from sepsis_sdk.safety._allowed import reject_use_admissibility
-from sepsis_sdk.safety._verdict import warn_as_dict
 from sepsis_sdk.types import PatientHistory
 
 # Moved to sepsis_sdk.safety; still importable from here (and from sepsis_sdk.graphs).
@@ -83,7 +82,7 @@ class GuardResult:
 
     def as_dict(self) -> dict[str, Any]:
         """Deprecated spelling of :meth:`to_dict`."""
-        warn_as_dict("GuardResult")
+        warnings.warn("GuardResult.as_dict() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2)
         return self.to_dict()
 
 
@@ -120,7 +119,7 @@ class Guard:
         enforce_safety: bool = True,
         use_admissibility: bool | None = None,
     ) -> None:
-        reject_use_admissibility(use_admissibility, "Guard")
+        _removed_use_admissibility(use_admissibility)
         self.safety = as_safety_checker(safety)
         self.fallback = fallback
         self.admissible = admissible
@@ -242,6 +241,23 @@ class Guard:
                 f"{f.rule_id}: {f.reason}" for f in violations(self.safety, history, action, schema) if f.hard
             ]
         return why
+
+
+def _removed_use_admissibility(value: bool | None) -> None:
+    # The switch read the hidden ICU-Sepsis admissible sets by default; they are now passed explicitly.
+    if value is None:
+        return
+    if value:
+        raise UserError(
+            "Guard(use_admissibility=True) is gone: it read the hidden ICU-Sepsis admissible sets. Pass "
+            "admissible=sepsis_sdk.truth.hidden_admissible_mask explicitly (labelled validation use only)"
+        )
+    warnings.warn(
+        "Guard(use_admissibility=False) is deprecated and has no effect: admissibility is only used when "
+        "admissible= is given",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _detail(decision: Any) -> dict[str, Any] | None:

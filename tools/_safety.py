@@ -14,4 +14,4 @@ from sepsis_sdk.safety import (  # noqa: F401
     hard_rule_mask,
     violations,
 )
-from sepsis_sdk.safety._checker import safety_matrix  # noqa: F401
+from sepsis_sdk.safety import hard_rule_mask as safety_matrix  # noqa: F401 - the former name

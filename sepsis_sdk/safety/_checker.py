@@ -155,7 +155,3 @@ def hard_rule_mask(checker: SafetyChecker, history: PatientHistory, schema: Feat
     return np.array(
         [any(f.hard for f in violations(checker, history, a, schema)) for a in range(N_ACTIONS)], dtype=bool
     )
-
-
-# The former name of hard_rule_mask (sepsis_sdk.tools exported it).
-safety_matrix = hard_rule_mask
