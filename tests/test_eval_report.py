@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sepsis_sdk.actions import N_ACTIONS
-from sepsis_sdk.evaluation.executor import LocalProcessExecutor, SerialExecutor, make_executor
 from sepsis_sdk.evaluation.config import (
     CohortConfig,
     EvaluationConfig,
@@ -18,6 +17,7 @@ from sepsis_sdk.evaluation.config import (
     SafetyConfig,
     TruthConfig,
 )
+from sepsis_sdk.evaluation.executor import LocalProcessExecutor, SerialExecutor, make_executor
 from sepsis_sdk.evaluation.runner import run_evaluation
 from sepsis_sdk.truth import true_value
 

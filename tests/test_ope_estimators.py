@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +204,71 @@ def test_all_zero_weights_leave_is_estimates_undefined_and_wdr_falls_back_to_fqe
     assert np.isnan(res["wis"].value) and np.isnan(res["wpdis"].value) and np.isnan(res["phwis"].value)
     assert res["wis"].diagnostics["zero_fraction"] == 1.0
     assert res["wdr"].value == pytest.approx(res["fqe"].value)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def _ordinary_is_class():
+    """Ordinary (unweighted) importance sampling ``mean_i rho_i G_i``, as a user would add it."""
+    from sepsis_sdk.evaluation.estimators import Estimator
+
+    class OrdinaryIS(Estimator):
+        estimator_name = "test_is"
+
+        def summaries(self, table):
+            return {"test_is_num": lambda: table.final_weight * table.returns}
+
+        def statistic(self, sums):
+            return sums["test_is_num"] / sums["one"]
+
+    return OrdinaryIS
+
+
+def test_a_user_registered_estimator_joins_the_one_product() -> None:
+    from sepsis_sdk.evaluation.estimators import (
+        available_estimators,
+        register_estimator,
+        unregister_estimator,
+    )
+
+    cohort, pe, pb, q = _toy()
+    before = evaluate_ope(cohort, pe, behaviour=pb, q_model=q, n_bootstrap=30, seed=1)
+    register_estimator(_ordinary_is_class())
+    try:
+        assert "test_is" in available_estimators()
+        with_is = evaluate_ope(
+            cohort, pe, behaviour=pb, q_model=q, n_bootstrap=30, seed=1, estimators=(*ESTIMATORS, "test_is")
+        )
+        # final weights A 1, B 0.5, C 1, D 3; returns A 1, B 0, C 2, D 0
+        assert with_is["test_is"].value == pytest.approx((1 * 1 + 0 + 1 * 2 + 0) / 4)
+        assert with_is["test_is"].ess == pytest.approx(before["wis"].ess)  # weighted: Kish ESS
+        assert np.isfinite(with_is.bootstrap["test_is"]).all() and len(with_is.bootstrap["test_is"]) == 30
+        for name in ESTIMATORS:  # adding an estimator leaves the others' numbers exactly as they were
+            assert with_is[name] == before[name], name
+            assert np.array_equal(with_is.bootstrap[name], before.bootstrap[name], equal_nan=True)
+        with pytest.raises(UserError, match="already registered"):
+            register_estimator(_ordinary_is_class())
+    finally:
+        unregister_estimator("test_is")
+    with pytest.raises(UserError, match="unknown estimators"):
+        evaluate_ope(cohort, pe, behaviour=pb, estimators=("test_is",))
+
+
+def test_estimator_request_order_does_not_change_numbers() -> None:
+    cohort, pe, pb, q = _toy()
+    a = evaluate_ope(cohort, pe, behaviour=pb, q_model=q, n_bootstrap=20, estimators=("phwis", "wdr", "wis"))
+    b = evaluate_ope(cohort, pe, behaviour=pb, q_model=q, n_bootstrap=20, estimators=("wis", "wdr", "phwis"))
+    for name in ("wis", "wdr", "phwis"):
+        assert a[name] == b[name]
+        assert np.array_equal(a.bootstrap[name], b.bootstrap[name], equal_nan=True)
+
+
+def test_ope_result_round_trips_through_its_dict() -> None:
+    from sepsis_sdk.evaluation.ope import OPEResult
+
+    cohort, pe, pb, q = _toy()
+    res = evaluate_ope(cohort, pe, behaviour=pb, q_model=q, n_bootstrap=10)
+    from sepsis_sdk.evaluation.storage import dumps
+
+    back = OPEResult.from_dict(json.loads(dumps(res.to_dict())))  # through strict JSON, as on resume
+    assert dumps(back.to_dict()) == dumps(res.to_dict())
+    assert list(back) == list(res) and back["dr"] == res["dr"]
