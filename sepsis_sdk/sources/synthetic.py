@@ -276,11 +276,28 @@ def _resolve_policy(policy: PolicySpec) -> tuple[Callable[[PolicyContext, list],
         name = str(getattr(policy, "name", type(policy).__name__))
         return (lambda _ctx, h: np.asarray(policy.action_probabilities(h), dtype=np.float64)), name, True
     if callable(policy):
-        from sepsis_sdk.policies import FunctionPolicy
-
-        fp = FunctionPolicy(policy, name=getattr(policy, "__name__", "function"))
-        return (lambda _ctx, h: fp.action_probabilities(h)), fp.name, True
+        # a function history -> action index or 25 probabilities (FunctionPolicy's contract, without
+        # importing sepsis_sdk.policies: the sources sit below the policies and the truth layer)
+        return (lambda _ctx, h: _function_rows(policy, h)), getattr(policy, "__name__", "function"), True
     raise UserError(f"cannot use {type(policy).__name__} as a policy: pass a name, a Policy or a callable")
+
+
+def _function_rows(fn: Callable[[Any], Any], histories: list) -> np.ndarray:
+    rows = np.zeros((len(histories), N_ACTIONS))
+    for i, h in enumerate(histories):
+        arr = np.asarray(fn(h), dtype=np.float64)
+        if arr.ndim == 0:
+            a = int(arr)
+            if not 0 <= a < N_ACTIONS:
+                raise UserError(f"policy returned action {a}; expected an action index 0-24")
+            rows[i, a] = 1.0
+        elif arr.shape == (N_ACTIONS,):
+            rows[i] = arr  # the sums are checked by the simulator (_check_probs)
+        else:
+            raise UserError(
+                f"policy returned shape {arr.shape}; expected an action index or 25 probabilities"
+            )
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ simulator
