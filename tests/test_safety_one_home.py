@@ -257,3 +257,15 @@ def test_rendering_is_a_public_core_module():
     text = render.render_history(make_history(), SCHEMA)
     assert "MAP [meanbp]: 70 mmHg, 62 mmHg, 58 mmHg (falling)" in text
     assert render.short_action(16) == "[fluid 3, vaso 1]"
+
+
+def test_moved_names_stay_importable_from_graphs_and_tools():
+    import sepsis_sdk.graphs as graphs
+    import sepsis_sdk.safety as safety
+    import sepsis_sdk.tools as tools
+
+    for name in ("HoldSafePolicy", "allowed_mask", "nearest_allowed"):
+        assert getattr(graphs, name) is getattr(safety, name)
+    for name in ("DEFAULT_HARD_RULES", "NoRules", "RuleSetChecker", "SafetyChecker", "as_safety_checker"):
+        assert getattr(tools, name) is getattr(safety, name)
+    assert tools.safety_matrix is safety.hard_rule_mask and tools.violations is safety.violations
