@@ -1,4 +1,5 @@
-"""The rule engine: variables resolved against a cohort schema, single-decision checks, cohort batches."""
+"""The rule engine: variables resolved against a cohort schema, and one vectorised evaluator (``RuleSet._judge``)
+behind single-decision checks, the 25-action table of one state and whole-cohort batches."""
 
 from __future__ import annotations
 
@@ -310,8 +311,10 @@ class CohortRuleResults:
 class RuleSet:
     """Compiled rules plus the variable table and named definitions of one rule file.
 
-    Use :func:`load_rules` to get one. ``check`` judges a single decision; ``evaluate_cohort`` judges every
-    decision of a cohort at once (vectorised over rows and, for stochastic policies, all 25 actions).
+    Use :func:`load_rules` to get one. ``check`` judges a single decision, ``action_violations`` all 25
+    actions of one state, ``evaluate_cohort`` every decision of a cohort (under one action per row or all
+    25 with probabilities). All three build an environment of ``n`` decisions x ``K`` candidate actions
+    and call the same evaluator, so the applicability logic is written once.
     """
 
     def __init__(self, spec: RuleFile, *, source: str = "<memory>") -> None:
