@@ -39,10 +39,6 @@ EXCEPTIONS = {
     "sepsis_sdk.policies._base": "StateTablePolicy looks up its table by history.state_id",
     "sepsis_sdk.evaluation.ope": "state_table_probabilities applies a state table by the state_id column",
     "sepsis_sdk.evaluation.behaviour": "KnownBehaviour: the sampler's true behaviour table, OPE validation",
-    # Pending: the runner moves its truth scoring to sepsis_sdk.truth.truth_for (engineer C, issue 9 item 1);
-    # then monte_carlo_true_value (a second rollout) and the StateTablePolicy branch go.
-    "sepsis_sdk.evaluation.runner": "monte_carlo_true_value re-implements the rollout (to be removed)",
-    "sepsis_sdk.evaluation.probabilities": "StateTablePolicy branch, to become CohortPolicy dispatch",
     "sepsis_sdk.evaluation.validation": "OPE validation study on ICU-Sepsis (softens the known behaviour)",
 }
 
