@@ -156,8 +156,9 @@ def propose(state: AgentState, runtime: Runtime) -> dict[str, Any]:
         if len(cands) == k:
             break
     events.append(
-        {"node": "propose", "type": "proposal", "round": rnd, "candidates": cands, "reasoning": out.reasoning}
-    )
+        {"node": "propose", "type": "proposal", "round": rnd, "candidates": cands, "reasoning": out.reasoning,
+         "usage": usage}
+    )  # fmt: skip
     return {"round": rnd, "candidates": cands, "simulation": None, "critique": None, "usage": usage,
             "events": events}  # fmt: skip
 
@@ -261,7 +262,7 @@ def refine(state: AgentState, runtime: Runtime) -> dict[str, Any]:
         model_decision=out.decision,
         round=rnd,
     )
-    events.append({"node": "refine", "type": "choice", **choice})
+    events.append({"node": "refine", "type": "choice", **choice, "usage": usage})
     return {"critique": crit, "choice": choice, "usage": usage, "events": events}
 
 
@@ -275,7 +276,7 @@ def decide(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     choice = action_dict(
         Action(fluid=out.fluid, vaso=out.vaso).index, rationale=out.rationale, decision="commit"
     )
-    events.append({"node": "decide", "type": "choice", **choice})
+    events.append({"node": "decide", "type": "choice", **choice, "usage": usage})
     return {"choice": choice, "usage": usage, "events": events}
 
 
@@ -359,7 +360,7 @@ def agent(state: AgentState, runtime: Runtime) -> dict[str, Any]:
         }
     new: list[dict[str, Any]] = [out.as_message()]
     calls = list(out.tool_calls)
-    events.append({"node": "agent", "type": "model_turn", "turn": turn, "text": out.text,
+    events.append({"node": "agent", "type": "model_turn", "turn": turn, "text": out.text, "usage": usage,
                    "tool_calls": [{"name": c.name, "arguments": c.arguments or c.raw_arguments} for c in calls]})  # fmt: skip
     upd: dict[str, Any] = {"turns": turn, "usage": usage, "events": events}
     presc = next((c for c in calls if c.name == "prescription"), None)

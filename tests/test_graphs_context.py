@@ -201,6 +201,8 @@ def test_eight_concurrent_decisions_each_record_their_own_100_tokens_threads():
     assert [t["usage"]["prompt_tokens"] for t in traces] == [100] * 8  # was e.g. 600, 200, 500, 100, ...
     assert [t["usage"]["completion_tokens"] for t in traces] == [5] * 8
     assert all(t["usage"]["llm_calls"] == 1 and t["action"] == 11 for t in traces)
+    turns = [e for t in traces for e in t["tool_calls"] if e["type"] == "model_turn"]
+    assert [e["usage"]["prompt_tokens"] for e in turns] == [100] * 8  # each model call's own event too
     assert model.usage.prompt_tokens == 800
 
 
@@ -219,5 +221,7 @@ def test_eight_concurrent_psr_decisions_through_graph_policy():
     decisions = asyncio.run(policy.arun_many([make_history(f"p{i}") for i in range(8)]))
     for d in decisions:
         assert d.trace["usage"]["llm_calls"] == 2 and d.trace["usage"]["prompt_tokens"] == 200  # 100 per call
+        calls = d.trace["proposals"] + d.trace["choices"]
+        assert [e["usage"]["prompt_tokens"] for e in calls] == [100, 100]
         assert d.action == 17
     assert model.usage.prompt_tokens == 1600

@@ -58,9 +58,6 @@ class ToolSettings:
     seed: int = 0
 
 
-_SETTINGS = ("world_model", "schema", "safety", "horizon", "n_samples", "seed")
-
-
 class ToolContext:
     """What a tool may look at besides the model's arguments (injected, never shown to the model).
 
