@@ -267,11 +267,10 @@ def configured_guard(
         out = Guard(fallback=fallback, safety=safety)
     elif not isinstance(guard, Guard):
         raise UserError(f"guard must be a sepsis_sdk.graphs.Guard, got {type(guard).__name__}")
-    elif fallback is not None:
-        out = copy.copy(guard)  # configure a copy: the user's guard may serve other graphs
-        out.fallback = fallback
     else:
-        out = guard
+        out = copy.copy(guard)  # the graph's own: the user's guard may serve other graphs, or change later
+        if fallback is not None:
+            out.fallback = fallback
     return out.with_default_fallback(world_model)
 
 

@@ -74,6 +74,16 @@ def test_one_guard_shared_by_two_graphs_keeps_each_graphs_world_model():
     assert shared.fallback is None  # the user's guard was never configured in place
 
 
+def test_a_later_change_to_the_users_guard_does_not_reach_a_built_graph():
+    mine = Guard()
+    g = build_direct_graph(ScriptedChatModel([Prescription(fluid=0, vaso=0)]), guard=mine)
+    mine.enforce_safety = False
+    final = g.invoke({"history": make_history()})["final"]
+    assert (
+        final["source"] == "guard" and final["action"] != 0
+    )  # G1 still enforced: the graph has its own guard
+
+
 def test_factories_never_change_what_they_are_given():
     from sepsis_sdk.policies import FunctionPolicy
 
