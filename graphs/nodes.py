@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sepsis_sdk.actions import Action
 from sepsis_sdk.errors import LLMError
@@ -32,7 +32,10 @@ from sepsis_sdk.render import render_history
 from sepsis_sdk.safety import hard_rule_mask, violations
 from sepsis_sdk.tools import ToolContext, ToolResult
 
-Runtime = Any  # langgraph.runtime.Runtime[AgentContext]; LangGraph injects it by the parameter's name
+if TYPE_CHECKING:  # langgraph is an optional extra; LangGraph injects `runtime` by the parameter's name
+    from langgraph.runtime import Runtime
+
+    from sepsis_sdk.graphs._context import DirectOptions, PSROptions, ToolCallingOptions
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -107,7 +110,7 @@ def _system(ctx: AgentContext[Any], default: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- nodes
-def observe(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def observe(state: AgentState, runtime: Runtime[AgentContext[Any]]) -> dict[str, Any]:
     """Validate the history and render it as prompt text."""
     ctx = context_of(runtime)
     h = as_history(state["history"])
@@ -128,7 +131,7 @@ def observe(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def propose(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def propose(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dict[str, Any]:
     """Ask the model for K distinct candidate actions with rationales (structured output)."""
     ctx = context_of(runtime)
     k = ctx.options.n_candidates
@@ -163,7 +166,7 @@ def propose(state: AgentState, runtime: Runtime) -> dict[str, Any]:
             "events": events}  # fmt: skip
 
 
-def simulate(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def simulate(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dict[str, Any]:
     """Simulate all candidates with the registry's ``simulate`` tool (one batched rollout)."""
     ctx = context_of(runtime)
     args = {
@@ -231,7 +234,7 @@ def critique(state: AgentState, context: Any) -> dict[str, Any]:
     }
 
 
-def refine(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def refine(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dict[str, Any]:
     """Critique the simulated outcomes with the judge, then let the model commit or ask to revise."""
     ctx = context_of(runtime)
     t0 = time.perf_counter()
@@ -266,7 +269,7 @@ def refine(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     return {"critique": crit, "choice": choice, "usage": usage, "events": events}
 
 
-def decide(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def decide(state: AgentState, runtime: Runtime[AgentContext[DirectOptions]]) -> dict[str, Any]:
     """Direct graph: the model prescribes from the patient text alone (no tools)."""
     ctx = context_of(runtime)
     messages = [_system(ctx, P.SYSTEM), {"role": "user", "content": P.direct_prompt(state["observation"])}]
@@ -280,7 +283,7 @@ def decide(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     return {"choice": choice, "usage": usage, "events": events}
 
 
-def guard(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def guard(state: AgentState, runtime: Runtime[AgentContext[Any]]) -> dict[str, Any]:
     """Make the final action valid, admissible and safe; run the fallback if the model failed."""
     ctx = context_of(runtime)
     h = as_history(state["history"])
@@ -304,7 +307,7 @@ def guard(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     return {"final": {**res.to_dict(), "rationale": rationale}, "events": [ev]}
 
 
-def prescribe(state: AgentState, runtime: Runtime = None) -> dict[str, Any]:
+def prescribe(state: AgentState, runtime: Runtime[AgentContext[Any]] | None = None) -> dict[str, Any]:
     """Write the prescription (the graph's output) and close the trace."""
     final = dict(state.get("final") or {})
     a = Action.from_index(final["action"])
@@ -321,7 +324,9 @@ def prescribe(state: AgentState, runtime: Runtime = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- tool-calling
-def observe_conversation(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def observe_conversation(
+    state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]]
+) -> dict[str, Any]:
     """Tool-calling graph: render the patient and open the conversation (SepsisAgent protocol)."""
     ctx = context_of(runtime)
     upd = observe(state, runtime=ctx)
@@ -342,7 +347,7 @@ def _prescribed(ctx: AgentContext[Any], state: AgentState, call: Any) -> ToolRes
     return ctx.tools.invoke("prescription", call.raw_arguments or call.arguments, tool_context(state, ctx))
 
 
-def agent(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def agent(state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]]) -> dict[str, Any]:
     """One model turn with the protocol tools; a valid ``prescription`` call ends the loop."""
     ctx = context_of(runtime)
     max_turns = ctx.options.max_turns
@@ -388,7 +393,7 @@ def agent(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     return upd
 
 
-def run_tools(state: AgentState, runtime: Runtime) -> dict[str, Any]:
+def run_tools(state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]]) -> dict[str, Any]:
     """Execute the last assistant message's tool calls through the registry (``simulation`` included);
     invalid arguments and tool errors go back to the model as tool messages."""
     ctx = context_of(runtime)
