@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "TorchConfig": "sepsis_sdk.world_model.torch_backend",
     "XGBoostWorldModel": "sepsis_sdk.world_model.xgboost_backend",
     "XGBoostConfig": "sepsis_sdk.world_model.xgboost_backend",
+    **dict.fromkeys(("NeighbourWorldModel", "NeighbourConfig"), "sepsis_sdk.world_model.neighbour_backend"),
     "WorldModelEnv": "sepsis_sdk.world_model.env",
     "load_world_model": "sepsis_sdk.world_model._io",
     "train_world_model": "sepsis_sdk.world_model._io",
@@ -63,5 +64,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.world_model.env import WorldModelEnv
     from sepsis_sdk.world_model.evaluation import evaluate_world_model
     from sepsis_sdk.world_model.fake import FakeWorldModel
+    from sepsis_sdk.world_model.neighbour_backend import NeighbourConfig, NeighbourWorldModel
     from sepsis_sdk.world_model.torch_backend import TorchConfig, TorchWorldModel
     from sepsis_sdk.world_model.xgboost_backend import XGBoostConfig, XGBoostWorldModel

@@ -22,7 +22,8 @@ in the whole cohort falls back to the nearest action levels (a kernel over actio
 **Next state.** ``target="state"`` samples the neighbour's next observation itself (what keeps samples on
 observed states); ``"delta"`` applies the neighbour's change to the query's own state (what continuous
 MIMIC-like data need: a look-alike is never the same patient). ``"auto"`` (default) picks ``"state"`` when
-the cohort's observations are discrete (at most 10 % of the rows are distinct), else ``"delta"``.
+the cohort's observations are discrete (at least half of the rows repeat another row's state, as on
+ICU-Sepsis from a few hundred patients on), else ``"delta"``.
 Features missing at the neighbour's next step are carried forward.
 
 **Uncertainty.** ``n_members`` bootstrap members each resample the training *patients* (integer weights
@@ -79,16 +80,23 @@ class NeighbourConfig(BaseModel):
     target: Literal["auto", "state", "delta"] = "auto"
     action_scale: float = Field(1000.0, gt=0, description="key distance of one action level")
     static_weight: float = Field(1.0, ge=0, description="weight of the static features in the key")
+    prior_count: float | None = Field(
+        None,
+        ge=0,
+        description="weight of the state's transitions under any action (None: 5 in 'state' mode, else 0)",
+    )
     support_count: float = Field(5.0, gt=0, description="weighted count that gives support 0.5")
     point: Literal["median", "mean"] = Field(
         "median", description="predict().mean: per-feature median (minimises MAE) or mean"
     )
     predict_samples: int = Field(256, ge=16, description="systematic draws behind predict() quantiles")
-    discrete_fraction: float = Field(0.1, gt=0, le=1, description="target='auto': 'state' at or below")
+    recur_share: float = Field(
+        0.5, ge=0, le=1, description="target='auto': 'state' when this share of rows repeat a state"
+    )
     seed: int = 0
 
 
-def make_config(config: NeighbourConfig | None = None, **overrides: Any) -> NeighbourConfig:
+def _make_config(config: NeighbourConfig | None = None, **overrides: Any) -> NeighbourConfig:
     """A :class:`NeighbourConfig` from ``config`` and field overrides; a bad value is a :class:`UserError`."""
     try:
         base = config.model_dump() if config is not None else {}
@@ -102,9 +110,9 @@ def make_config(config: NeighbourConfig | None = None, **overrides: Any) -> Neig
 class _Sets:
     """Neighbour sets of ``U`` distinct queries: retrieved pairs, distances, per-pair fraction used."""
 
-    idx: np.ndarray  # (U, J) pair ids, nearest first
-    dist: np.ndarray  # (U, J)
-    frac: np.ndarray  # (U, J) share of each pair's transitions in the set
+    idx: np.ndarray  # (U, J + 25) pair ids: J same-action pairs, nearest first, then the state's 25
+    dist: np.ndarray  # (U, J) distances of the same-action pairs
+    frac: np.ndarray  # (U, J + 25) weight of each transition of each pair in the set
 
 
 class NeighbourWorldModel(WorldModelBase):
@@ -114,6 +122,7 @@ class NeighbourWorldModel(WorldModelBase):
     """
 
     backend = "neighbour"
+    config_class = NeighbourConfig
     name = "neighbour"
 
     def __init__(
@@ -202,6 +211,14 @@ class NeighbourWorldModel(WorldModelBase):
         self._pair_points = self._key_space(self.keys[self._pair_key], self._pair_action)
         self._n_query = int(min(n_pairs, self.config.k))
         self._nn = nb.NearestNeighbors(n_neighbors=self._n_query).fit(self._pair_points)
+        # the prior: every pair of the nearest distinct state, whatever the action
+        n_keys = len(self.keys)
+        self._key_pairs = np.full((n_keys, N_ACTIONS), -1, dtype=np.int64)
+        self._key_pairs[self._pair_key, self._pair_action] = np.arange(n_pairs)
+        self._key_total = np.bincount(self._pair_key, weights=self._n_full, minlength=n_keys)
+        self._nn_keys = nb.NearestNeighbors(n_neighbors=1).fit(self.keys.astype(np.float64))
+        prior = self.config.prior_count
+        self._prior = float(prior if prior is not None else (5.0 if self.mode == "state" else 0.0))
 
     def _key_space(self, key: np.ndarray, action: np.ndarray) -> np.ndarray:
         lam = self.config.action_scale
@@ -241,7 +258,7 @@ class NeighbourWorldModel(WorldModelBase):
             UserError: an empty cohort, or a bad setting (``k < 1``, ...).
             ModelError: a cohort with no transition of known outcome.
         """
-        cfg = make_config(config, **overrides)
+        cfg = _make_config(config, **overrides)
         if cohort is None or not hasattr(cohort, "schema") or not hasattr(cohort, "features"):
             raise UserError(f"neighbour world model: need a Cohort, got {type(cohort).__name__}")
         if len(cohort) == 0:
@@ -269,7 +286,8 @@ class NeighbourWorldModel(WorldModelBase):
         n_distinct = len(keys)
         mode = cfg.target
         if mode == "auto":
-            mode = "state" if n_distinct <= cfg.discrete_fraction * len(data) else "delta"
+            recur = np.bincount(trans_key, minlength=n_distinct)[trans_key] > 1
+            mode = "state" if recur.mean() >= cfg.recur_share else "delta"
         # bootstrap members: resample patients; member weights are the times each patient was drawn
         rng = np.random.default_rng(cfg.seed)
         eps, ep_of = np.unique(data.episode, return_inverse=True)
@@ -327,7 +345,20 @@ class NeighbourWorldModel(WorldModelBase):
         prev = np.cumsum(n, axis=1) - n
         eff = np.clip(self.config.k - prev, 0.0, n)
         eff[:, 0] = n[:, 0]  # all of the nearest pair (the counted model where it holds >= k transitions)
-        return _Sets(idx, dist, eff / n), inv.ravel()
+        frac = eff / n * self._kernel(dist)  # a look-alike further away counts less
+        # prior: the nearest state's transitions under every action, total weight prior_count, so an
+        # action seldom or never given in this state leans on what happened here under the others
+        dk, kq = self._nn_keys.kneighbors(uq[:, : self.keys.shape[1]], n_neighbors=1)
+        pp = self._key_pairs[kq[:, 0]]  # (U, 25)
+        w = self._prior * self._kernel(dk) / self._key_total[kq[:, 0], None]
+        pfrac = np.where(pp >= 0, w, 0.0)
+        return _Sets(
+            np.concatenate([idx, np.maximum(pp, 0)], 1), dist, np.concatenate([frac, pfrac], 1)
+        ), inv.ravel()
+
+    def _kernel(self, dist: np.ndarray) -> np.ndarray:
+        """Weight of a look-alike at ``dist``: ``exp(-(d / h)^2)``, floored (no underflow to 0)."""
+        return np.exp(-np.minimum((dist / self.bandwidth) ** 2, 25.0))
 
     def _tallies(self, sets: _Sets) -> dict[str, np.ndarray]:
         """Per distinct query and member: hazards, continuation weight, mean and variance of the target."""
@@ -368,7 +399,7 @@ class NeighbourWorldModel(WorldModelBase):
 
     def _support_sets(self, sets: _Sets) -> np.ndarray:
         kern = np.exp(-((sets.dist / self.bandwidth) ** 2))
-        n = (self._n_full[sets.idx] * kern).sum(1)
+        n = (self._n_full[sets.idx[:, : sets.dist.shape[1]]] * kern).sum(1)
         return n / (n + self.config.support_count)
 
     def _draw(
@@ -678,4 +709,4 @@ def _spacing(z: np.ndarray, rng: np.random.Generator, n_probe: int = 2000) -> fl
     return med if med > 1e-9 else 1.0
 
 
-__all__ = ["NeighbourConfig", "NeighbourWorldModel", "make_config"]
+__all__ = ["NeighbourConfig", "NeighbourWorldModel"]
