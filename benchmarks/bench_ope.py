@@ -1,6 +1,7 @@
 """Benchmark: vectorised OPE bootstrap vs a straightforward per-trajectory Python loop, same run.
 
     .venv/bin/python benchmarks/bench_ope.py [--episodes 10800] [--n-bootstrap 1000] [--loop-resamples 20]
+        [--against GIT_REV [--repeats 5]]
 
 Both compute WIS, WPDIS, DR and WDR (gamma = 1) on the same ICU-Sepsis cohort (about 100k transitions)
 with the same Q-values. The loop resamples patients and walks every drawn trajectory in Python; it is
@@ -8,6 +9,10 @@ timed on ``--loop-resamples`` resamples and scaled linearly to ``--n-bootstrap``
 the same). The vectorised path is ``evaluate_ope`` (count matrix x per-episode summaries) on all
 ``--n-bootstrap`` resamples, plus PHWIS and FQE. The loop's point estimates are checked against the
 vectorised ones.
+
+``--against GIT_REV`` also times ``evaluate_ope`` of ``sepsis_sdk/evaluation/ope.py`` as it was at that
+revision (loaded from git into a separate module) on the same inputs, alternating the two ``--repeats``
+times, checks that both give identical numbers and prints the ratio of their best times (before / now).
 """
 
 from __future__ import annotations
@@ -70,6 +75,46 @@ def loop_estimates(episodes: list[dict[str, np.ndarray]], draw: np.ndarray) -> d
     return {"wis": wis_num / wis_den, "wpdis": wpdis, "dr": dr_sum / n, "wdr": wdr}
 
 
+def load_ope_at(rev: str):
+    """``sepsis_sdk/evaluation/ope.py`` as of git revision ``rev``, imported as a separate module."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    src = subprocess.run(["git", "show", f"{rev}:sepsis_sdk/evaluation/ope.py"], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "ope_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("ope_before", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ope_before"] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compare_against(rev: str, cohort, pe, pb, q, n_bootstrap: int, repeats: int) -> None:
+    """Best-of-``repeats`` time of all six estimators with ``n_bootstrap`` resamples, then and now."""
+    from sepsis_sdk.evaluation.ope import evaluate_ope
+
+    old = load_ope_at(rev).evaluate_ope
+    best = {"before": float("inf"), "now": float("inf")}
+    out = {}
+    for _ in range(repeats):
+        for label, fn in (("before", old), ("now", evaluate_ope)):
+            t0 = time.perf_counter()
+            out[label] = fn(cohort, pe, behaviour=pb, q_model=q, n_bootstrap=n_bootstrap, seed=0)
+            best[label] = min(best[label], time.perf_counter() - t0)
+    same = out["before"].to_dict() == out["now"].to_dict() and all(
+        np.array_equal(out["before"].bootstrap[k], out["now"].bootstrap[k], equal_nan=True)
+        for k in out["now"].bootstrap
+    )
+    print(f"against {rev}: 6 estimators, {n_bootstrap} resamples, best of {repeats}: "
+          f"before {best['before']:.3f} s, now {best['now']:.3f} s, "
+          f"ratio before/now {best['before'] / best['now']:.2f}; identical numbers: {same}")  # fmt: skip
+
+
 def main() -> None:
     from sepsis_sdk.evaluation import KnownBehaviour, evaluate_ope, fit_fqe, target_probs_from_table
     from sepsis_sdk.evaluation.validation import validation_policies
@@ -79,6 +124,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10_800)
     ap.add_argument("--n-bootstrap", type=int, default=1000)
     ap.add_argument("--loop-resamples", type=int, default=20)
+    ap.add_argument("--against", default=None, help="git revision whose ope.py to time on the same inputs")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
     cohort = sample_cohort(args.episodes, seed=0)
@@ -125,6 +172,8 @@ def main() -> None:
     print(f"per-trajectory loop, 4 estimators, {args.n_bootstrap} resamples (timed on {args.loop_resamples}, "
           f"scaled): {t_loop:.1f} s")  # fmt: skip
     print(f"speed-up (same 4 estimators): {t_loop / t_vec4:.0f}x")
+    if args.against:
+        compare_against(args.against, cohort, pe, pb, q, args.n_bootstrap, args.repeats)
     print(
         res.to_frame()[["estimator", "value", "ci_low", "ci_high", "lower_bound_5pct", "ess"]]
         .round(4)
