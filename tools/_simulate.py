@@ -172,6 +172,23 @@ def _band(spec: FeatureSpec, mean: float, std: float) -> tuple[float, float]:
     return spec.clip(mean - Z90 * s), spec.clip(mean + Z90 * s)
 
 
+def _feature_path(ro: Any, k: int, j: int, spec: FeatureSpec, role: str, start: float) -> FeaturePath:
+    """Feature ``j``'s predicted path under candidate ``k`` of a one-patient rollout."""
+    mean = ro.mean[0, k, :, j].astype(float)
+    std = ro.std[0, k, :, j].astype(float)
+    bands = [_band(spec, m, s) for m, s in zip(mean, std, strict=False)]
+    display = [spec.to_display(start)] + [spec.to_display(m) if m == m else "ended" for m in mean]
+    return FeaturePath(
+        feature=spec.name,
+        role=role,
+        start=float(start),
+        mean=[float(v) for v in mean],
+        lower=[b[0] for b in bands],
+        upper=[b[1] for b in bands],
+        display=display,
+    )
+
+
 def simulate_actions(
     world_model: Any,
     history: PatientHistory,
@@ -223,23 +240,9 @@ def simulate_actions(
         for role, name in keys:
             j = names.index(name)
             spec = schema[name]
-            mean = ro.mean[0, k, :, j].astype(float)
-            std = ro.std[0, k, :, j].astype(float)
-            epi = ro.epistemic_std[0, k, :, j].astype(float)
-            bands = [_band(spec, m, s) for m, s in zip(mean, std, strict=False)]
             start = cur.values[j] if observed[j] else math.nan
-            display = [spec.to_display(start)] + [spec.to_display(m) if m == m else "ended" for m in mean]
-            paths.append(
-                FeaturePath(
-                    feature=name,
-                    role=role,
-                    start=float(start),
-                    mean=[float(v) for v in mean],
-                    lower=[b[0] for b in bands],
-                    upper=[b[1] for b in bands],
-                    display=display,
-                )
-            )
+            paths.append(_feature_path(ro, k, j, spec, role, start))
+            epi = ro.epistemic_std[0, k, :, j].astype(float)
             finite = epi[np.isfinite(epi)]
             if finite.size:
                 unc.append(float(finite.mean()) / _scale(spec))
