@@ -94,14 +94,18 @@ def test_planner_temperature_gives_a_distribution():
     assert np.isclose(p.sum(), 1.0) and p[0, 17] == p.max() and p[0, 0] == 0.0 and (p > 0).sum() > 1
 
 
-def test_planner_on_icu_sepsis_respects_admissibility():
+def test_planner_hidden_admissibility_is_an_explicit_option():
     from sepsis_sdk.sources.icu_sepsis import load_mdp, sample_cohort
 
     hs = list(sample_cohort(5, seed=2).histories())[:6]
-    planner = WorldModelPlannerPolicy(FakeWorldModel(), horizon=2, n_samples=1)
+    planner = WorldModelPlannerPolicy(FakeWorldModel(), horizon=2, n_samples=1, use_hidden_admissibility=True)
     adm = load_mdp().admissible
     for h, d in zip(hs, planner.plan(hs), strict=True):
         assert adm[h.state_id, d.action]
+    # by default the planner never reads the hidden state: stripping state_id changes no decision
+    default = WorldModelPlannerPolicy(FakeWorldModel(), horizon=2, n_samples=1)
+    stripped = [h.model_copy(update={"state_id": None}) for h in hs]
+    assert [d.action for d in default.plan(hs)] == [d.action for d in default.plan(stripped)]
 
 
 def _direct_model(delay=0.0, inflight=None, lock=None, peak=None):

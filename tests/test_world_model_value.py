@@ -1,0 +1,240 @@
+"""Closed-loop action values: exact on finite support, Monte Carlo otherwise, against hand-computed Q."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sepsis_sdk.errors import UserError
+from sepsis_sdk.features import FeatureSchema, FeatureSpec
+from sepsis_sdk.rewards import RaghuReward
+from sepsis_sdk.world_model._protocol import HistoryBatch, Rollout
+from sepsis_sdk.world_model.value import (
+    FiniteSupportModel,
+    TableContinuation,
+    action_values,
+    as_continuation,
+    evaluate_on_support,
+)
+
+SCHEMA = FeatureSchema(
+    name="toy",
+    features=(FeatureSpec(name="sofa", lower=0, upper=24), FeatureSpec(name="lactate", lower=0, upper=30)),
+)
+OBS = np.array([[2.0, 1.0], [6.0, 3.0], [10.0, 6.0]])  # three states: mild, sick, very sick
+M = 3
+
+
+def _table() -> np.ndarray:
+    """(3, 25, 5): next state 0..2, death (3), discharge (4). Action 24 is good, action 0 is bad."""
+    t = np.zeros((M, 25, M + 2))
+    for s in range(M):
+        for a in range(25):
+            q = a / 24.0  # treatment intensity helps
+            die = [0.02, 0.08, 0.20][s] * (1.3 - 0.6 * q)
+            leave = [0.30, 0.10, 0.02][s] * (0.7 + 0.6 * q)
+            stay = 1.0 - die - leave
+            up = stay * (0.4 - 0.3 * q)  # drift to a sicker state
+            t[s, a, min(s + 1, M - 1)] += up
+            t[s, a, max(s - 1, 0)] += stay - up
+            t[s, a, M], t[s, a, M + 1] = die, leave
+    return t
+
+
+class ToyMDP:
+    """A tiny Markov world model with known dynamics (implements FiniteSupportModel and sample_next)."""
+
+    schema = SCHEMA
+    window = 1
+    n_members = 1
+    name = "toy"
+
+    def __init__(self, with_sample_next: bool = True) -> None:
+        self.t = _table()
+        if not with_sample_next:
+            self.sample_next = None  # hide it (attribute lookups then fall back to rollout)
+            del self.sample_next
+
+    def _s(self, batch: HistoryBatch) -> np.ndarray:
+        x = batch.x[:, -1]
+        return np.argmin(((x[:, None, :] - OBS[None]) ** 2).sum(-1), 1)
+
+    def batch(self, x: np.ndarray) -> HistoryBatch:
+        x = np.asarray(x, dtype=float)
+        b = len(x)
+        return HistoryBatch(
+            x=x[:, None], mask=np.ones((b, 1, 2), bool), actions=np.full((b, 1), -1),
+            valid=np.ones((b, 1), bool), static=np.zeros((b, 0)),
+        )  # fmt: skip
+
+    def support_batch(self) -> HistoryBatch:
+        return self.batch(OBS)
+
+    def transition_triplets(self, batch: HistoryBatch, member: int = 0):
+        p = self.t[self._s(batch)].reshape(-1, M + 2)
+        rows, cols = np.nonzero(p)
+        return rows, cols, p[rows, cols]
+
+    def support(self, batch: HistoryBatch, actions) -> np.ndarray:
+        return np.where(np.asarray(actions) == 0, 0.2, 1.0)
+
+    def sample_next(self, batch: HistoryBatch, actions, rng):
+        s, a = self._s(batch), np.asarray(actions)
+        p = self.t[s, a]
+        stay = p[:, :M] / p[:, :M].sum(1, keepdims=True)
+        nxt = (stay.cumsum(1) < rng.random(len(s))[:, None]).sum(1)
+        return OBS[np.minimum(nxt, M - 1)], p[:, M], p[:, M + 1]
+
+    def rollout(self, batch, plans, *, n_samples=8, seed=0, noise=True):
+        """Backend-like: noise keyed on the history (same rows, same futures), NaN after termination."""
+        b = batch.size
+        p = np.asarray(plans)
+        k, h, n = p.shape[1], p.shape[2], n_samples
+        s0 = self._s(batch)
+        states = np.full((b, k, n, h, 2), np.nan)
+        pd = np.zeros((b, k, n))
+        pq = np.zeros((b, k, n))
+        for i in range(b):
+            rng = np.random.default_rng([seed, int(s0[i])])
+            for j in range(k):
+                for m in range(n):
+                    s, surv = s0[i], 1.0
+                    alive = True
+                    for t in range(h):
+                        pr = self.t[s, p[i, j, t]]
+                        pd[i, j, m] += surv * pr[M]
+                        pq[i, j, m] += surv * pr[M + 1]
+                        surv *= 1 - pr[M] - pr[M + 1]
+                        u = rng.random()
+                        if noise and u < pr[M] + pr[M + 1]:
+                            alive = False
+                        stay = pr[:M] / pr[:M].sum()
+                        s = int(np.argmax(stay)) if not noise else int(min((stay.cumsum() < rng.random()).sum(), M - 1))
+                        if alive:
+                            states[i, j, m, t] = OBS[s]
+        nanmean = np.zeros((b, k, h, 2))
+        return Rollout(
+            states=states, alive=np.isfinite(states[..., 0]), p_death=pd.mean(-1), p_discharge=pq.mean(-1),
+            mean=nanmean, std=nanmean, epistemic_std=nanmean, support=np.ones((b, k)), plans=p,
+        )  # fmt: skip
+
+
+BEHAVIOUR = np.full((M, 25), 0.5 / 24)
+BEHAVIOUR[:, 12] = 0.5  # the clinicians mostly give a middle dose
+
+
+class TableBehaviour:
+    name = "behaviour"
+    markov = True
+
+    def probabilities(self, batch: HistoryBatch) -> np.ndarray:
+        return BEHAVIOUR[ToyMDP()._s(batch)]
+
+
+def exact_q(t: np.ndarray, pi: np.ndarray, reward_step: np.ndarray | None = None) -> np.ndarray:
+    """Q^pi(s, a) with survival reward (+ optional per-transition step rewards), gamma 1, by a linear solve."""
+    p_pi = np.einsum("sa,sat->st", pi, t[:, :, :M])
+    r_sa = t[:, :, M + 1].copy()
+    if reward_step is not None:
+        r_sa += (t[:, :, :M] * reward_step[:, None, :]).sum(-1) + t[:, :, M] * -15 + t[:, :, M + 1] * 14
+    r_pi = (pi * r_sa).sum(1)
+    v = np.linalg.solve(np.eye(M) - p_pi, r_pi)
+    return r_sa + t[:, :, :M] @ v
+
+
+def test_toy_model_is_a_finite_support_model():
+    assert isinstance(ToyMDP(), FiniteSupportModel)
+
+
+def test_exact_value_equals_hand_computed_q_and_advantage():
+    wm = ToyMDP()
+    av = action_values(wm, wm.support_batch(), None, continuation=TableBehaviour())
+    q = exact_q(wm.t, BEHAVIOUR)
+    assert av.method == "exact" and av.value.shape == (M, 25)
+    np.testing.assert_allclose(av.value, q, atol=1e-9)
+    assert (av.reference == 12).all()
+    np.testing.assert_allclose(av.advantage, q - q[:, [12]], atol=1e-9)
+    assert (av.std == 0).all() and np.allclose(av.lower, av.value)  # one member: no spread
+    np.testing.assert_allclose(av.support[:, 0], 0.2)
+    assert av.value[:, 24].min() > av.value[:, 0].max() - 1e-9 or (av.value[:, 24] > av.value[:, 0]).all()
+
+
+def test_exact_value_under_raghu_reward():
+    wm = ToyMDP()
+    r = RaghuReward()  # terminal +15 / -15; per step SOFA and lactate changes
+    av = action_values(wm, wm.support_batch(), [0, 12, 24], continuation=TableBehaviour(), reward=r)
+    ds = OBS[None, :, 0] - OBS[:, None, 0]
+    dl = OBS[None, :, 1] - OBS[:, None, 1]
+    step = -0.025 * ((ds == 0) & (OBS[None, :, 0] > 0)) - 0.125 * ds - 2 * np.tanh(dl)
+    p_pi = np.einsum("sa,sat->st", BEHAVIOUR, wm.t[:, :, :M])
+    r_sa = (wm.t[:, :, :M] * step[:, None, :]).sum(-1) - 15 * wm.t[:, :, M] + 15 * wm.t[:, :, M + 1]
+    v = np.linalg.solve(np.eye(M) - p_pi, (BEHAVIOUR * r_sa).sum(1))
+    q = r_sa + wm.t[:, :, :M] @ v
+    np.testing.assert_allclose(av.value, q[:, [0, 12, 24]], atol=1e-8)
+    assert av.reward == "raghu"
+
+
+@pytest.mark.parametrize("with_sample_next", [True, False])
+def test_monte_carlo_value_agrees_with_exact_within_its_error(with_sample_next):
+    wm = ToyMDP(with_sample_next=with_sample_next)
+    q = exact_q(wm.t, BEHAVIOUR)
+    n = 3000 if with_sample_next else 400
+    av = action_values(
+        wm, wm.batch(OBS[[0, 2]]), [0, 24], continuation=TableBehaviour(), method="monte-carlo",
+        n_samples=n, max_steps=200, seed=3,
+    )  # fmt: skip
+    assert av.method == "monte-carlo"
+    z = np.abs(av.value - q[[0, 2]][:, [0, 24]]) / np.maximum(av.std, 1e-12)
+    assert z.max() < 4.5, (av.value, q[[0, 2]][:, [0, 24]], av.std)
+    assert (av.std > 0).all() and (av.lower < av.value).all() and (av.upper > av.value).all()
+    again = action_values(
+        wm, wm.batch(OBS[[0, 2]]), [0, 24], continuation=TableBehaviour(), method="monte-carlo",
+        n_samples=n, max_steps=200, seed=3,
+    )  # fmt: skip
+    np.testing.assert_array_equal(av.value, again.value)  # same seed, same values
+
+
+def test_finite_horizon_and_terminal_value():
+    wm = ToyMDP()
+    one = action_values(wm, wm.support_batch(), [5], continuation=TableBehaviour(), horizon=1)
+    np.testing.assert_allclose(one.value[:, 0], wm.t[:, 5, M + 1])  # one step: P(discharge now)
+    tv = lambda x: np.full(len(x), 0.5)  # noqa: E731
+    with_tv = action_values(wm, wm.support_batch(), [5], continuation=TableBehaviour(), horizon=1, terminal_value=tv)
+    np.testing.assert_allclose(with_tv.value[:, 0], wm.t[:, 5, M + 1] + 0.5 * wm.t[:, 5, :M].sum(1))
+
+
+def test_policy_iteration_on_support_reaches_the_optimum():
+    wm = ToyMDP()
+    cont = TableBehaviour()
+    for _ in range(6):
+        av = action_values(wm, wm.support_batch(), None, continuation=cont)
+        table = np.eye(25)[av.value.argmax(1)]
+        cont = TableContinuation(keys=OBS, table=table, base=TableBehaviour())
+    v = evaluate_on_support(wm, cont)[0]
+    v_star = np.zeros(M)  # value iteration on the true model
+    for _ in range(5000):
+        v_star = (wm.t[:, :, M + 1] + wm.t[:, :, :M] @ v_star).max(1)
+    np.testing.assert_allclose(v, v_star, atol=1e-7)
+
+
+def test_bad_inputs_raise_clear_errors():
+    wm = ToyMDP()
+    sb = wm.support_batch()
+    with pytest.raises(UserError, match="horizon must be >= 1"):
+        action_values(wm, sb, None, continuation=TableBehaviour(), horizon=0)
+    with pytest.raises(UserError, match="no continuation policy"):
+        action_values(wm, sb, None, continuation=None)
+    with pytest.raises(UserError, match="unknown continuation 'behaviour'"):
+        action_values(wm, sb, None, continuation="behaviour")
+    with pytest.raises(UserError, match="unknown method"):
+        action_values(wm, sb, None, continuation=TableBehaviour(), method="guess")
+    with pytest.raises(UserError, match="0-24"):
+        action_values(wm, sb, [25], continuation=TableBehaviour())
+    with pytest.raises(UserError, match="cannot use a int"):
+        as_continuation(3)
+
+    class NoSupport:
+        schema = SCHEMA
+
+    with pytest.raises(UserError, match="no finite next-state support"):
+        action_values(NoSupport(), sb, None, continuation=TableBehaviour(), method="exact")
