@@ -198,3 +198,20 @@ def test_manifest_and_run_store(tmp_path):
     assert not (tmp_path / "manifest.json").exists()
     fresh.start("q")
     assert json.loads((tmp_path / "manifest.json").read_text())["fingerprint"] == "fp2"
+
+
+def test_load_cohort_goes_through_the_one_source_registry(tmp_path):
+    from sepsis_sdk.evaluation.runner import load_cohort
+
+    syn = load_cohort(CohortConfig(source="synthetic", n_episodes=30, seed=1))
+    assert syn.source == "synthetic-mimic-iv" and syn.n_patients == 30
+    icu = load_cohort(CohortConfig(n_episodes=40, seed=1))
+    assert icu.source == "icu-sepsis" and icu.n_patients == 40
+    f = tmp_path / "c.parquet"
+    icu.to_parquet(f)
+    for cfg in (CohortConfig(source="parquet", path=str(f)), CohortConfig(source=str(f))):
+        assert load_cohort(cfg).n_patients == 40
+    with pytest.raises(UserError, match=r"needs cohort\.path"):
+        load_cohort(CohortConfig(source="parquet"))
+    with pytest.raises(UserError, match="unknown cohort source"):
+        load_cohort(CohortConfig(source="no-such-source"))

@@ -13,7 +13,9 @@ app = typer.Typer(help="Evaluation: the benchmark report and the safety rules.")
 @app.command("evaluate")
 def evaluate(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file with an EvaluationConfig."),
-    cohort: Optional[str] = typer.Option(None, help="'icu-sepsis' (sampled) or a cohort .parquet file."),
+    cohort: Optional[str] = typer.Option(
+        None, help="A cohort source: 'icu-sepsis' (sampled), 'synthetic', a registered name or a cohort file."
+    ),
     episodes: Optional[int] = typer.Option(None, help="ICU-Sepsis episodes to sample."),
     policies: Optional[str] = typer.Option(
         None, help="Comma-separated baselines: clinician,random,tabular,bc,dqn,double_dqn,bcq,cql,optimal."
@@ -42,11 +44,8 @@ def evaluate(
         cfg = EvaluationConfig.from_yaml(config) if config else EvaluationConfig()
         upd: dict = {}
         coh = cfg.cohort.model_dump()
-        if cohort is not None:
-            if cohort == "icu-sepsis":
-                coh.update(source="icu-sepsis", path=None)
-            else:
-                coh.update(source="parquet", path=cohort)
+        if cohort is not None:  # a registered source name or a file: sources.load tells them apart
+            coh.update(source=cohort, path=None)
         if episodes is not None:
             coh["n_episodes"] = episodes
         if seed is not None:

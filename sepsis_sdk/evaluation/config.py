@@ -24,9 +24,20 @@ class _Cfg(BaseModel):
 
 
 class CohortConfig(_Cfg):
-    """Which cohort: sampled from ICU-Sepsis (default) or read from a Parquet file."""
+    """Which cohort, resolved by :func:`sepsis_sdk.sources.load`.
 
-    source: Literal["icu-sepsis", "parquet"] = "icu-sepsis"
+    Attributes:
+        source: a registered source name (``"icu-sepsis"``, the default; ``"synthetic"``; your own from
+            :func:`~sepsis_sdk.sources.register_source`), a cohort file path, or ``"parquet"`` to read
+            ``path``.
+        n_episodes: patients to generate (generated sources).
+        seed: generation seed.
+        behaviour: the generated cohort's behaviour policy; ``"clinician"`` (default) leaves the source's
+            own default (the clinicians' policy on ICU-Sepsis).
+        path: a cohort file (any format :func:`~sepsis_sdk.sources.load` reads); read when set.
+    """
+
+    source: str = "icu-sepsis"
     n_episodes: int = Field(default=5000, gt=0)
     seed: int = 0
     behaviour: str = "clinician"

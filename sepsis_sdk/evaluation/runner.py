@@ -53,16 +53,17 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------------------------------------- cohort
 def load_cohort(cfg: CohortConfig) -> Cohort:
-    """The cohort named by the config."""
-    if cfg.source == "icu-sepsis":
-        from sepsis_sdk.sources.icu_sepsis import sample_cohort
+    """The cohort named by the config (through :func:`sepsis_sdk.sources.load`)."""
+    from sepsis_sdk.sources import load
 
-        return sample_cohort(cfg.n_episodes, policy=cfg.behaviour, seed=cfg.seed)
-    from sepsis_sdk.cohort import Cohort
-
-    if not cfg.path:
+    if cfg.path:
+        return load(cfg.path)
+    if cfg.source == "parquet":
         raise UserError("cohort.source 'parquet' needs cohort.path")
-    return Cohort.read_parquet(cfg.path)
+    opts: dict[str, Any] = {"episodes": cfg.n_episodes, "seed": cfg.seed}
+    if cfg.behaviour != "clinician":
+        opts["policy"] = cfg.behaviour
+    return load(cfg.source, **opts)
 
 
 def is_icu_sepsis(cohort: Cohort) -> bool:
