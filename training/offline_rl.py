@@ -80,6 +80,34 @@ class OfflineRLPolicy(FeaturePolicy):
         )
 
 
+def _fit_quietly(
+    d3: Any, model: Any, dataset: Any, key: str, n_steps: int, show_progress: bool, threads: int, quiet: Any
+) -> Any:
+    """``model.fit`` in a temporary directory, with d3rlpy's logs and warnings silenced."""
+    torch = require("torch", "torch", "offline-RL baselines")
+    old_threads = torch.get_num_threads()
+    # Small MLPs train fastest on one thread; more threads only contend (measured: ~7x faster on 2 busy cores).
+    torch.set_num_threads(threads)
+    with (
+        _restore_threads(torch, old_threads),
+        tempfile.TemporaryDirectory() as tmp,
+        warnings.catch_warnings(),
+        contextlib.chdir(tmp),
+        contextlib.redirect_stdout(quiet),
+    ):
+        warnings.simplefilter("ignore")
+        return model.fit(
+            dataset,
+            n_steps=n_steps,
+            n_steps_per_epoch=min(n_steps, 1000),
+            show_progress=show_progress,
+            save_interval=10**9,
+            logger_adapter=d3.logging.NoopAdapterFactory(),
+            experiment_name=f"sepsis-sdk-{key}",
+            with_timestamp=False,
+        )
+
+
 @contextlib.contextmanager
 def _restore_threads(torch: Any, n: int) -> Any:
     try:
@@ -170,30 +198,8 @@ def train_offline_rl(
         kw["gamma"] = gamma
         kw["target_update_interval"] = target_update_interval
     kw.update(config)
-    cfg = getattr(d3.algos, ALGORITHMS[key])(**kw)
-    model = cfg.create(device=device or "cpu:0")
-    torch = require("torch", "torch", "offline-RL baselines")
-    old_threads = torch.get_num_threads()
-    # Small MLPs train fastest on one thread; more threads only contend (measured: ~7x faster on 2 busy cores).
-    torch.set_num_threads(threads)
-    with (
-        _restore_threads(torch, old_threads),
-        tempfile.TemporaryDirectory() as tmp,
-        warnings.catch_warnings(),
-        contextlib.chdir(tmp),
-        contextlib.redirect_stdout(quiet),
-    ):
-        warnings.simplefilter("ignore")
-        history = model.fit(
-            dataset,
-            n_steps=n_steps,
-            n_steps_per_epoch=min(n_steps, 1000),
-            show_progress=show_progress,
-            save_interval=10**9,
-            logger_adapter=d3.logging.NoopAdapterFactory(),
-            experiment_name=f"sepsis-sdk-{key}",
-            with_timestamp=False,
-        )
+    model = getattr(d3.algos, ALGORITHMS[key])(**kw).create(device=device or "cpu:0")
+    history = _fit_quietly(d3, model, dataset, key, n_steps, show_progress, threads, quiet)
     return OfflineRLPolicy(
         name=key,
         feature_names=tuple(cohort.schema.names),

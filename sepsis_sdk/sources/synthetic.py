@@ -320,6 +320,16 @@ class _Trace:
     outcome: np.ndarray  # (n,) 1 survived, 0 died (drawn)
     static: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls, n: int, horizon: int, n_features: int, static: dict[str, np.ndarray]) -> _Trace:
+        """Records of ``n`` patients before the first step (NaN / -1 / 0 where nothing happened yet)."""
+        h = horizon
+        return cls(values=np.full((n, h, n_features), np.nan), mask=np.zeros((n, h, n_features), dtype=bool),
+                   action=np.full((n, h), -1, dtype=np.int64), prob=np.full((n, h), np.nan),
+                   fluid=np.zeros((n, h)), vaso=np.zeros((n, h)), latent=np.full((n, h, 5), np.nan),
+                   length=np.zeros(n, dtype=np.int64), died_in_window=np.zeros(n, dtype=bool),
+                   p_death_after=np.zeros(n), outcome=np.zeros(n, dtype=np.int64), static=static)  # fmt: skip
+
 
 class SyntheticSepsisModel:
     """The latent-physiology simulator behind :func:`synthesize_cohort`.
@@ -527,7 +537,74 @@ class SyntheticSepsisModel:
         H, F = p.horizon, len(MIMIC_IV_FEATURES)
         g = rngs[0]
 
-        # ---- patients
+        age, male, charlson, pat, (S, V, Ov, D, K, MAP), lab_w, gcs_w = self._patients(g, n)
+        vaso_prev = np.zeros(n)
+
+        static = {"age": age, "gender": male, "charlson_comorbidity_index": charlson}
+        tr = _Trace.empty(n, H, F, static)
+        u_out = g.random(n)
+
+        last = np.tile(self._ref_mean, (n, 1))  # carried-forward values (reference mean before any)
+        last_lactate_high = np.zeros(n, dtype=bool)
+        alive = np.ones(n, dtype=bool)
+        prev_action = np.full(n, -1, dtype=np.int64)
+        fluid_total = np.zeros(n)
+        histories: list[tuple[list, list]] = [([], []) for _ in range(n)] if needs_hist else []
+        names = tuple(MIMIC_IV_FEATURES)
+
+        for t in range(H):
+            r = rngs[t + 1]
+            eps = r.standard_normal((n, N_EPS))
+            uni = r.random((n, N_UNI))
+            lab_w = _AR * lab_w + math.sqrt(1 - _AR**2) * r.standard_normal((n, len(_GENERIC)))
+            gcs_w = 0.7 * gcs_w + math.sqrt(1 - 0.49) * r.standard_normal((n, 3))
+            idx = np.flatnonzero(alive)
+            if idx.size == 0:
+                break
+            # ---- observe
+            true = self._observe(S, V, Ov, D, K, MAP, vaso_prev, pat, lab_w, gcs_w, eps)
+            m = self._measure(t, uni, last_lactate_high)
+            obs_now = np.where(m, true, last)
+            last = obs_now
+            last_lactate_high = np.where(m[:, _F["lactate"]], true[:, _F["lactate"]] > 2.0, last_lactate_high)
+            tr.values[idx, t] = obs_now[idx]
+            tr.mask[idx, t] = m[idx]
+            tr.latent[idx, t] = np.stack([S, V, Ov, D, K], 1)[idx]
+            # ---- decide (patients outside `only` get action 0 and never reach the policy)
+            q = idx if only is None else idx[only[idx]]
+            hist = (
+                self._histories(histories, q, t, obs_now, m, prev_action, names, static) if needs_hist else []
+            )
+            ctx = PolicyContext(t=t, values=obs_now[q], mask=m[q], prev_action=prev_action[q],
+                                fluid_total=fluid_total[q], prev_vaso_level=np.maximum(prev_action[q], 0) % 5)  # fmt: skip
+            probs = self._decide(idx, q, t, ctx, hist, fn, replay if t < from_step else None)
+            a, f_ml, v_dose = self._treat(probs, uni[idx])
+            tr.action[idx, t] = a
+            tr.prob[idx, t] = probs[np.arange(idx.size), a]
+            tr.fluid[idx, t] = f_ml
+            tr.vaso[idx, t] = v_dose
+            fluid_total[idx] += f_ml
+            prev_action[idx] = a
+            # ---- transition (all patients advance; only those in the window are recorded)
+            f_all = np.zeros(n)
+            v_all = np.zeros(n)
+            f_all[idx] = f_ml / 1000.0
+            v_all[idx] = v_dose
+            S, V, Ov, D, K, MAP = self._step(S, V, Ov, D, K, f_all, v_all, pat, eps)
+            vaso_prev = v_all
+            # ---- death in the window, then leaving it
+            dies, leaves, post = self._exits(S, D, Ov, K, MAP, v_all, age, charlson, alive, uni, t)
+            tr.died_in_window |= dies
+            ends = dies | leaves
+            tr.length[ends] = t + 1
+            tr.p_death_after[leaves] = post[leaves]
+            alive &= ~ends
+        tr.outcome = np.where(tr.died_in_window, 0, (u_out >= tr.p_death_after).astype(np.int64))
+        return tr
+
+    def _patients(self, g: np.random.Generator, n: int) -> tuple:
+        """Static features, persistent patient effects and the initial latent state (draw order fixed)."""
+        p = self.params
         age = np.clip(g.normal(63.8, 16.1, n), 18.0, 100.0)
         male = (g.random(n) < 0.57).astype(float)
         z_age = (age - 63.8) / 16.1
@@ -557,101 +634,44 @@ class SyntheticSepsisModel:
         lab_w = g.standard_normal((n, len(_GENERIC)))  # AR(1) state of generic labs
         gcs_w = g.standard_normal((n, 3))
         MAP = self._map(S, V, np.zeros(n), pat["map_b"], 5.0 * g.standard_normal(n))
-        vaso_prev = np.zeros(n)
 
-        values = np.full((n, H, F), np.nan)
-        mask = np.zeros((n, H, F), dtype=bool)
-        action = np.full((n, H), -1, dtype=np.int64)
-        prob = np.full((n, H), np.nan)
-        fluid = np.zeros((n, H))
-        vaso = np.zeros((n, H))
-        latent = np.full((n, H, 5), np.nan)
-        length = np.zeros(n, dtype=np.int64)
-        died = np.zeros(n, dtype=bool)
-        p_after = np.zeros(n)
-        u_out = g.random(n)
+        return age, male, charlson, pat, (S, V, Ov, D, K, MAP), lab_w, gcs_w
 
-        last = np.tile(self._ref_mean, (n, 1))  # carried-forward values (reference mean before any)
-        last_lactate_high = np.zeros(n, dtype=bool)
-        alive = np.ones(n, dtype=bool)
-        prev_action = np.full(n, -1, dtype=np.int64)
-        fluid_total = np.zeros(n)
-        histories: list[tuple[list, list]] = [([], []) for _ in range(n)] if needs_hist else []
-        static = {"age": age, "gender": male, "charlson_comorbidity_index": charlson}
-        names = tuple(MIMIC_IV_FEATURES)
+    def _decide(self, idx, q, t, ctx, hist, fn, replay) -> np.ndarray:
+        """``(len(idx), 25)`` action probabilities: recorded actions when replaying, else the policy's."""
+        probs = np.zeros((idx.size, N_ACTIONS))
+        probs[:, 0] = 1.0
+        pos = np.searchsorted(idx, q)
+        if replay is not None:
+            rec = replay[q, t]
+            if (rec < 0).any():
+                raise UserError(f"no recorded action at step {t} for {_pid(int(q[rec < 0][0]))}")
+            probs[pos] = 0.0
+            probs[pos, rec] = 1.0
+        elif q.size:
+            probs[pos] = self._check_probs(fn(ctx, hist), q.size)
+        return probs
 
-        for t in range(H):
-            r = rngs[t + 1]
-            eps = r.standard_normal((n, N_EPS))
-            uni = r.random((n, N_UNI))
-            lab_w = _AR * lab_w + math.sqrt(1 - _AR**2) * r.standard_normal((n, len(_GENERIC)))
-            gcs_w = 0.7 * gcs_w + math.sqrt(1 - 0.49) * r.standard_normal((n, 3))
-            idx = np.flatnonzero(alive)
-            if idx.size == 0:
-                break
-            # ---- observe
-            true = self._observe(S, V, Ov, D, K, MAP, vaso_prev, pat, lab_w, gcs_w, eps)
-            m = self._measure(t, uni, last_lactate_high)
-            obs_now = np.where(m, true, last)
-            last = obs_now
-            last_lactate_high = np.where(m[:, _F["lactate"]], true[:, _F["lactate"]] > 2.0, last_lactate_high)
-            values[idx, t] = obs_now[idx]
-            mask[idx, t] = m[idx]
-            latent[idx, t] = np.stack([S, V, Ov, D, K], 1)[idx]
-            # ---- decide (patients outside `only` get action 0 and never reach the policy)
-            q = idx if only is None else idx[only[idx]]
-            hist = (
-                self._histories(histories, q, t, obs_now, m, prev_action, names, static) if needs_hist else []
-            )
-            probs = np.zeros((idx.size, N_ACTIONS))
-            probs[:, 0] = 1.0
-            pos = np.searchsorted(idx, q)
-            if replay is not None and t < from_step:
-                rec = replay[q, t]
-                if (rec < 0).any():
-                    raise UserError(f"no recorded action at step {t} for {_pid(int(q[rec < 0][0]))}")
-                probs[pos] = 0.0
-                probs[pos, rec] = 1.0
-            elif q.size:
-                ctx = PolicyContext(t=t, values=obs_now[q], mask=m[q], prev_action=prev_action[q],
-                                    fluid_total=fluid_total[q], prev_vaso_level=np.maximum(prev_action[q], 0) % 5)  # fmt: skip
-                probs[pos] = self._check_probs(fn(ctx, hist), q.size)
-            cum = np.cumsum(probs, 1)
-            a = np.minimum((cum < (uni[idx, 0] * cum[:, -1])[:, None]).sum(1), N_ACTIONS - 1)
-            action[idx, t] = a
-            prob[idx, t] = probs[np.arange(idx.size), a]
-            fl, vl = a // 5, a % 5
-            f_ml = self._dose(fl, uni[idx, 1], _FLUID_LO, _FLUID_HI, 400.0, 3000.0)
-            v_dose = self._dose(vl, uni[idx, 2], _VASO_LO, _VASO_HI, 0.25, 2.0)
-            fluid[idx, t] = f_ml
-            vaso[idx, t] = v_dose
-            fluid_total[idx] += f_ml
-            prev_action[idx] = a
-            # ---- transition (all patients advance; only those in the window are recorded)
-            f_all = np.zeros(n)
-            v_all = np.zeros(n)
-            f_all[idx] = f_ml / 1000.0
-            v_all[idx] = v_dose
-            S, V, Ov, D, K, MAP = self._step(S, V, Ov, D, K, f_all, v_all, pat, eps)
-            vaso_prev = v_all
-            # ---- death in the window, then leaving it
-            haz = _sigmoid(p.hazard_intercept + 1.1 * S + 0.7 * D + 0.45 * np.maximum(Ov - p.overload_threshold - 1, 0)
-                           + 0.08 * np.maximum(55 - MAP, 0) + 0.02 * (age - 63.8) + 0.05 * (charlson - 5.3))  # fmt: skip
-            dies = alive & (uni[:, 3] < haz)
-            recovered = (S < 0.5) & (MAP >= 65) & (v_all == 0) & (t >= 5)
-            leaves = alive & ~dies & ((t == H - 1) | (recovered & (uni[:, 4] < p.discharge_prob)))
-            died |= dies
-            ends = dies | leaves
-            length[ends] = t + 1
-            post = _sigmoid(p.post_intercept + 1.0 * S + 0.6 * D + 0.35 * np.maximum(Ov - p.overload_threshold, 0)
-                            + 0.45 * K + 0.035 * (age - 63.8) + 0.12 * (charlson - 5.3)
-                            + 0.8 * (v_all > 0) + 0.03 * np.maximum(60 - MAP, 0))  # fmt: skip
-            p_after[leaves] = post[leaves]
-            alive &= ~ends
-        outcome = np.where(died, 0, (u_out >= p_after).astype(np.int64))
-        return _Trace(values=values, mask=mask, action=action, prob=prob, fluid=fluid, vaso=vaso, latent=latent,
-                      length=length, died_in_window=died, p_death_after=p_after, outcome=outcome,
-                      static=static)  # fmt: skip
+    def _treat(self, probs: np.ndarray, uni: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw the action (inverse CDF on ``uni[:, 0]``) and the doses given within its levels."""
+        cum = np.cumsum(probs, 1)
+        a = np.minimum((cum < (uni[:, 0] * cum[:, -1])[:, None]).sum(1), N_ACTIONS - 1)
+        f_ml = self._dose(a // 5, uni[:, 1], _FLUID_LO, _FLUID_HI, 400.0, 3000.0)
+        v_dose = self._dose(a % 5, uni[:, 2], _VASO_LO, _VASO_HI, 0.25, 2.0)
+        return a, f_ml, v_dose
+
+    def _exits(self, S, D, Ov, K, MAP, v_all, age, charlson, alive, uni, t) -> tuple:
+        """Who dies in the window this step, who leaves it alive, and each one's risk of death after."""
+        p = self.params
+        haz = _sigmoid(p.hazard_intercept + 1.1 * S + 0.7 * D + 0.45 * np.maximum(Ov - p.overload_threshold - 1, 0)
+                       + 0.08 * np.maximum(55 - MAP, 0) + 0.02 * (age - 63.8) + 0.05 * (charlson - 5.3))  # fmt: skip
+        dies = alive & (uni[:, 3] < haz)
+        recovered = (S < 0.5) & (MAP >= 65) & (v_all == 0) & (t >= 5)
+        leaves = alive & ~dies & ((t == p.horizon - 1) | (recovered & (uni[:, 4] < p.discharge_prob)))
+        post = _sigmoid(p.post_intercept + 1.0 * S + 0.6 * D + 0.35 * np.maximum(Ov - p.overload_threshold, 0)
+                        + 0.45 * K + 0.035 * (age - 63.8) + 0.12 * (charlson - 5.3)
+                        + 0.8 * (v_all > 0) + 0.03 * np.maximum(60 - MAP, 0))  # fmt: skip
+        return dies, leaves, post
 
     @staticmethod
     def _check_probs(probs: np.ndarray, n: int) -> np.ndarray:

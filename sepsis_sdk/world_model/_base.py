@@ -312,15 +312,7 @@ class WorldModelBase:
         """
         hb = self._as_batch(histories)
         b = hb.size
-        p = self._check_actions(plans, 0, "plans")
-        if p.ndim == 1:
-            p = p[None, None, :]
-        if p.ndim == 2:
-            p = np.broadcast_to(p[None], (b, *p.shape))
-        if p.ndim != 3 or p.shape[0] != b or p.shape[1] < 1 or p.shape[2] < 1:
-            raise ModelError(
-                f"{self.name}: plans must be (B={b}, K, H), (K, H) or (H,), got shape {np.shape(plans)}"
-            )
+        p = self._plans(plans, b)
         if int(n_samples) < 1:
             raise ModelError(f"{self.name}: n_samples must be >= 1, got {n_samples}")
         k, h_len, n = p.shape[1], p.shape[2], int(n_samples)
@@ -373,26 +365,21 @@ class WorldModelBase:
             act = np.concatenate([act[:, 1:], np.full((r, 1), -1, np.int64)], 1)
             valid = np.concatenate([valid[:, 1:], np.ones((r, 1), np.float32)], 1)
             last = znew.astype(np.float32)
-        states = states.reshape(b, k, n, h_len, d)
-        alive5 = alive_hist.reshape(b, k, n, h_len)
-        epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(states, axis=2)
-            std = np.nanstd(states, axis=2)
-            epistemic = np.nanmean(epi5, axis=2)
-        return Rollout(
-            states=states,
-            alive=alive5,
-            p_death=pd_acc.reshape(b, k, n).mean(2),
-            p_discharge=pc_acc.reshape(b, k, n).mean(2),
-            mean=mean,
-            std=std,
-            epistemic_std=epistemic,
-            support=first_support,
-            plans=np.ascontiguousarray(p),
-            terminal=ended.reshape(b, k, n),
-        )
+        shape = (b, k, n)
+        return _summarise(states, alive_hist, epi_path, pd_acc, pc_acc, ended, shape, first_support, p)
+
+    def _plans(self, plans: Any, b: int) -> np.ndarray:
+        """``(B, K, H)`` validated action plans from ``(B, K, H)``, ``(K, H)`` or ``(H,)``."""
+        p = self._check_actions(plans, 0, "plans")
+        if p.ndim == 1:
+            p = p[None, None, :]
+        if p.ndim == 2:
+            p = np.broadcast_to(p[None], (b, *p.shape))
+        if p.ndim != 3 or p.shape[0] != b or p.shape[1] < 1 or p.shape[2] < 1:
+            raise ModelError(
+                f"{self.name}: plans must be (B={b}, K, H), (K, H) or (H,), got shape {np.shape(plans)}"
+            )
+        return p
 
     def _noise(
         self, hb: HistoryBatch, seed: int, k: int, n: int, h: int, d: int
@@ -423,6 +410,35 @@ class WorldModelBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: schema {self.schema.name!r}, {len(self.schema)} features, window {self.window}, {self.n_members} member(s)>"
+
+
+def _summarise(
+    states: np.ndarray, alive_hist: np.ndarray, epi_path: np.ndarray, pd_acc: np.ndarray, pc_acc: np.ndarray,
+    ended: np.ndarray, shape: tuple[int, int, int], support: np.ndarray, plans: np.ndarray,
+) -> Rollout:  # fmt: skip
+    """The :class:`Rollout` of per-row paths (rows ordered patient, plan, sample)."""
+    b, k, n = shape
+    h_len, d = states.shape[1], states.shape[2]
+    states = states.reshape(b, k, n, h_len, d)
+    alive5 = alive_hist.reshape(b, k, n, h_len)
+    epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(states, axis=2)
+        std = np.nanstd(states, axis=2)
+        epistemic = np.nanmean(epi5, axis=2)
+    return Rollout(
+        states=states,
+        alive=alive5,
+        p_death=pd_acc.reshape(b, k, n).mean(2),
+        p_discharge=pc_acc.reshape(b, k, n).mean(2),
+        mean=mean,
+        std=std,
+        epistemic_std=epistemic,
+        support=support,
+        plans=np.ascontiguousarray(plans),
+        terminal=ended.reshape(b, k, n),
+    )
 
 
 def write_saved_model(model: Any, path: Any, backend: str, format_version: int, **extra: Any) -> None:

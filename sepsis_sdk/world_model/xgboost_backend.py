@@ -80,6 +80,103 @@ def design_matrix(inputs: Windows) -> np.ndarray:
     ).astype(np.float32)
 
 
+class _Progress:
+    """Counts fitted regressors/classifiers for the ``progress(done, total, {})`` callback."""
+
+    def __init__(self, total: int, callback: Callable[[int, int, dict[str, float]], None] | None) -> None:
+        self.total, self.done, self.callback = total, 0, callback
+
+    def step(self, *, report: bool = True) -> None:
+        self.done += 1
+        if report and self.callback is not None:
+            self.callback(self.done, self.total, {})
+
+
+def _booster_params(cfg: XGBoostConfig) -> dict[str, Any]:
+    params = {
+        "max_depth": cfg.max_depth,
+        "eta": cfg.learning_rate,
+        "subsample": cfg.subsample,
+        "colsample_bytree": cfg.colsample_bytree,
+        "min_child_weight": cfg.min_child_weight,
+        "tree_method": "hist",
+        "nthread": cfg.n_jobs or None,
+        "verbosity": 0,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _member_weights(
+    rng: np.random.Generator, eps: np.ndarray, episode: np.ndarray, n_members: int
+) -> np.ndarray:
+    """Row weights of one ensemble member: a bootstrap over patients (all ones for a single member)."""
+    if n_members <= 1:
+        return np.ones(len(episode))
+    pick = rng.choice(eps, len(eps), replace=True)
+    counts = np.bincount(np.searchsorted(eps, pick), minlength=len(eps)).astype(np.float64)
+    return counts[np.searchsorted(eps, episode)]
+
+
+def _fit_member(
+    k: int, cfg: XGBoostConfig, params: dict[str, Any], train: Any, val: Any, xv: Any, row_w: np.ndarray,
+    counter: _Progress,
+) -> tuple[list[Any | None], Any | None]:  # fmt: skip
+    """One member: a regressor per feature change (None where the target never varies) + the classifier."""
+    xt = design_matrix(train.inputs)
+    dtrain = xgb.DMatrix(xt)
+    dval = xgb.DMatrix(xv) if xv is not None else None
+    member: list[Any | None] = []
+    objective = "reg:absoluteerror" if cfg.objective == "absolute" else "reg:squarederror"
+    for j in range(train.target.shape[1]):
+        w = row_w * train.target_mask[:, j]
+        y = train.target[:, j]
+        if w.sum() == 0 or np.abs(y[w > 0]).max(initial=0.0) < 1e-9:
+            member.append(None)
+            counter.step(report=False)
+            continue
+        dtrain.set_label(y)
+        dtrain.set_weight(w)
+        evals = []
+        if dval is not None and val.target_mask[:, j].any():
+            dval.set_label(val.target[:, j])
+            dval.set_weight(val.target_mask[:, j].astype(np.float64))
+            evals = [(dval, "val")]
+        booster = xgb.train(
+            {**params, "objective": objective, "seed": cfg.seed + 1000 * k + j},
+            dtrain,
+            num_boost_round=cfg.n_estimators,
+            evals=evals,
+            early_stopping_rounds=cfg.early_stopping_rounds if evals else None,
+            verbose_eval=False,
+        )
+        member.append(booster[: booster.best_iteration + 1] if evals else booster)
+        counter.step()
+    clf = None
+    known = train.term >= 0
+    if known.any() and len(np.unique(train.term[known])) > 1:
+        dt = xgb.DMatrix(xt[known], label=train.term[known], weight=row_w[known])
+        clf = xgb.train(
+            {**params, "objective": "multi:softprob", "num_class": 3, "seed": cfg.seed + 7 + k},
+            dt,
+            num_boost_round=cfg.n_estimators,
+        )
+    counter.step()
+    return member, clf
+
+
+def _residual_noise(model: Any, ref: Any, cfg: XGBoostConfig) -> np.ndarray:
+    """``(members, D)`` mean absolute residual of each member on ``ref`` (as a Laplace/Gaussian scale)."""
+    out = model._step(ref.inputs)
+    noise = np.ones((cfg.n_members, ref.target.shape[1]))
+    for k in range(cfg.n_members):
+        r = np.abs(ref.target - out.mean[k])
+        for j in range(ref.target.shape[1]):
+            ok = ref.target_mask[:, j]
+            scale = float(r[ok, j].mean()) if ok.any() else 0.0
+            noise[k, j] = max(scale * (math.sqrt(2.0) if cfg.objective == "absolute" else 1.0), 1e-3)
+    return noise
+
+
 class XGBoostWorldModel(WorldModelBase):
     """Per-feature XGBoost regressors + termination classifier implementing the WorldModel protocol."""
 
@@ -167,93 +264,24 @@ class XGBoostWorldModel(WorldModelBase):
         eps = np.unique(train.episode)
         regs: list[list[Any | None]] = []
         clfs: list[Any | None] = []
-        noise = np.ones((cfg.n_members, d))
-        total, done = cfg.n_members * (d + 1), 0
-        params = {
-            "max_depth": cfg.max_depth,
-            "eta": cfg.learning_rate,
-            "subsample": cfg.subsample,
-            "colsample_bytree": cfg.colsample_bytree,
-            "min_child_weight": cfg.min_child_weight,
-            "tree_method": "hist",
-            "nthread": cfg.n_jobs or None,
-            "verbosity": 0,
-        }
-        params = {k: v for k, v in params.items() if v is not None}
+        counter = _Progress(cfg.n_members * (d + 1), progress)
+        params = _booster_params(cfg)
         for k in range(cfg.n_members):
-            if cfg.n_members > 1:
-                pick = rng.choice(eps, len(eps), replace=True)
-                counts = np.bincount(np.searchsorted(eps, pick), minlength=len(eps)).astype(np.float64)
-                row_w = counts[np.searchsorted(eps, train.episode)]
-            else:
-                row_w = np.ones(len(train))
-            xt = design_matrix(train.inputs)
-            dtrain = xgb.DMatrix(xt)
-            dval = xgb.DMatrix(xv) if xv is not None else None
-            member: list[Any | None] = []
-            objective = "reg:absoluteerror" if cfg.objective == "absolute" else "reg:squarederror"
-            for j in range(d):
-                w = row_w * train.target_mask[:, j]
-                y = train.target[:, j]
-                if w.sum() == 0 or np.abs(y[w > 0]).max(initial=0.0) < 1e-9:
-                    member.append(None)
-                    done += 1
-                    continue
-                dtrain.set_label(y)
-                dtrain.set_weight(w)
-                evals = []
-                if dval is not None and val.target_mask[:, j].any():
-                    dval.set_label(val.target[:, j])
-                    dval.set_weight(val.target_mask[:, j].astype(np.float64))
-                    evals = [(dval, "val")]
-                booster = xgb.train(
-                    {**params, "objective": objective, "seed": cfg.seed + 1000 * k + j},
-                    dtrain,
-                    num_boost_round=cfg.n_estimators,
-                    evals=evals,
-                    early_stopping_rounds=cfg.early_stopping_rounds if evals else None,
-                    verbose_eval=False,
-                )
-                if evals:
-                    booster = booster[: booster.best_iteration + 1]
-                member.append(booster)
-                done += 1
-                if progress is not None:
-                    progress(done, total, {})
+            row_w = _member_weights(rng, eps, train.episode, cfg.n_members)
+            member, clf = _fit_member(k, cfg, params, train, val, xv, row_w, counter)
             regs.append(member)
-            known = train.term >= 0
-            if known.any() and len(np.unique(train.term[known])) > 1:
-                dt = xgb.DMatrix(xt[known], label=train.term[known], weight=row_w[known])
-                clf = xgb.train(
-                    {**params, "objective": "multi:softprob", "num_class": 3, "seed": cfg.seed + 7 + k},
-                    dt,
-                    num_boost_round=cfg.n_estimators,
-                )
-                clfs.append(clf)
-            else:
-                clfs.append(None)
-            done += 1
-            if progress is not None:
-                progress(done, total, {})
+            clfs.append(clf)
         model = cls(
             schema,
             cfg,
             nz,
             regs,
             clfs,
-            noise,
+            np.ones((cfg.n_members, d)),
             support_index=SupportIndex.fit(train.inputs.last, train.inputs.act[:, -1], seed=cfg.seed),
         )
         # noise: residual spread of each member on held-out patients (or in-sample when there are none)
-        ref = val if len(val) else train
-        out = model._step(ref.inputs)
-        for k in range(cfg.n_members):
-            r = np.abs(ref.target - out.mean[k])
-            for j in range(d):
-                ok = ref.target_mask[:, j]
-                scale = float(r[ok, j].mean()) if ok.any() else 0.0
-                noise[k, j] = max(scale * (math.sqrt(2.0) if cfg.objective == "absolute" else 1.0), 1e-3)
-        model.noise = noise
+        model.noise = _residual_noise(model, val if len(val) else train, cfg)
         if cfg.calibrate and len(val):
             out = model._step(val.inputs)
             model.std_scale = calibration_scale(
