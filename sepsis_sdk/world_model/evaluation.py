@@ -111,7 +111,6 @@ def evaluate_world_model(
     sd = np.nanstd(np.where(train.masks(), xtr, np.nan), axis=0)
     sd = np.where(np.isfinite(sd) & (sd > 1e-8), sd, 1.0)
     mean_tr = np.nan_to_num(_nanmean(xtr, axis=0))
-    known = clinical_known(schema)
     change = _mean_change_table(train, sd)
 
     data = cohort_windows(test, model.normaliser, model.window)
@@ -126,63 +125,11 @@ def evaluate_world_model(
         "persistence": cur,
         "mean_change": np.clip(cur + change[acts], lo, hi),
     }
-    per_feature: dict[str, dict[str, Any]] = {}
-    overall: dict[str, dict[str, float]] = {}
-    for key, p in preds.items():
-        err = np.where(obs, p - y, np.nan)
-        mae_n = _nanmean(np.abs(err) / sd, axis=0)
-        rmse_n = np.sqrt(_nanmean((err / sd) ** 2, axis=0))
-        errc = np.where(obs, to_clinical(schema, p) - to_clinical(schema, np.nan_to_num(y)), np.nan)
-        mae_c = _nanmean(np.abs(errc), axis=0)
-        rmse_c = np.sqrt(_nanmean(errc**2, axis=0))
-        for j, n in enumerate(names):
-            f = per_feature.setdefault(n, {"unit": schema.features[j].unit, "clinical_units": bool(known[j])})
-            f[key] = {
-                "mae_norm": float(mae_n[j]),
-                "rmse_norm": float(rmse_n[j]),
-                "mae_clinical": float(mae_c[j]) if known[j] else None,
-                "rmse_clinical": float(rmse_c[j]) if known[j] else None,
-            }
-        overall[key] = {
-            "mae_norm": float(_nanmean(np.abs(err) / sd)),
-            "rmse_norm": float(np.sqrt(_nanmean((err / sd) ** 2))),
-        }
-
-    # calibration: coverage of the 90 % interval and Gaussian NLL of the mixture moments (model space)
-    inside = (y >= pred.lower - 1e-12) & (y <= pred.upper + 1e-12)
-    cov_feat = np.where(obs.sum(0) > 0, (inside & obs).sum(0) / np.maximum(obs.sum(0), 1), np.nan)
-    zy = model.normaliser.to_model(np.nan_to_num(y))
-    zm = model.normaliser.to_model(pred.mean)
-    slope = model.normaliser.stored_slope(zm)
-    zsd = np.maximum(pred.std / np.maximum(slope, 1e-12), 1e-6)
-    nll = 0.5 * ((zy - zm) / zsd) ** 2 + np.log(zsd) + 0.5 * math.log(2 * math.pi)
-    calibration = {
-        "nominal": 0.9,
-        "coverage": float((inside & obs).sum() / max(obs.sum(), 1)),
-        "coverage_per_feature": {n: float(c) for n, c in zip(names, cov_feat, strict=True)},
-        "coverage_min_feature": float(np.nanmin(cov_feat)),
-        "coverage_max_feature": float(np.nanmax(cov_feat)),
-        "nll_model_space": float(_nanmean(np.where(obs, nll, np.nan))),
-        "mean_interval_width_norm": float(_nanmean(np.where(obs, (pred.upper - pred.lower) / sd, np.nan))),
-    }
-    for j, n in enumerate(names):
-        per_feature[n]["coverage90"] = float(cov_feat[j])
-
-    # termination
-    term = data.term
-    lab = term >= 0
-    termination = {}
-    for key, cls, p in (("death", DEATH, pred.p_death), ("discharge", DISCHARGE, pred.p_discharge)):
-        yy = term[lab] == cls
-        pp = p[lab]
-        termination[key] = {
-            "auroc": auroc(yy, pp),
-            "auprc": auprc(yy, pp),
-            "brier": float(((pp - yy) ** 2).mean()) if len(pp) else float("nan"),
-            "brier_base_rate": float(((yy.mean() - yy) ** 2).mean()) if len(pp) else float("nan"),
-            "rate": float(yy.mean()) if len(pp) else float("nan"),
-            "mean_predicted": float(pp.mean()) if len(pp) else float("nan"),
-        }
+    overall, per_feature = _one_step_errors(schema, preds, y, obs, sd)
+    calibration = _calibration(model, pred, y, obs, sd)
+    for n in names:
+        per_feature[n]["coverage90"] = calibration["coverage_per_feature"][n]
+    termination = _termination(data.term, pred)
 
     report: dict[str, Any] = {
         "model": {
@@ -212,6 +159,73 @@ def evaluate_world_model(
         )
         report["icu_sepsis_truth"]["oracle_one_step"] = _oracle_one_step(test, truth, data, sd)
     return report
+
+
+def _one_step_errors(schema, preds, y, obs, sd) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Overall and per-feature one-step MAE/RMSE of each predictor (normalised and clinical units)."""
+    names = schema.names
+    known = clinical_known(schema)
+    per_feature: dict[str, dict[str, Any]] = {}
+    overall: dict[str, dict[str, float]] = {}
+    for key, p in preds.items():
+        err = np.where(obs, p - y, np.nan)
+        mae_n = _nanmean(np.abs(err) / sd, axis=0)
+        rmse_n = np.sqrt(_nanmean((err / sd) ** 2, axis=0))
+        errc = np.where(obs, to_clinical(schema, p) - to_clinical(schema, np.nan_to_num(y)), np.nan)
+        mae_c = _nanmean(np.abs(errc), axis=0)
+        rmse_c = np.sqrt(_nanmean(errc**2, axis=0))
+        for j, n in enumerate(names):
+            f = per_feature.setdefault(n, {"unit": schema.features[j].unit, "clinical_units": bool(known[j])})
+            f[key] = {
+                "mae_norm": float(mae_n[j]),
+                "rmse_norm": float(rmse_n[j]),
+                "mae_clinical": float(mae_c[j]) if known[j] else None,
+                "rmse_clinical": float(rmse_c[j]) if known[j] else None,
+            }
+        overall[key] = {
+            "mae_norm": float(_nanmean(np.abs(err) / sd)),
+            "rmse_norm": float(np.sqrt(_nanmean((err / sd) ** 2))),
+        }
+    return overall, per_feature
+
+
+def _calibration(model, pred, y, obs, sd) -> dict[str, Any]:
+    """Coverage of the 90 % interval and Gaussian NLL of the mixture moments (model space)."""
+    names = model.schema.names
+    inside = (y >= pred.lower - 1e-12) & (y <= pred.upper + 1e-12)
+    cov_feat = np.where(obs.sum(0) > 0, (inside & obs).sum(0) / np.maximum(obs.sum(0), 1), np.nan)
+    zy = model.normaliser.to_model(np.nan_to_num(y))
+    zm = model.normaliser.to_model(pred.mean)
+    slope = model.normaliser.stored_slope(zm)
+    zsd = np.maximum(pred.std / np.maximum(slope, 1e-12), 1e-6)
+    nll = 0.5 * ((zy - zm) / zsd) ** 2 + np.log(zsd) + 0.5 * math.log(2 * math.pi)
+    return {
+        "nominal": 0.9,
+        "coverage": float((inside & obs).sum() / max(obs.sum(), 1)),
+        "coverage_per_feature": {n: float(c) for n, c in zip(names, cov_feat, strict=True)},
+        "coverage_min_feature": float(np.nanmin(cov_feat)),
+        "coverage_max_feature": float(np.nanmax(cov_feat)),
+        "nll_model_space": float(_nanmean(np.where(obs, nll, np.nan))),
+        "mean_interval_width_norm": float(_nanmean(np.where(obs, (pred.upper - pred.lower) / sd, np.nan))),
+    }
+
+
+def _termination(term: np.ndarray, pred: Any) -> dict[str, Any]:
+    """Discrimination and calibration of the death and discharge hazards on labelled rows."""
+    lab = term >= 0
+    out = {}
+    for key, cls, p in (("death", DEATH, pred.p_death), ("discharge", DISCHARGE, pred.p_discharge)):
+        yy = term[lab] == cls
+        pp = p[lab]
+        out[key] = {
+            "auroc": auroc(yy, pp),
+            "auprc": auprc(yy, pp),
+            "brier": float(((pp - yy) ** 2).mean()) if len(pp) else float("nan"),
+            "brier_base_rate": float(((yy.mean() - yy) ** 2).mean()) if len(pp) else float("nan"),
+            "rate": float(yy.mean()) if len(pp) else float("nan"),
+            "mean_predicted": float(pp.mean()) if len(pp) else float("nan"),
+        }
+    return out
 
 
 def _rollout_errors(
@@ -388,7 +402,65 @@ def _f(v: Any, nd: int = 3) -> str:
     return f"{v:.{nd}f}"
 
 
+def _md_truth(t: dict[str, Any], o: dict[str, Any], lines: list[str]) -> None:
+    """The ICU-Sepsis truth parts of the report: support vs admissibility, the oracle rows of the one-step
+    table (inserted after the ``mean_change`` row) and death within H steps."""
+    sa = t.get("support_vs_admissible")
+    if sa:
+        lines += [
+            "",
+            f"Support vs ICU-Sepsis admissibility: AUROC {_f(sa['auroc'])}; mean support of admissible (s, a) "
+            f"{_f(sa['mean_support_admissible'])}, of inadmissible {_f(sa['mean_support_inadmissible'])}.",
+        ]
+    if "oracle_one_step" in t:
+        orc = t["oracle_one_step"]
+        lines[
+            lines.index(
+                "| mean_change | "
+                + _f(o["mean_change"]["mae_norm"], 4)
+                + " | "
+                + _f(o["mean_change"]["rmse_norm"], 4)
+                + " |"
+            )
+            + 1 : 0
+        ] = [
+            f"| oracle median (true dynamics; a ceiling) | {_f(orc['median_mae_norm'], 4)} | – |",
+            f"| oracle mean (true dynamics) | {_f(orc['mean_mae_norm'], 4)} | {_f(orc['mean_rmse_norm'], 4)} |",
+        ]
+    lines += [
+        "",
+        "## Death within H steps vs exact ICU-Sepsis truth",
+        "",
+        f"{t['definition']}; {t['points']} test decision points x 25 actions.",
+        "",
+        "| H | MAE | MAE (admissible) | bias | mean truth | mean model | Pearson | within-state Spearman | regret of model's safest action |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for hz, v in t["by_horizon"].items():
+        lines.append(
+            f"| {hz} | {_f(v['mae'], 4)} | {_f(v['mae_admissible'], 4)} | {_f(v['bias'], 4)} | {_f(v['mean_truth'], 4)} | {_f(v['mean_model'], 4)} | {_f(v['pearson'])} | {_f(v['within_state_spearman'])} | {_f(v['regret_of_model_safest_action'], 4)} |"
+        )
+
+
+def _md_per_feature(per_feature: dict[str, Any]) -> list[str]:
+    """The per-feature table of the report."""
+    lines = [
+        "",
+        "## Per feature (MAE, normalised; clinical units where known; 90 % coverage)",
+        "",
+        "| feature | model | persistence | mean change | model (clinical) | coverage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, f in per_feature.items():
+        clin = f"{_f(f['model']['mae_clinical'])} {f['unit']}" if f["clinical_units"] else "–"
+        lines.append(
+            f"| {n} | {_f(f['model']['mae_norm'])} | {_f(f['persistence']['mae_norm'])} | {_f(f['mean_change']['mae_norm'])} | {clin} | {_f(f['coverage90'], 2)} |"
+        )
+    return lines
+
+
 def render_markdown(rep: dict[str, Any], plots: dict[str, str] | None = None) -> str:
+    """The report as Markdown (tables of every section; plots linked when given)."""
     m, d = rep["model"], rep["data"]
     o = rep["one_step"]["overall"]
     lines = [
@@ -440,54 +512,8 @@ def render_markdown(rep: dict[str, Any], plots: dict[str, str] | None = None) ->
             f"| {hz} | {r['n'][i]} | {_f(r['model'][i])} | {_f(r['model_sampled_mean'][i])} | {_f(r['persistence'][i])} | {_f(r['mean_change'][i])} |"
         )
     if "icu_sepsis_truth" in rep:
-        t = rep["icu_sepsis_truth"]
-        sa = t.get("support_vs_admissible")
-        if sa:
-            lines += [
-                "",
-                f"Support vs ICU-Sepsis admissibility: AUROC {_f(sa['auroc'])}; mean support of admissible (s, a) "
-                f"{_f(sa['mean_support_admissible'])}, of inadmissible {_f(sa['mean_support_inadmissible'])}.",
-            ]
-        if "oracle_one_step" in t:
-            orc = t["oracle_one_step"]
-            lines[
-                lines.index(
-                    "| mean_change | "
-                    + _f(o["mean_change"]["mae_norm"], 4)
-                    + " | "
-                    + _f(o["mean_change"]["rmse_norm"], 4)
-                    + " |"
-                )
-                + 1 : 0
-            ] = [
-                f"| oracle median (true dynamics; a ceiling) | {_f(orc['median_mae_norm'], 4)} | – |",
-                f"| oracle mean (true dynamics) | {_f(orc['mean_mae_norm'], 4)} | {_f(orc['mean_rmse_norm'], 4)} |",
-            ]
-        lines += [
-            "",
-            "## Death within H steps vs exact ICU-Sepsis truth",
-            "",
-            f"{t['definition']}; {t['points']} test decision points x 25 actions.",
-            "",
-            "| H | MAE | MAE (admissible) | bias | mean truth | mean model | Pearson | within-state Spearman | regret of model's safest action |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for hz, v in t["by_horizon"].items():
-            lines.append(
-                f"| {hz} | {_f(v['mae'], 4)} | {_f(v['mae_admissible'], 4)} | {_f(v['bias'], 4)} | {_f(v['mean_truth'], 4)} | {_f(v['mean_model'], 4)} | {_f(v['pearson'])} | {_f(v['within_state_spearman'])} | {_f(v['regret_of_model_safest_action'], 4)} |"
-            )
-    lines += [
-        "",
-        "## Per feature (MAE, normalised; clinical units where known; 90 % coverage)",
-        "",
-        "| feature | model | persistence | mean change | model (clinical) | coverage |",
-        "|---|---|---|---|---|---|",
-    ]
-    for n, f in rep["one_step"]["per_feature"].items():
-        clin = f"{_f(f['model']['mae_clinical'])} {f['unit']}" if f["clinical_units"] else "–"
-        lines.append(
-            f"| {n} | {_f(f['model']['mae_norm'])} | {_f(f['persistence']['mae_norm'])} | {_f(f['mean_change']['mae_norm'])} | {clin} | {_f(f['coverage90'], 2)} |"
-        )
+        _md_truth(rep["icu_sepsis_truth"], o, lines)
+    lines += _md_per_feature(rep["one_step"]["per_feature"])
     if plots:
         lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in sorted(plots.items())]
     return "\n".join(lines) + "\n"
