@@ -137,30 +137,29 @@ def evaluate(
     """Evaluate a saved model on the held-out patients of a cohort; write markdown + JSON + PNG."""
     from rich.console import Console
 
+    from sepsis_sdk.errors import ModelError
     from sepsis_sdk.world_model import load_world_model
     from sepsis_sdk.world_model.evaluation import evaluate_world_model, write_report
 
     console = Console()
-    if threads:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
-    wm = load_world_model(model, device=None if device == "auto" else device)
-    trained_on = wm.info.get("cohort")
     here = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
+    with friendly_errors():
+        wm = load_world_model(model, device=None if device == "auto" else device)
+        data = _load(cohort, episodes, seed)
+        if list(data.schema.names) != list(wm.schema.names):
+            raise ModelError(
+                f"{model}: the model was trained on schema {wm.schema.name!r} ({len(wm.schema)} features) but "
+                f"cohort {cohort!r} has schema {data.schema.name!r} ({len(data.schema)} features)"
+            )
+    if (
+        threads and wm.backend == "torch"
+    ):  # torch's thread pool is process-wide (other backends: their config)
+        import torch
+
+        torch.set_num_threads(threads)
+    trained_on = wm.info.get("cohort")
     if trained_on and trained_on != here:
         console.print(f"[yellow]note: model was trained on {trained_on}; evaluating on {here}[/yellow]")
-    data = _load(cohort, episodes, seed)
-    if list(data.schema.names) != list(wm.schema.names):
-        from sepsis_sdk.errors import ModelError
-
-        raise ModelError(
-            f"{model}: the model was trained on schema {wm.schema.name!r} ({len(wm.schema)} features) but cohort "
-            f"{cohort!r} has schema {data.schema.name!r} ({len(data.schema)} features)"
-        )
     tr, te = _split(data, split_seed)
     with console.status(f"evaluating {wm!r} on {te.n_patients} held-out patients"):
         rep = evaluate_world_model(
