@@ -194,3 +194,18 @@ def test_synthetic_delta_mode_stays_in_bounds_and_beats_persistence():
     s = r.states
     alive = ~np.isnan(s)
     assert alive.any() and int(((s < lo) & alive).sum() + ((s > hi) & alive).sum()) == 0
+
+
+def test_synthetic_missing_next_values_skip_or_carry(tmp_path):
+    """Both ways of treating a look-alike's unobserved next value give finite, ordered predictions."""
+    from sepsis_sdk.sources.synthetic import synthesize_cohort
+
+    syn = synthesize_cohort(60, seed=1)
+    hb = cohort_batch(syn, 1, np.arange(0, len(syn), 9))
+    for how in ("carry", "skip"):
+        wm = NeighbourWorldModel.fit(syn, n_members=2, missing_next=how)
+        p = wm.predict(hb, 7)
+        assert np.isfinite(p.mean).all() and (p.lower <= p.mean).all() and (p.mean <= p.upper).all()
+        back = NeighbourWorldModel.load(wm.save(tmp_path / how))
+        np.testing.assert_array_equal(back.predict(hb, 7).mean, p.mean)
+    assert not np.array_equal(p.mean, NeighbourWorldModel.fit(syn, n_members=2).predict(hb, 7).mean)
