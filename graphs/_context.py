@@ -160,6 +160,7 @@ class AgentContext(Generic[OptionsT]):
     tools: ToolRegistry
     guard: Guard
     world_model: WorldModel | None = None
+    continuation: Any = None
     judge: Judge = field(default_factory=SimulationCritic)
     schema: FeatureSchema | None = None
     options: OptionsT = field(default_factory=AgentOptions)  # type: ignore[assignment]
@@ -179,6 +180,7 @@ class AgentContext(Generic[OptionsT]):
         schema: FeatureSchema | None = None,
         options: AgentOptions | None = None,
         graph: str = "agent",
+        continuation: Any = None,
     ) -> AgentContext[Any]:
         """A context from what a user passes; the registry and the guard are copies, never changed.
 
@@ -193,12 +195,20 @@ class AgentContext(Generic[OptionsT]):
             schema: the schema values are rendered with.
             options: the graph's options (default :class:`AgentOptions`).
             graph: the graph's name in traces.
+            continuation: how care continues after a candidate (e.g.
+                ``fit_continuation(training_cohort)``): the simulate tools then report closed-loop values,
+                and the default fallback planner improves on it.
         """
+        if continuation is not None:
+            from sepsis_sdk.world_model.value import as_continuation
+
+            continuation = as_continuation(continuation, world_model=world_model)
         return cls(
             model=as_chat_model(model),
             tools=as_registry(tools).copy(),
-            guard=configured_guard(guard, fallback, safety, world_model),
+            guard=configured_guard(guard, fallback, safety, world_model, continuation),
             world_model=world_model,
+            continuation=continuation,
             judge=judge if judge is not None else SimulationCritic(),
             schema=schema,
             options=options if options is not None else AgentOptions(),
@@ -260,7 +270,7 @@ def as_chat_model(model: Any) -> ChatModel:
 
 
 def configured_guard(
-    guard: Guard | None, fallback: Any, safety: Any, world_model: WorldModel | None
+    guard: Guard | None, fallback: Any, safety: Any, world_model: WorldModel | None, continuation: Any = None
 ) -> Guard:
     """The graph's own guard: the user's copied (never changed), with ``fallback`` or the default set."""
     if guard is None:
@@ -271,7 +281,7 @@ def configured_guard(
         out = copy.copy(guard)  # the graph's own: the user's guard may serve other graphs, or change later
         if fallback is not None:
             out.fallback = fallback
-    return out.with_default_fallback(world_model)
+    return out.with_default_fallback(world_model, continuation)
 
 
 def protocol_registry(tools: ToolRegistry | list[Any] | None, extra_tools: bool) -> ToolRegistry:

@@ -14,6 +14,7 @@ from sepsis_sdk.judge import Criterion, CriterionVerdict, Evidence, Rubric, Verd
 from sepsis_sdk.render import action_label
 
 MORTALITY_MARGIN = 0.05
+VALUE_MARGIN = 0.005
 LOW_SUPPORT = 0.2
 HIGH_UNCERTAINTY = 0.5
 
@@ -26,6 +27,9 @@ def simulation_rubric() -> Rubric:
         criteria=(
             Criterion(id="rules", sign=-1, weight=2.0, dimension="safety",
                       text="The treatment breaks a hard guideline or safety rule for this patient now."),
+            Criterion(id="value", sign=-1, weight=2.0, dimension="outcome",
+                      text=f"Its closed-loop value (survival if given now, then usual care) is clearly below the best "
+                           f"candidate's: its upper bound is under the best value, or it trails by {VALUE_MARGIN} or more."),
             Criterion(id="mortality", sign=-1, weight=1.0, dimension="outcome",
                       text=f"Predicted death risk is at least {MORTALITY_MARGIN:.2f} above the best simulated candidate."),
             Criterion(id="support", sign=-1, weight=0.5, dimension="reliability",
@@ -52,10 +56,18 @@ def _delta(cand: dict[str, Any], role: str) -> float | None:
 
 
 def candidate_evidence(
-    cand: dict[str, Any], *, best_p_death: float, violated: list[str], sim_text: str = ""
+    cand: dict[str, Any],
+    *,
+    best_p_death: float,
+    violated: list[str],
+    sim_text: str = "",
+    best_value: float | None = None,
 ) -> Evidence:
     """Evidence about one simulated candidate (a ``CandidateOutcome.to_dict()``)."""
     data = {
+        "value": cand.get("value"),
+        "value_upper": cand.get("value_upper"),
+        "best_value": best_value,
         "action": cand["action"],
         "p_death": cand["p_death"],
         "best_p_death": best_p_death,
@@ -92,6 +104,17 @@ class SimulationCritic:
             if c.id == "rules":
                 score = int(bool(d.get("violated")))
                 reason = ("breaks " + ", ".join(d["violated"])) if score else "no hard rule broken"
+            elif c.id == "value":
+                if d.get("value") is None or d.get("best_value") is None:
+                    score, reason = None, "no closed-loop value (no continuation policy)"
+                else:
+                    v, best, up = (
+                        float(d["value"]),
+                        float(d["best_value"]),
+                        float(d.get("value_upper") or d["value"]),
+                    )
+                    score = int(up < best or best - v >= VALUE_MARGIN)
+                    reason = f"value {v:.3f} (upper {up:.3f}) vs best {best:.3f}"
             elif c.id == "mortality":
                 gap = float(d["p_death"]) - float(d["best_p_death"])
                 score = int(gap >= MORTALITY_MARGIN)

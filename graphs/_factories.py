@@ -54,6 +54,7 @@ def build_psr_graph(
     tools: Any = None,
     *,
     world_model: WorldModel,
+    continuation: Any = None,
     n_candidates: int | None = None,
     max_rounds: int | None = None,
     horizon: int | None = None,
@@ -77,6 +78,9 @@ def build_psr_graph(
         tools: a :class:`~sepsis_sdk.tools.ToolRegistry` or list of tools (default: the built-ins), copied;
             the simulate node calls the one named ``simulate``.
         world_model: the clinical world model (:class:`~sepsis_sdk.world_model.WorldModel`).
+        continuation: how care continues after a candidate (``fit_continuation(training_cohort)``): the
+            simulation then reports each candidate's closed-loop value, and the fallback planner improves
+            on it (without it the planner holds each action for the horizon).
         n_candidates: K, candidates proposed and simulated per round (default 3).
         max_rounds: rounds before the model must commit (default 3).
         horizon: H, simulated 4-hour steps (default 6).
@@ -103,7 +107,8 @@ def build_psr_graph(
                     n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt)  # fmt: skip
     ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
-                              fallback=fallback, safety=safety, options=opts, graph=name)  # fmt: skip
+                              fallback=fallback, safety=safety, options=opts, graph=name,
+                              continuation=continuation)  # fmt: skip
     b = _builder(ctx, {"observe": N.observe, "propose": N.propose, "simulate": N.simulate, "refine": N.refine,
                        "guard": N.guard, "prescribe": N.prescribe})  # fmt: skip
     from langgraph.graph import END, START
@@ -122,6 +127,7 @@ def build_direct_graph(
     model: ChatModel | str,
     *,
     world_model: WorldModel | None = None,
+    continuation: Any = None,
     guard: Guard | None = None,
     fallback: Any = None,
     safety: Any = None,
@@ -141,7 +147,7 @@ def build_direct_graph(
     opts = _options(DirectOptions, options, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt)  # fmt: skip
     ctx = AgentContext.create(model, tools=[], world_model=world_model, guard=guard, fallback=fallback,
-                              safety=safety, options=opts, graph=name)  # fmt: skip
+                              safety=safety, options=opts, graph=name, continuation=continuation)  # fmt: skip
     b = _builder(ctx, {"observe": N.observe, "decide": N.decide, "guard": N.guard, "prescribe": N.prescribe})
     from langgraph.graph import END, START
 
@@ -158,6 +164,7 @@ def build_tool_calling_graph(
     tools: Any = None,
     *,
     world_model: WorldModel,
+    continuation: Any = None,
     horizon: int | None = None,
     n_samples: int | None = None,
     max_turns: int | None = None,
@@ -195,7 +202,8 @@ def build_tool_calling_graph(
                     extra_tools=extra_tools, seed=seed, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt)  # fmt: skip
     ctx = AgentContext.create(model, tools=protocol_registry(tools, opts.extra_tools), world_model=world_model,
-                              guard=guard, fallback=fallback, safety=safety, options=opts, graph=name)  # fmt: skip
+                              guard=guard, fallback=fallback, safety=safety, options=opts, graph=name,
+                              continuation=continuation)  # fmt: skip
     b = _builder(ctx, {"observe": N.observe_conversation, "agent": N.agent, "tools": N.run_tools,
                        "guard": N.guard, "prescribe": N.prescribe})  # fmt: skip
     from langgraph.graph import END, START

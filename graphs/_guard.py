@@ -134,18 +134,22 @@ class Guard:
             f"enforce_safety={self.enforce_safety})"
         )
 
-    def with_default_fallback(self, world_model: Any) -> Guard:
+    def with_default_fallback(self, world_model: Any, continuation: Any = None) -> Guard:
         """This guard with the default fallback (the world-model planner) filled in, as a copy.
 
-        Returns ``self`` when a fallback is already set or there is no world model; never changes
-        ``self`` (a guard shared by two graphs keeps each graph's own world model as its fallback).
+        With a ``continuation`` (how care continues: a fitted behaviour model) the planner improves on
+        it by closed-loop values; without one it holds each action for its horizon (and says so in its
+        decisions). Returns ``self`` when a fallback is already set or there is no world model; never
+        changes ``self`` (a guard shared by two graphs keeps each graph's own world model as its fallback).
         """
         if self.fallback is not None or world_model is None:
             return self
         from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
 
         out = copy.copy(self)
-        out.fallback = WorldModelPlannerPolicy(world_model=world_model, safety=self.safety)
+        out.fallback = WorldModelPlannerPolicy(
+            world_model=world_model, safety=self.safety, continuation=continuation
+        )
         return out
 
     def _allowed(self, history: PatientHistory, schema: FeatureSchema, notes: list[str]) -> np.ndarray:

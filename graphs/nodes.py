@@ -205,6 +205,8 @@ def critique(state: AgentState, context: Any) -> dict[str, Any]:
             "best": None,
         }
     best = min(c["p_death"] for c in cands)
+    values = [c.get("value") for c in cands]
+    best_value = max(values) if all(v is not None for v in values) else None  # type: ignore[type-var]
     safety = ctx.guard.safety
     unsafe = hard_rule_mask(safety, h, schema)  # all 25 at once; rule ids only where needed
     items = []
@@ -214,7 +216,7 @@ def critique(state: AgentState, context: Any) -> dict[str, Any]:
             if unsafe[c["action"]]
             else []
         )
-        ev = candidate_evidence(c, best_p_death=best, violated=broken)
+        ev = candidate_evidence(c, best_p_death=best, violated=broken, best_value=best_value)
         try:
             verdict = judge.judge(rubric, ev)
             err = verdict.error
@@ -226,11 +228,15 @@ def critique(state: AgentState, context: Any) -> dict[str, Any]:
             "verdicts": [v.model_dump() for v in verdict.verdicts] if verdict is not None else [],
             "error": err,
             "judge": getattr(judge, "name", type(judge).__name__),
+            "value": c.get("value"),
         })  # fmt: skip
     return {
         "items": items,
         "text": render_critique(items),
-        "best": max(items, key=lambda x: x["score"])["action"],
+        # ties on the rubric go to the higher closed-loop value when there is one
+        "best": max(items, key=lambda x: (x["score"], x["value"] if x["value"] is not None else -1.0))[
+            "action"
+        ],
     }
 
 

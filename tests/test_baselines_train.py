@@ -39,7 +39,8 @@ def test_tabular_policy_solves_a_hand_made_mdp():
     from sepsis_sdk.policies.tabular import fit_tabular_policy
 
     cohort = _two_state_cohort()
-    pol = fit_tabular_policy(cohort, n_clusters=2, min_count=3, gamma=0.9)
+    # the exact counted MDP (the default adds a lower-confidence penalty inside the backup)
+    pol = fit_tabular_policy(cohort, n_clusters=2, min_count=3, gamma=0.9, backup_pessimism=0.0)
     probs = pol.cohort_probabilities(cohort)
     first = cohort.data["t"].to_numpy() == 0
     # at x=0: action 1 gives 1 now; action 2 gives 0.9 * 1 later; action 0 gives 0 -> choose 1

@@ -48,6 +48,9 @@ class ToolSettings:
         horizon: default simulation horizon (4-hour steps).
         n_samples: samples per candidate in simulations.
         seed: RNG seed for simulations (same seed, same numbers).
+        continuation: how care continues after a simulated candidate (a fitted behaviour model, a
+            Policy or a Continuation); with it, ``simulate`` also reports each candidate's closed-loop
+            value (see :func:`sepsis_sdk.world_model.value.action_values`).
     """
 
     world_model: WorldModel | None = None
@@ -56,6 +59,7 @@ class ToolSettings:
     horizon: int = 6
     n_samples: int = 8
     seed: int = 0
+    continuation: Any = None
 
 
 class ToolContext:
@@ -76,6 +80,7 @@ class ToolContext:
         seed: see :class:`ToolSettings`.
         extra: free slot for users' own tools.
         run: the run's settings: any object with the :class:`ToolSettings` attributes.
+        continuation: see :class:`ToolSettings`.
 
     Example:
         >>> ToolContext(horizon=3).horizon
@@ -96,8 +101,9 @@ class ToolContext:
         extra: dict[str, Any] | None = None,
         *,
         run: Any = None,
+        continuation: Any = None,
     ) -> None:
-        settings = ToolSettings(world_model, schema, safety, horizon, n_samples, seed)
+        settings = ToolSettings(world_model, schema, safety, horizon, n_samples, seed, continuation)
         if run is not None and settings != ToolSettings():
             raise UserError(
                 "ToolContext takes either run= or the settings (world_model, schema, ...), not both"
@@ -129,6 +135,10 @@ class ToolContext:
     @property
     def seed(self) -> int:
         return self.run.seed
+
+    @property
+    def continuation(self) -> Any:
+        return getattr(self.run, "continuation", None)
 
     def __repr__(self) -> str:
         pid = getattr(self.history, "patient_id", None)

@@ -47,6 +47,7 @@ def simulate(
         n_samples=ctx.n_samples,
         seed=ctx.seed,
         schema=ctx.resolved_schema(),
+        continuation=ctx.continuation,
     )
     return report.to_tool_result()
 

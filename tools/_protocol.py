@@ -169,6 +169,7 @@ def simulation(actions: tuple[Action, ...], ctx: ToolContext = None) -> ToolResu
         n_samples=ctx.n_samples,
         seed=ctx.seed,
         schema=ctx.resolved_schema(),
+        continuation=ctx.continuation,
     )
     return report.to_tool_result()
 

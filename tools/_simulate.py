@@ -70,6 +70,10 @@ class CandidateOutcome(_AsDictAlias):
         support: how well the training data covers (current state, action), in [0, 1].
         uncertainty: mean ensemble disagreement over key features and steps, in feature SDs.
         paths: key features' predicted paths.
+        value / value_lower / value_upper: closed-loop value (this action now, then care continues as
+            the run's continuation policy — by default the clinicians — would: P(leaving the ICU alive)
+            under the survival reward) and its 90 % interval; ``None`` without a continuation.
+        advantage: ``value`` minus the value of the continuation's usual choice now.
     """
 
     action: int
@@ -78,6 +82,10 @@ class CandidateOutcome(_AsDictAlias):
     support: float
     uncertainty: float
     paths: list[FeaturePath] = field(default_factory=list)
+    value: float | None = None
+    value_lower: float | None = None
+    value_upper: float | None = None
+    advantage: float | None = None
 
     @property
     def action_obj(self) -> Action:
@@ -96,6 +104,10 @@ class CandidateOutcome(_AsDictAlias):
             "p_discharge": round(self.p_discharge, 4),
             "support": round(self.support, 4),
             "uncertainty": round(self.uncertainty, 4),
+            "value": _num(self.value) if self.value is not None else None,
+            "value_lower": _num(self.value_lower) if self.value_lower is not None else None,
+            "value_upper": _num(self.value_upper) if self.value_upper is not None else None,
+            "advantage": _num(self.advantage) if self.advantage is not None else None,
             "paths": [p.to_dict() for p in self.paths],
         }
 
@@ -110,6 +122,9 @@ class SimulationReport(_AsDictAlias):
     candidates: list[CandidateOutcome]
     seed: int = 0
     latency_s: float = 0.0
+    value_method: str | None = None
+    continuation: str | None = None
+    reference: int | None = None
 
     def get(self, action: int) -> CandidateOutcome | None:
         return next((c for c in self.candidates if c.action == action), None)
@@ -121,6 +136,9 @@ class SimulationReport(_AsDictAlias):
             "n_samples": self.n_samples,
             "seed": self.seed,
             "latency_s": round(self.latency_s, 6),
+            "value_method": self.value_method,
+            "continuation": self.continuation,
+            "reference": self.reference,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -132,10 +150,25 @@ class SimulationReport(_AsDictAlias):
             f"{self.n_samples} samples. Bands are 90% intervals; low support means few similar cases "
             "in the training data, so trust those predictions less."
         ]
+        if self.value_method is not None and self.reference is not None:
+            lines.append(
+                "value = estimated chance of leaving the ICU alive if the candidate is given now and care then "
+                f"continues as usual ({self.continuation}; {self.value_method}), with a 90% interval; "
+                f"advantage = value minus that of the usual choice now ({action_label(self.reference)}). "
+                "Values of different actions often differ by less than 0.01: prefer a positive advantage "
+                "whose interval is narrow and whose support is high."
+            )
         for i, c in enumerate(self.candidates):
+            value = ""
+            if c.value is not None:
+                value = (
+                    f", value={c.value:.3f} [{c.value_lower:.3f}, {c.value_upper:.3f}], "
+                    f"advantage={c.advantage:+.3f}"
+                )
             lines.append(
                 f"{chr(65 + i)}. {action_label(c.action)}: P(death within {hours} h)={c.p_death:.2f}, "
                 f"P(discharge)={c.p_discharge:.2f}, support={c.support:.2f}, uncertainty={c.uncertainty:.2f}"
+                + value
             )
             parts = []
             for p in c.paths:
@@ -198,8 +231,14 @@ def simulate_actions(
     n_samples: int = 8,
     seed: int = 0,
     schema: FeatureSchema | None = None,
+    continuation: Any = None,
+    value_samples: int = 256,
 ) -> SimulationReport:
     """Simulate each candidate action (held for ``horizon`` steps) in one batched rollout.
+
+    With a ``continuation`` each candidate also gets its closed-loop value ("this action now, then care
+    as usual"; :func:`~sepsis_sdk.world_model.value.action_values`: exact on finite-support models,
+    ``value_samples`` Monte-Carlo futures otherwise), its interval and its advantage over the usual choice.
 
     Args:
         world_model: any :class:`~sepsis_sdk.world_model.WorldModel`.
@@ -209,6 +248,8 @@ def simulate_actions(
         n_samples: sampled futures per candidate.
         seed: RNG seed of the rollout.
         schema: for display; defaults to the world model's.
+        continuation: how care continues after the candidate (``None``: no closed-loop value).
+        value_samples: Monte-Carlo futures per candidate for the value (non-finite-support models).
 
     Returns:
         A :class:`SimulationReport` with one :class:`CandidateOutcome` per distinct action, in input order.
@@ -256,11 +297,41 @@ def simulate_actions(
                 paths=paths,
             )
         )
-    return SimulationReport(
+    report = SimulationReport(
         patient_id=history.patient_id,
         horizon=horizon,
         n_samples=n_samples,
         candidates=out,
         seed=seed,
-        latency_s=time.perf_counter() - t0,
+    )
+    if continuation is not None:
+        _add_values(report, world_model, batch, idx, continuation, value_samples, seed)
+    report.latency_s = time.perf_counter() - t0
+    return report
+
+
+def _add_values(
+    report: SimulationReport,
+    world_model: Any,
+    batch: Any,
+    idx: list[int],
+    continuation: Any,
+    n: int,
+    seed: int,
+) -> None:
+    """Fill in each candidate's closed-loop value, interval and advantage (one batched call)."""
+    from sepsis_sdk.world_model.value import action_values
+
+    av = action_values(world_model, batch, idx, continuation=continuation, n_samples=n, seed=seed)
+    for k, c in enumerate(report.candidates):
+        c.value, c.value_lower, c.value_upper = (
+            float(av.value[0, k]),
+            float(av.lower[0, k]),
+            float(av.upper[0, k]),
+        )
+        c.advantage = float(av.advantage[0, k])
+    report.value_method, report.continuation, report.reference = (
+        av.method,
+        av.continuation,
+        int(av.reference[0]),
     )

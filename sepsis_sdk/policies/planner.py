@@ -161,7 +161,7 @@ class WorldModelPlannerPolicy(PolicyBase):
         'improve'
     """
 
-    markov = True
+    markov = False  # per instance: True when the world model sees only the current observation (window 1)
 
     def __init__(
         self,
@@ -218,6 +218,7 @@ class WorldModelPlannerPolicy(PolicyBase):
             )
             use_hidden_admissibility = bool(use_admissibility)
         self.world_model = world_model
+        self.markov = getattr(world_model, "window", None) == 1
         self.continuation = None
         if continuation is not None:
             from sepsis_sdk.world_model.value import as_continuation

@@ -50,6 +50,8 @@ class OracleWorldModel:
         self._index = RowIndex(self._obs)
         tx = mdp.tx_mat[:N_CLINICAL]  # (713, 25, 716)
         self._next = np.concatenate([tx[..., :N_CLINICAL], tx[..., [DEATH]], tx[..., [SURVIVAL]]], -1)
+        self._p_death = np.ascontiguousarray(tx[..., DEATH])  # (713, 25): read per step without the rows
+        self._p_discharge = np.ascontiguousarray(tx[..., SURVIVAL])
         # Global offset CDF over the stay-states of every (s, a): one searchsorted samples any rows.
         stay = tx[..., :N_CLINICAL]
         mass = stay.sum(-1, keepdims=True)
@@ -152,8 +154,7 @@ class OracleWorldModel:
         """A next observation given the patient stays, with the step's death / discharge probabilities."""
         s = self._states(batch)
         a = np.asarray(actions, dtype=np.int64).reshape(-1)
-        p = self._next[s, a]
-        return self._obs[self._draw_stay(s, a, rng)], p[:, _M], p[:, _M + 1]
+        return self._obs[self._draw_stay(s, a, rng)], self._p_death[s, a], self._p_discharge[s, a]
 
     def rollout(
         self,
@@ -190,8 +191,7 @@ class OracleWorldModel:
         pd_acc = np.zeros(r)
         pq_acc = np.zeros(r)
         for t in range(h):
-            pr = self._next[s, acts[:, t]]
-            pdth, pdis = pr[:, _M], pr[:, _M + 1]
+            pdth, pdis = self._p_death[s, acts[:, t]], self._p_discharge[s, acts[:, t]]
             pd_acc += surv * pdth
             pq_acc += surv * pdis
             surv = surv * (1.0 - pdth - pdis)
@@ -203,7 +203,7 @@ class OracleWorldModel:
                 alive = alive & ~died & ~left
                 s = self._draw_stay(s, acts[:, t], rng)
             else:
-                s = np.argmax(pr[:, :_M], 1)
+                s = np.argmax(self._next[s, acts[:, t], :_M], 1)
             alive_hist[:, t] = alive
             states[:, t] = np.where(alive[:, None], self._obs[s], np.nan)
         states5 = states.reshape(b, k, n, h, d)

@@ -317,6 +317,62 @@ def fit_continuation(
     return BehaviourContinuation(model, name=f"behaviour-{kind}")
 
 
+@dataclass
+class ValueModel:
+    """``V(s)`` of the behaviour policy: observed return-to-go as a function of the current features.
+
+    A histogram gradient-boosting regressor on all rows, shrunk towards the mean return-to-go of exact
+    look-alike rows where a state recurs (weight ``n / (n + 5)``): on discrete-state cohorts
+    (ICU-Sepsis) that is the Monte-Carlo value of the state, elsewhere the regressor. Used as the
+    ``terminal_value`` of short Monte-Carlo closed loops.
+    """
+
+    index: Any
+    means: np.ndarray
+    counts: np.ndarray
+    regressor: Any
+    fill: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        g = np.asarray(self.regressor.predict(np.where(np.isfinite(x), x, self.fill[None, :])), dtype=float)
+        idx = self.index.index(x)
+        known = idx >= 0
+        n = np.where(known, self.counts[np.maximum(idx, 0)], 0.0)
+        w = n / (n + 5.0)
+        return w * np.where(known, self.means[np.maximum(idx, 0)], 0.0) + (1 - w) * g
+
+
+def fit_value_model(cohort: Any, *, seed: int = 0, max_iter: int = 200) -> ValueModel:
+    """Fit :class:`ValueModel` on a cohort's decisions and their observed returns-to-go (its reward column)."""
+    from sepsis_sdk._lazy import require
+    from sepsis_sdk._rowindex import RowIndex
+
+    ens = require("sklearn.ensemble", "xgboost", "the behaviour value model")
+    if cohort is None or len(cohort) == 0:
+        raise UserError("fit_value_model needs a non-empty cohort")
+    x = np.where(cohort.masks(), cohort.features(), np.nan)
+    r = cohort.data["reward"].to_numpy(dtype=float)
+    ep = cohort.episode_index()
+    g = np.zeros(len(r))  # return-to-go, backwards within each episode (rows are in episode order)
+    acc = 0.0
+    for i in range(len(r) - 1, -1, -1):
+        if i == len(r) - 1 or ep[i + 1] != ep[i]:
+            acc = 0.0
+        acc += r[i]
+        g[i] = acc
+    fill = (
+        np.nan_to_num(np.nanmean(np.where(np.isfinite(x), x, np.nan), 0)) if len(x) else np.zeros(x.shape[1])
+    )
+    reg = ens.HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed)
+    reg.fit(np.where(np.isfinite(x), x, fill[None, :]), g)
+    index = RowIndex(x)
+    pos = index.index(x)
+    counts = np.bincount(pos, minlength=len(index)).astype(float)
+    means = np.bincount(pos, weights=g, minlength=len(index)) / np.maximum(counts, 1.0)
+    return ValueModel(index=index, means=means, counts=counts, regressor=reg, fill=fill)
+
+
 # ------------------------------------------------------------------------------------------ rewards
 def _reward_terms(reward: Any) -> tuple[str, float, float]:
     """(name, value on discharge alive, value on death)."""
@@ -497,6 +553,11 @@ def evaluate_on_support(
         j = rows[inner] // N_ACTIONS
         w = probs[inner] * pi.reshape(-1)[rows[inner]]
         c = cols[inner]
+        if horizon is None and m <= _DENSE_MAX:
+            dense = _dense_solve(j, c, w, r_pi, m)
+            if dense is not None:
+                out[e] = dense
+                continue
         v = v0.copy()
         steps = horizon if horizon is not None else max_steps
         for _ in range(steps):
@@ -507,6 +568,25 @@ def evaluate_on_support(
                 break
         out[e] = v
     return out
+
+
+_DENSE_MAX = 4000  # support states up to which policy evaluation is one dense solve (713: ~10 ms)
+
+
+def _dense_solve(j: np.ndarray, c: np.ndarray, w: np.ndarray, r: np.ndarray, m: int) -> np.ndarray | None:
+    """``V = (I - P)^-1 r`` for the chain ``P[j, c] += w``; ``None`` if it has a closed loop (singular).
+
+    Value iteration to 1e-10 needs ~1,000 sparse sweeps on ICU-Sepsis (long stays, gamma 1): 10-20 s per
+    ensemble member; the solve is exact and takes milliseconds for a few thousand states.
+    """
+    p = np.bincount(j * m + c, weights=w, minlength=m * m).reshape(m, m)
+    try:
+        v = np.linalg.solve(np.eye(m) - p, r)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(v)) or np.abs(v).max() > 1e6 * max(1.0, np.abs(r).max() * m):
+        return None  # numerically singular: some states never leave under this policy
+    return v
 
 
 def _exact(
@@ -773,11 +853,13 @@ __all__ = [
     "FiniteSupportModel",
     "HistoryPolicyContinuation",
     "TableContinuation",
+    "ValueModel",
     "action_values",
     "advance",
     "as_continuation",
     "evaluate_on_support",
     "fit_continuation",
+    "fit_value_model",
     "sample_next",
     "step_rewards",
 ]
