@@ -1,0 +1,97 @@
+"""The agent uses closed-loop values: the simulate tools, the refine critique and the guard's fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sepsis_sdk.errors import LLMCallError
+from sepsis_sdk.graphs import Proposals, RefineDecision, build_psr_graph
+from sepsis_sdk.sources.icu_sepsis import N_CLINICAL, sample_cohort
+from sepsis_sdk.testing import FunctionChatModel, ScriptedChatModel
+from sepsis_sdk.tools import ToolContext, simulate_actions
+from sepsis_sdk.truth.oracle import OracleWorldModel
+from sepsis_sdk.types import Observation, PatientHistory
+from sepsis_sdk.world_model.value import fit_continuation
+
+
+@pytest.fixture(scope="module")
+def setup():
+    oracle = OracleWorldModel()
+    cont = fit_continuation(sample_cohort(600, seed=3))  # the clinicians, learnt from a sampled cohort
+    s = 123
+    h = PatientHistory(
+        patient_id="s123",
+        observations=(Observation(t=0, values=tuple(oracle._obs[s])),),
+        feature_names=tuple(oracle.schema.names),
+    )
+    assert 0 <= s < N_CLINICAL
+    return oracle, cont, h
+
+
+def test_simulate_reports_value_interval_support_and_advantage(setup):
+    oracle, cont, h = setup
+    plain = simulate_actions(oracle, h, [0, 7, 24], horizon=3, n_samples=8)
+    assert plain.value_method is None and all(c.value is None for c in plain.candidates)
+    assert "value =" not in plain.to_text()
+    rep = simulate_actions(oracle, h, [0, 7, 24], horizon=3, n_samples=8, continuation=cont)
+    assert rep.value_method == "exact" and rep.reference is not None
+    for c in rep.candidates:
+        assert 0.0 <= c.value_lower <= c.value <= c.value_upper <= 1.0
+        assert c.support == 1.0
+    usual = rep.get(rep.reference)
+    if usual is not None:  # the usual choice has no advantage over itself
+        assert usual.advantage == pytest.approx(0.0, abs=1e-12)
+    text = rep.to_text()
+    assert "value = estimated chance of leaving the ICU alive" in text and "advantage=" in text
+    d = rep.to_dict()
+    assert d["value_method"] == "exact" and d["candidates"][0]["value"] == pytest.approx(
+        rep.candidates[0].value, abs=1e-4
+    )
+
+
+def test_the_simulate_tool_reads_the_run_continuation(setup):
+    oracle, cont, h = setup
+    from sepsis_sdk.tools import builtin_tools
+
+    simulate = next(t for t in builtin_tools() if t.name == "simulate")
+    ctx = ToolContext(h, world_model=oracle, horizon=2, n_samples=4, continuation=cont)
+    res = simulate.invoke({"actions": [{"fluid": 0, "vaso": 0}, {"fluid": 4, "vaso": 4}]}, ctx)
+    assert res.data["value_method"] == "exact" and res.data["candidates"][1]["value"] is not None
+
+
+def test_psr_refine_sees_values_and_the_critique_scores_them(setup):
+    oracle, cont, h = setup
+    props = Proposals(
+        candidates=[{"fluid": f, "vaso": v, "rationale": "try"} for f, v in ((0, 0), (2, 1), (4, 4))],
+        reasoning="compare",
+    )
+    model = ScriptedChatModel(
+        [props, RefineDecision(decision="commit", fluid=2, vaso=1, rationale="best value")]
+    )
+    g = build_psr_graph(model, world_model=oracle, continuation=cont, horizon=2, n_samples=4, safety=False)
+    updates = list(g.stream({"history": h}, stream_mode="updates"))
+    refine_prompt = model.calls[1].last_user_text
+    assert "advantage=" in refine_prompt
+    items = next(u for u in updates if "refine" in u)["refine"]["critique"]["items"]
+    sim = next(u for u in updates if "simulate" in u)["simulate"]["simulation"]
+    values = [c["value"] for c in sim["candidates"]]
+    assert all(v is not None for v in values)
+    value_verdicts = [v for it in items for v in it["verdicts"] if v["criterion_id"] == "value"]
+    assert len(value_verdicts) == 3 and all(v["score"] in (0, 1) for v in value_verdicts)
+    assert value_verdicts[int(np.argmax(values))]["score"] == 0  # the best value is never penalised
+
+
+def test_guard_fallback_improves_on_the_continuation(setup):
+    oracle, cont, h = setup
+    failing = FunctionChatModel(lambda m, t: LLMCallError("down", model="m", status_code=503, attempts=3))
+    g = build_psr_graph(failing, world_model=oracle, continuation=cont, max_retries=0, safety=False)
+    final = list(g.stream({"history": h}, stream_mode="updates"))[-1]["prescribe"]["final"]
+    assert final["source"] == "fallback" and final["fallback"] == "world-model-planner"
+    detail = final["fallback_detail"]
+    assert detail["mode"] == "improve" and len(detail["value"]) == 25
+    assert detail["action"] == final["action"] == int(np.nanargmax(detail["scores"]))
+    # without a continuation the fallback planner holds each action, and says so
+    g2 = build_psr_graph(failing, world_model=oracle, max_retries=0, safety=False, horizon=2, n_samples=4)
+    d2 = list(g2.stream({"history": h}, stream_mode="updates"))[-1]["prescribe"]["final"]["fallback_detail"]
+    assert d2["mode"] == "hold" and any("no continuation policy" in n for n in d2["notes"])
