@@ -1,7 +1,9 @@
 """Compose your own graph from the public nodes: PSR where the judge, not the LLM, makes the final pick.
 
 observe -> propose (LLM) -> simulate (world model) -> pick_best (the critique's best score) -> guard ->
-prescribe. Every node is ``node(state, *, deps)``; ``bind(node, deps)`` fixes its dependencies.
+prescribe. Every node is ``node(state, runtime)`` and reads the run context, ``runtime.context`` (an
+:class:`~sepsis_sdk.graphs.AgentContext`); ``bind(node, ctx)`` makes ``ctx`` its default, so
+``graph.invoke(inputs)`` needs no context, and ``graph.invoke(inputs, context=other)`` still overrides it.
 
     python examples/rewire_graph.py
 """
@@ -10,23 +12,21 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from sepsis_sdk.graphs import AgentDeps, AgentState, Guard, bind, build_trace, nodes
-from sepsis_sdk.graphs._state import action_dict
+from sepsis_sdk.actions import Action
+from sepsis_sdk.graphs import AgentContext, AgentState, PSROptions, bind, build_trace, nodes
 from sepsis_sdk.sources.icu_sepsis import sample_cohort
 from sepsis_sdk.testing import ScriptedChatModel
-from sepsis_sdk.tools import ToolRegistry
 from sepsis_sdk.world_model.fake import FakeWorldModel
 
 
-def pick_best(state: AgentState, *, deps: AgentDeps) -> dict:
+def pick_best(state: AgentState, runtime) -> dict:
     """Commit to the candidate the judge scores highest (no second LLM call)."""
-    crit = nodes.critique(state, deps)
+    crit = nodes.critique(state, runtime)  # the run context's judge and guard
     if crit["best"] is None:
         return {"failure": "no simulation to choose from", "critique": crit}
-    return {
-        "critique": crit,
-        "choice": action_dict(crit["best"], rationale="highest critique score", decision="commit"),
-    }
+    a = Action.from_index(crit["best"])
+    choice = {"action": a.index, "fluid": a.fluid, "vaso": a.vaso, "rationale": "highest critique score"}
+    return {"critique": crit, "choice": {**choice, "decision": "commit"}}
 
 
 def main() -> None:
@@ -34,17 +34,14 @@ def main() -> None:
         [{"candidates": [{"fluid": 0, "vaso": 0}, {"fluid": 2, "vaso": 1}, {"fluid": 4, "vaso": 2}]}]
     )
     wm = FakeWorldModel()
-    deps = AgentDeps(
-        model=model,
-        tools=ToolRegistry.default(),
-        world_model=wm,
-        guard=Guard().with_default_fallback(wm),
-        graph="psr-judge-picks",
+    # one context for the run: the default tools, the guard with its planner fallback on this world model
+    ctx = AgentContext.create(
+        model, world_model=wm, options=PSROptions(n_candidates=3), graph="psr-judge-picks"
     )
-    b = StateGraph(AgentState)
+    b = StateGraph(AgentState, context_schema=AgentContext)
     for name, fn in [("observe", nodes.observe), ("propose", nodes.propose), ("simulate", nodes.simulate),
                      ("pick_best", pick_best), ("guard", nodes.guard), ("prescribe", nodes.prescribe)]:  # fmt: skip
-        b.add_node(name, bind(fn, deps))
+        b.add_node(name, bind(fn, ctx))
     b.add_edge(START, "observe")
     b.add_edge("observe", "propose")
     b.add_conditional_edges("propose", nodes.route_after_propose, {"simulate": "simulate", "guard": "guard"})
