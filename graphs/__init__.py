@@ -37,7 +37,14 @@ from sepsis_sdk.graphs._factories import (
     sqlite_checkpointer,
 )
 from sepsis_sdk.graphs._guard import Guard, GuardResult
-from sepsis_sdk.graphs._prompts import PRESCRIPTION_TOOL, SIMULATION_TOOL
+from sepsis_sdk.graphs._prompts import (
+    PRESCRIPTION_TOOL,
+    SIMULATION_TOOL,
+    SYSTEM,
+    direct_prompt,
+    propose_prompt,
+    refine_prompt,
+)
 from sepsis_sdk.graphs._state import (
     AgentDeps,
     AgentState,
@@ -53,6 +60,7 @@ from sepsis_sdk.safety import HoldSafePolicy, allowed_mask, nearest_allowed
 __all__ = [
     "PRESCRIPTION_TOOL",
     "SIMULATION_TOOL",
+    "SYSTEM",
     "AgentContext",
     "AgentDeps",
     "AgentOptions",
@@ -79,9 +87,12 @@ __all__ = [
     "build_trace",
     "candidate_evidence",
     "checkpoint_serde",
+    "direct_prompt",
     "dump_trace",
     "nearest_allowed",
     "nodes",
+    "propose_prompt",
+    "refine_prompt",
     "simulation_rubric",
     "sqlite_checkpointer",
     "verdict_score",

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sepsis_sdk.errors import DataError, UserError
-from sepsis_sdk.judge._types import Criterion, Rubric
+from sepsis_sdk.judge import Criterion, Rubric
 
 DIMENSIONS: tuple[str, ...] = ("scientific", "visual", "instruction")
 """The three rubric dimensions, in upstream order."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepsis_sdk.judge._types import CriterionVerdict, Evidence, Rubric, Verdict
+from sepsis_sdk.judge import CriterionVerdict, Evidence, Rubric, Verdict
 
 ScoreFn = Callable[[Rubric, Evidence], Any]
 

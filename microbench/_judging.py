@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sepsis_sdk.errors import RealRequestBlockedError, UserError
-from sepsis_sdk.judge._types import Evidence, Judge, Rubric, Verdict
+from sepsis_sdk.judge import Evidence, Judge, Rubric, Verdict
 from sepsis_sdk.microbench._data import DIMENSION_TITLES, BenchTask
 from sepsis_sdk.microbench._frames import FrameSample
 from sepsis_sdk.microbench._results import VerdictRecord

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sepsis_sdk.errors import JudgeError, UserError, VideoError
-from sepsis_sdk.judge._types import Judge
+from sepsis_sdk.judge import Judge
 from sepsis_sdk.microbench._data import DIMENSIONS, Benchmark, BenchTask
 from sepsis_sdk.microbench._frames import find_videos, sample_frames
 from sepsis_sdk.microbench._judging import ajudge_dimension, judge_name, record_for

@@ -31,7 +31,7 @@ from sepsis_sdk.types import PatientHistory
 
 
 def _system() -> str:
-    from sepsis_sdk.graphs._prompts import SYSTEM
+    from sepsis_sdk.graphs import SYSTEM
 
     return SYSTEM
 
@@ -98,11 +98,15 @@ def _action_at(cohort: Cohort, patient_id: str, t: int) -> int:
 
 @dataclass
 class Teacher:
-    """Scores all 25 actions in the world model (held for ``horizon`` steps) for PSR transcripts and RL.
+    """Scores all 25 actions with the world-model planner, for PSR transcripts (stage II) and RL (stage III).
 
-    Score = P(survival/discharge within H) - P(death within H) - ``uncertainty_penalty`` x disagreement
-    - ``support_penalty`` x (1 - support); guideline-breaking actions (G1/G2 through the safety rules,
-    when available) lose ``guideline_penalty``.
+    With a ``continuation`` (the clinicians' behaviour fitted on the training cohort, as
+    :func:`~sepsis_sdk.training.llm_stages.train_llm_pipeline` passes) the score is the planner's
+    pessimistic closed-loop value — "this action now, then usual care", minus its spread and missing
+    support (:class:`~sepsis_sdk.policies.planner.WorldModelPlannerPolicy`, policy improvement). Without
+    one it falls back to the planner's hold rule (P(discharge) - P(death) within ``horizon`` minus the
+    uncertainty and support penalties), which on exact ICU-Sepsis dynamics cannot beat the clinicians.
+    Guideline-breaking actions (G1/G2) lose ``guideline_penalty`` either way. Never reads hidden truth.
     """
 
     world_model: Any
@@ -112,15 +116,33 @@ class Teacher:
     support_penalty: float = 0.1
     guideline_penalty: float = 0.5
     seed: int = 0
+    continuation: Any = None
+    value_samples: int = 64
+
+    def planner(self) -> Any:
+        """The planner behind the scores (built once)."""
+        cached = self.__dict__.get("_planner")
+        if cached is None:
+            from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+
+            cached = WorldModelPlannerPolicy(
+                self.world_model,
+                continuation=self.continuation,
+                horizon=self.horizon,
+                n_samples=self.n_samples,
+                n_value_samples=self.value_samples,
+                uncertainty_penalty=self.uncertainty_penalty,
+                support_penalty=self.support_penalty,
+                safety=False,  # the guideline penalty below is the teacher's own soft rule
+                seed=self.seed,
+                name="teacher",
+            )
+            self.__dict__["_planner"] = cached
+        return cached
 
     def scores(self, history: PatientHistory) -> np.ndarray:
-        batch = self.world_model.batch([history])
-        plans = np.repeat(np.arange(N_ACTIONS)[:, None], self.horizon, axis=1)[None]
-        ro = self.world_model.rollout(batch, plans, n_samples=self.n_samples, seed=self.seed)
-        # terminated samples carry NaN: they count as no disagreement
-        disagreement = np.nan_to_num(ro.epistemic_std[0]).mean(axis=(1, 2))
-        score = ro.p_discharge[0] - ro.p_death[0] - self.uncertainty_penalty * disagreement
-        score = score - self.support_penalty * (1.0 - ro.support[0])
+        """``(25,)`` scores of every action for one patient (higher is better)."""
+        score = np.asarray(self.planner().scores(self.world_model.batch([history]))[0], dtype=float)
         return score - self.guideline_penalty * self._violations(history)
 
     def _violations(self, history: PatientHistory) -> np.ndarray:
@@ -140,8 +162,8 @@ def psr_examples(
     cohort: Cohort, teacher: Teacher, n: int = 128, *, n_candidates: int = 3, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Stage II examples: the teacher's propose and refine turns for ``n`` decision points."""
-    from sepsis_sdk.graphs._prompts import propose_prompt, refine_prompt
-    from sepsis_sdk.tools._simulate import simulate_actions
+    from sepsis_sdk.graphs import propose_prompt, refine_prompt
+    from sepsis_sdk.tools import simulate_actions
 
     rows = []
     for hist, _ in _sample_histories(cohort, n, seed, need_next=False):
@@ -155,14 +177,18 @@ def psr_examples(
             horizon=teacher.horizon,
             n_samples=teacher.n_samples,
             seed=teacher.seed,
+            continuation=teacher.continuation,
+            value_samples=teacher.value_samples,
         )
         cands = []
         for a in top:
             out = report.get(a)
             risk = (
-                f"predicted death risk {out.p_death:.0%} over {teacher.horizon * 4} h"
-                if out
-                else "simulate it"
+                "simulate it"
+                if out is None
+                else f"estimated survival {out.value:.1%} if given now, then usual care"
+                if out.value is not None
+                else f"predicted death risk {out.p_death:.0%} over {teacher.horizon * 4} h"
             )
             act = Action.from_index(a)
             cands.append({"fluid": act.fluid, "vaso": act.vaso, "rationale": f"{act.describe()}; {risk}."})
@@ -201,7 +227,7 @@ def rl_prompts(
     cohort: Cohort, n: int = 64, *, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[PatientHistory]]:
     """Stage III prompts in the direct decision format, with the histories the reward needs."""
-    from sepsis_sdk.graphs._prompts import direct_prompt
+    from sepsis_sdk.graphs import direct_prompt
 
     rows, hists = [], []
     for i, (hist, _) in enumerate(_sample_histories(cohort, n, seed, need_next=False)):

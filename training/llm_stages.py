@@ -199,7 +199,10 @@ def run_pipeline(
     if unknown:
         raise UserError(f"unknown stages {sorted(unknown)}; choose from dynamics, psr, rl")
     out = Path(out_dir)
-    teacher = Teacher(world_model, seed=seed)
+    from sepsis_sdk.world_model.value import fit_continuation
+
+    # the planner improves on the clinicians of the training cohort (never on hidden truth)
+    teacher = Teacher(world_model, seed=seed, continuation=fit_continuation(cohort, seed=seed))
     adapter: Path | None = None
     results: dict[str, Any] = {}
     for stage in stages:

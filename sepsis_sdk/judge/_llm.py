@@ -15,8 +15,7 @@ from typing import Any, Literal
 from sepsis_sdk.errors import LLMCallError, LLMOutputError, UserError
 from sepsis_sdk.judge._images import fit_image, image_part
 from sepsis_sdk.judge._types import Criterion, CriterionVerdict, Evidence, Rubric, Verdict
-from sepsis_sdk.llm._base import ChatModel, ChatResponse, Message, Usage
-from sepsis_sdk.llm._retry import is_payload_too_large
+from sepsis_sdk.llm import ChatModel, ChatResponse, Message, Usage, is_payload_too_large
 
 SYSTEM_PROMPT = (
     "You are a strict, careful evaluator. You decide each numbered criterion from the evidence alone. "
@@ -168,7 +167,7 @@ class LLMJudge:
         **completion_kwargs: Any,
     ) -> None:
         if isinstance(model, str):
-            from sepsis_sdk.llm._litellm import LiteLLMChat
+            from sepsis_sdk.llm import LiteLLMChat
 
             model = LiteLLMChat(model)
         if mode not in ("grouped", "per_criterion"):

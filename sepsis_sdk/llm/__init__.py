@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "default_structured_mode": "sepsis_sdk.llm._litellm",
     "import_litellm": "sepsis_sdk.llm._litellm",
     "parse_tool_call": "sepsis_sdk.llm._litellm",
+    "is_payload_too_large": "sepsis_sdk.llm._retry",
     "ReplyCache": "sepsis_sdk.llm._cache",
     "register_local_provider": "sepsis_sdk.llm._local",
     "load_local_model": "sepsis_sdk.llm._local",

@@ -23,7 +23,7 @@ import numpy as np
 from sepsis_sdk._rowindex import RowIndex
 from sepsis_sdk.errors import ModelError
 from sepsis_sdk.sources.icu_sepsis import DEATH, N_ACTIONS, N_CLINICAL, SURVIVAL, icu_sepsis_schema, load_mdp
-from sepsis_sdk.world_model._protocol import HistoryBatch, NextStatePrediction, Rollout
+from sepsis_sdk.world_model import HistoryBatch, NextStatePrediction, Rollout
 
 _M = N_CLINICAL  # support states; column M = death, M + 1 = discharge alive
 
