@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sepsis_sdk.errors import JudgeError, UserError, VideoError
 from sepsis_sdk.judge import Judge
@@ -82,6 +83,47 @@ def plan(
     return work, skipped
 
 
+def _judges_by_name(judges: Judge | Sequence[Judge]) -> dict[str, Judge]:
+    """The judges keyed by their record names (which must differ)."""
+    judge_list = [judges] if isinstance(judges, Judge) else list(judges)
+    if not judge_list:
+        raise UserError("give at least one judge")
+    names = [judge_name(j) for j in judge_list]
+    if len(set(names)) != len(names):
+        raise UserError(f"judge names must differ (records are keyed by them): {names}")
+    return dict(zip(names, judge_list, strict=True))
+
+
+class _Emitter:
+    """Writes each record, counts it, and stops the run when one judge keeps failing."""
+
+    def __init__(
+        self, writer: Any, report: RunReport, names: Sequence[str], on_record: Callable[[VerdictRecord], None] | None,
+        max_failures: int | None, out_path: Path,
+    ) -> None:  # fmt: skip
+        self.writer, self.report, self.on_record = writer, report, on_record
+        self.max_failures, self.out_path = max_failures, out_path
+        self.streak: dict[str, int] = dict.fromkeys(names, 0)
+
+    def __call__(self, rec: VerdictRecord) -> None:
+        self.writer.append(rec)
+        self.report.written += 1
+        if rec.error_kind in ("judge", "verdict"):
+            self.report.judge_errors += 1
+        if self.on_record is not None:
+            self.on_record(rec)
+        if rec.error_kind == "judge":
+            self.streak[rec.judge] += 1
+            if self.max_failures is not None and self.streak[rec.judge] >= self.max_failures:
+                raise JudgeError(
+                    f"judge {rec.judge!r} failed {self.streak[rec.judge]} calls in a row; stopping "
+                    f"(last: {rec.error}). Results so far are in {self.out_path}; rerun with retry_errors "
+                    "(--retry-errors) once the judge works."
+                )
+        elif rec.error_kind is None:
+            self.streak[rec.judge] = 0
+
+
 async def arun_benchmark(
     benchmark: Benchmark,
     videos: str | Path | Mapping[int, str | Path],
@@ -131,15 +173,10 @@ async def arun_benchmark(
         JudgeError: a judge failed ``max_consecutive_failures`` calls in a row.
     """
     t0 = time.perf_counter()
-    judge_list = [judges] if isinstance(judges, Judge) else list(judges)
-    if not judge_list:
-        raise UserError("give at least one judge")
-    names = [judge_name(j) for j in judge_list]
-    if len(set(names)) != len(names):
-        raise UserError(f"judge names must differ (records are keyed by them): {names}")
+    by_name = _judges_by_name(judges)
+    names = list(by_name)
     if concurrency < 1 or frame_workers < 1:
         raise UserError("concurrency and frame_workers must be >= 1")
-    by_name = dict(zip(names, judge_list, strict=False))
     video_map = (
         find_videos(videos)
         if isinstance(videos, (str, Path))
@@ -170,25 +207,7 @@ async def arun_benchmark(
         for item in work:
             queue.put_nowait(item)
 
-        streak: dict[str, int] = dict.fromkeys(names, 0)
-
-        def emit(rec: VerdictRecord) -> None:
-            writer.append(rec)
-            report.written += 1
-            if rec.error_kind in ("judge", "verdict"):
-                report.judge_errors += 1
-            if on_record is not None:
-                on_record(rec)
-            if rec.error_kind == "judge":
-                streak[rec.judge] += 1
-                if max_consecutive_failures is not None and streak[rec.judge] >= max_consecutive_failures:
-                    raise JudgeError(
-                        f"judge {rec.judge!r} failed {streak[rec.judge]} calls in a row; stopping "
-                        f"(last: {rec.error}). Results so far are in {out_path}; rerun with retry_errors "
-                        "(--retry-errors) once the judge works."
-                    )
-            elif rec.error_kind is None:
-                streak[rec.judge] = 0
+        emit = _Emitter(writer, report, names, on_record, max_consecutive_failures, out_path)
 
         async def one_call(task: BenchTask, judge: str, dim: str, frames: object) -> None:
             async with calls:

@@ -752,12 +752,7 @@ def action_values(
     """
     if horizon is not None and int(horizon) < 1:
         raise UserError(f"horizon must be >= 1 (or None: until death/discharge), got {horizon}")
-    if method not in ("auto", "exact", "monte-carlo"):
-        raise UserError(f"unknown method {method!r}; choose 'auto', 'exact' or 'monte-carlo'")
-    if int(n_samples) < 1:
-        raise UserError(f"n_samples must be >= 1, got {n_samples}")
-    if not 0.0 < level < 1.0:
-        raise UserError(f"level must be in (0, 1), got {level}")
+    _check_options(method, n_samples, level)
     cont = (
         continuation
         if isinstance(continuation, np.ndarray)
@@ -772,7 +767,6 @@ def action_values(
             f"{type(world_model).__name__} has no finite next-state support (support_batch/transition_triplets); "
             "use method='monte-carlo'"
         )
-    exact = finite and method != "monte-carlo" and plans.shape[2] == 1
     ref_probs = (
         np.asarray(cont, float)
         if isinstance(cont, np.ndarray)
@@ -786,36 +780,18 @@ def action_values(
     )
     if plans.shape[2] > 1:  # the reference plan: the reference action, then the continuation
         all_plans[:, -1, 1:] = -1
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    notes: list[str] = []
-    if exact:
+    if finite and method != "monte-carlo" and plans.shape[2] == 1:
         vals = _exact(world_model, batch, all_plans, cont, reward, horizon, terminal_value)  # (B, K+1, E)
-        mean = vals.mean(-1)
-        e = vals.shape[-1]
-        std = vals.std(-1, ddof=1) if e > 1 else np.zeros_like(mean)
-        lo_q, hi_q = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2], axis=-1) if e > 1 else (mean, mean)
+        mean, std, lo_q, hi_q = _member_summary(vals, level)
         members: np.ndarray | None = vals[:, :-1]
         method_used = "exact"
     else:
         h = int(horizon) if horizon is not None else int(max_steps)
         samples = _monte_carlo(
-            world_model,
-            batch,
-            all_plans,
-            cont,
-            reward=reward,
-            horizon=h,
-            n_samples=int(n_samples),
-            terminal_value=terminal_value,
-            seed=seed,
-        )
-        mean = samples.mean(-1)
-        std = (
-            samples.std(-1, ddof=1) / math.sqrt(samples.shape[-1])
-            if samples.shape[-1] > 1
-            else np.zeros_like(mean)
-        )
-        lo_q, hi_q = mean - z * std, mean + z * std
+            world_model, batch, all_plans, cont, reward=reward, horizon=h, n_samples=int(n_samples),
+            terminal_value=terminal_value, seed=seed,
+        )  # fmt: skip
+        mean, std, lo_q, hi_q = _sample_summary(samples, level)
         members = None
         method_used = "monte-carlo"
     support = np.stack(
@@ -825,7 +801,6 @@ def action_values(
         ],
         1,
     )
-    rname = _reward_terms(reward)[0]
     return ActionValues(
         plans=plans,
         value=mean[:, :-1],
@@ -839,10 +814,36 @@ def action_values(
         method=method_used,
         horizon=horizon,
         continuation="table" if isinstance(cont, np.ndarray) else cont.name,
-        reward=rname,
+        reward=_reward_terms(reward)[0],
         level=level,
-        notes=tuple(notes),
     )
+
+
+def _check_options(method: str, n_samples: int, level: float) -> None:
+    if method not in ("auto", "exact", "monte-carlo"):
+        raise UserError(f"unknown method {method!r}; choose 'auto', 'exact' or 'monte-carlo'")
+    if int(n_samples) < 1:
+        raise UserError(f"n_samples must be >= 1, got {n_samples}")
+    if not 0.0 < level < 1.0:
+        raise UserError(f"level must be in (0, 1), got {level}")
+
+
+def _member_summary(vals: np.ndarray, level: float) -> tuple[np.ndarray, ...]:
+    """Mean, SD and central interval across ensemble members (last axis)."""
+    mean = vals.mean(-1)
+    if vals.shape[-1] < 2:
+        return mean, np.zeros_like(mean), mean, mean
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2], axis=-1)
+    return mean, vals.std(-1, ddof=1), lo, hi
+
+
+def _sample_summary(samples: np.ndarray, level: float) -> tuple[np.ndarray, ...]:
+    """Mean, standard error and normal interval over Monte-Carlo samples (last axis)."""
+    mean = samples.mean(-1)
+    n = samples.shape[-1]
+    se = samples.std(-1, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return mean, se, mean - z * se, mean + z * se
 
 
 __all__ = [
