@@ -95,6 +95,11 @@ def test_report_files_hold_the_computed_numbers(tmp_path):
     assert rep["random"].safety.adherence.value < rep["clinician"].safety.adherence.value - 0.3
     assert rep["random"].agreement["exact"].value == pytest.approx(1 / 25)
     assert "| clinician | 0.78" in md and "G1" in md and "approximate" in md
+    # share of the clinician -> optimal gap: 100 for the optimal policy, about -2 for random
+    assert "gap closed %" in md
+    results = md.split("## Results")[1].split("\n\n")[1]  # the results table only
+    cells = {ln.split("|")[1].strip(): ln.split("|")[3].strip() for ln in results.splitlines()}
+    assert cells["optimal"] == "100" and cells["random"] == "-2"
 
 
 def test_resume_after_interrupted_run_redoes_nothing_finished(tmp_path, monkeypatch):

@@ -129,7 +129,10 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
     est = tuple(cfg.ope.estimators)
     rows = [flat_row(d, est) for d in dicts]
     w("## Results\n\n")
-    cols = ["policy", "true value", *[e.upper() for e in est]]
+    refs = report.meta.get("reference_values") or {}
+    clin, opt = refs.get("clinician (stored policy)"), refs.get("optimal")
+    gap = clin is not None and opt is not None and opt > clin
+    cols = ["policy", "true value", *(["gap closed %"] if gap else []), *[e.upper() for e in est]]
     has_mb = any(r["model_based"] is not None for r in rows)
     if has_mb:
         cols.append("model-based")
@@ -141,6 +144,10 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
         if r["true_value_method"] == "monte_carlo":
             tv += " (MC)"
         cells = [r["policy"], tv]
+        if gap:  # share of the clinician -> optimal gap closed (negative: worse than the clinicians)
+            cells.append(
+                "n/a" if r["true_value"] is None else f"{100 * (r['true_value'] - clin) / (opt - clin):.0f}"
+            )
         cells += [_fmt_value(r[e], r[f"{e}_ci_low"], r[f"{e}_ci_high"]) for e in est]
         if has_mb:
             cells.append(_fmt_value(r["model_based"], r["model_based_ci_low"], r["model_based_ci_high"]))
@@ -152,7 +159,13 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
         "\nIntervals: 95 % percentile bootstrap over patients "
         f"({cfg.ope.n_bootstrap} resamples for OPE, {cfg.safety.n_bootstrap} for rates). True value: exact "
         "(linear solve on the policy's state table) for Markov policies, Monte Carlo in the true MDP "
-        f"({cfg.truth.monte_carlo_episodes} episodes, marked MC) for history-dependent ones.\n\n"
+        f"({cfg.truth.monte_carlo_episodes} episodes, marked MC) for history-dependent ones."
+        + (
+            " Gap closed: (true value - clinicians) / (optimal - clinicians), exact reference values."
+            if gap
+            else ""
+        )
+        + "\n\n"
     )
 
 
