@@ -75,7 +75,7 @@ class NeighbourConfig(BaseModel):
     """Settings of the neighbour world model (saved in ``config.json``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    k: int = Field(20, ge=1, description="training transitions per neighbour set (at least)")
+    k: int = Field(50, ge=1, description="training transitions per neighbour set (at least)")
     n_members: int = Field(5, ge=1, description="bootstrap members (resampled patients)")
     target: Literal["auto", "state", "delta"] = "auto"
     action_scale: float = Field(1000.0, gt=0, description="key distance of one action level")
