@@ -239,6 +239,18 @@ class NeighbourWorldModel(WorldModelBase):
         self._nn_keys = nb.NearestNeighbors(n_neighbors=1).fit(self.keys.astype(np.float64))
         prior = self.config.prior_count
         self._prior = float(prior if prior is not None else (5.0 if self.mode == "state" else 0.0))
+        # exact look-up of training states (a fixed random projection as hash, equality checked)
+        self._hvec = np.random.default_rng(7).standard_normal(self.keys.shape[1])
+        kh = self.keys.astype(np.float64) @ self._hvec
+        self._korder = np.argsort(kh, kind="stable")
+        self._khash = kh[self._korder]
+        self._table: _Sets | None = None
+        if self.mode == "state":  # discrete: tabulate the sets of every (training state, action)
+            n_keys = len(self.keys)
+            found, inv = self._search(
+                np.repeat(self.keys, N_ACTIONS, axis=0), np.tile(np.arange(N_ACTIONS), n_keys)
+            )
+            self._table = _Sets(found.idx[inv], found.dist[inv], found.frac[inv])
 
     def _key_space(self, key: np.ndarray, action: np.ndarray) -> np.ndarray:
         lam = self.config.action_scale
@@ -358,7 +370,43 @@ class NeighbourWorldModel(WorldModelBase):
         return np.concatenate([inp.last.astype(np.float32), s], axis=1)
 
     def _sets(self, key: np.ndarray, action: np.ndarray) -> tuple[_Sets, np.ndarray]:
-        """Neighbour sets of the distinct (key, action) rows among the queries, and each query's row."""
+        """Neighbour sets of the distinct (key, action) rows among the queries, and each query's row.
+
+        On discrete data (``"state"`` mode) the sets of every (training state, action) are tabulated
+        when the model is built, so a query whose state is a training state (every step of a rollout
+        after the first) is a table look-up; the others are searched.
+        """
+        key = np.asarray(key, dtype=np.float32)
+        action = np.asarray(action, dtype=np.int64)
+        if self._table is None:
+            return self._search(key, action)
+        kid = self._exact_key(key)
+        hit = kid >= 0
+        inv = np.empty(len(key), dtype=np.int64)
+        parts: list[_Sets] = []
+        if hit.any():
+            ucode, cinv = np.unique(kid[hit] * N_ACTIONS + action[hit], return_inverse=True)
+            t = self._table
+            parts.append(_Sets(t.idx[ucode], t.dist[ucode], t.frac[ucode]))
+            inv[hit] = cinv.ravel()
+        if (~hit).any():
+            found, ginv = self._search(key[~hit], action[~hit])
+            inv[~hit] = ginv + (len(parts[0].idx) if parts else 0)
+            parts.append(found)
+        if len(parts) == 1:
+            return parts[0], inv
+        return _Sets(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("idx", "dist", "frac"))), inv
+
+    def _exact_key(self, key: np.ndarray) -> np.ndarray:
+        """Index of the training state equal (bit for bit) to each query key, or -1."""
+        h = key.astype(np.float64) @ self._hvec
+        pos = np.minimum(np.searchsorted(self._khash, h), len(self._khash) - 1)
+        cand = self._korder[pos]
+        ok = (self._khash[pos] == h) & (self.keys[cand] == key).all(1)
+        return np.where(ok, cand, -1)
+
+    def _search(self, key: np.ndarray, action: np.ndarray) -> tuple[_Sets, np.ndarray]:
+        """:meth:`_sets` by nearest-neighbour search (distinct query rows first)."""
         q = self._key_space(key, action)
         uq, inv = np.unique(q, axis=0, return_inverse=True)
         dist, idx = self._nn.kneighbors(uq, n_neighbors=self._n_query)
@@ -381,45 +429,46 @@ class NeighbourWorldModel(WorldModelBase):
         """Weight of a look-alike at ``dist``: ``exp(-(d / h)^2)``, floored (no underflow to 0)."""
         return np.exp(-np.minimum((dist / self.bandwidth) ** 2, 25.0))
 
-    def _tallies(self, sets: _Sets) -> dict[str, np.ndarray]:
-        """Per distinct query and member: hazards, continuation weight, mean and variance of the target."""
-        f = sets.frac[..., None]  # (U, J, 1)
-        cont = (f * self._cont[sets.idx]).sum(1)  # (U, M)
-        death = (f * self._death[sets.idx]).sum(1)
-        dis = (f * self._dis[sets.idx]).sum(1)
-        tot = cont + death + dis
-        full = (sets.frac * self._n_full[sets.idx]).sum(1, keepdims=True)
-        # a member whose resample dropped every transition of the set falls back to the full data
-        fc = (f * self._cont[sets.idx].mean(2, keepdims=True)).sum(1)
-        fd = (f * self._death[sets.idx].mean(2, keepdims=True)).sum(1)
-        fs = (f * self._dis[sets.idx].mean(2, keepdims=True)).sum(1)
-        empty = tot <= 0
-        tot_f = np.maximum(fc + fd + fs, 1e-12)
-        p_death = np.where(empty, fd / tot_f, death / np.maximum(tot, 1e-12))
-        p_dis = np.where(empty, fs / tot_f, dis / np.maximum(tot, 1e-12))
-        u, m = cont.shape
+    def _tallies(self, sets: _Sets, moments: bool = True) -> dict[str, np.ndarray]:
+        """Per distinct query and member: hazards, continuation weight, mean (and variance) of the target.
+
+        The sets are one sparse ``(U, pairs)`` weight matrix, so every tally is a sparse-dense product
+        (no ``(U, J, M, D)`` temporary). ``moments=False`` skips the variance (rollouts need only means).
+        """
+        sparse = require("scipy.sparse", "xgboost", "the neighbour world model")
+        u, jj = sets.idx.shape
+        n_pairs = len(self._n_full)
+        w = sparse.csr_matrix(
+            (sets.frac.ravel(), (np.repeat(np.arange(u), jj), sets.idx.ravel())), shape=(u, n_pairs)
+        )
+        m = self.n_members
         d = len(self.schema)
-        mu = np.zeros((u, m, d))
-        var = np.zeros((u, m, d))
-        nobs = np.zeros((u, m, d))
-        for lo in range(0, u, 4096):
-            sl = slice(lo, lo + 4096)
-            fi = sets.frac[sl][..., None, None]
-            s1 = (fi * self._sum[sets.idx[sl]]).sum(1)  # (u, M, D)
-            s2 = (fi * self._sumsq[sets.idx[sl]]).sum(1)
-            nobs[sl] = (fi * self._nobs[sets.idx[sl]]).sum(1)
-            c = np.maximum(nobs[sl], 1e-12)
-            mu[sl] = s1 / c
-            var[sl] = np.maximum(s2 / c - mu[sl] ** 2, 0.0)
-        return {
+        cont = w @ self._cont  # (U, M)
+        death = w @ self._death
+        dis = w @ self._dis
+        tot = cont + death + dis
+        # a member whose resample dropped every transition of the set falls back to the full data
+        fc = w @ self._cont.mean(1)
+        fd = w @ self._death.mean(1)
+        fs = w @ self._dis.mean(1)
+        empty = tot <= 0
+        tot_f = np.maximum(fc + fd + fs, 1e-12)[:, None]
+        p_death = np.where(empty, fd[:, None] / tot_f, death / np.maximum(tot, 1e-12))
+        p_dis = np.where(empty, fs[:, None] / tot_f, dis / np.maximum(tot, 1e-12))
+        nobs = np.asarray(w @ self._nobs.reshape(n_pairs, m * d), dtype=np.float64).reshape(u, m, d)
+        c = np.maximum(nobs, 1e-12)
+        mu = np.asarray(w @ self._sum.reshape(n_pairs, m * d), dtype=np.float64).reshape(u, m, d) / c
+        out = {
             "p_death": np.clip(p_death, 0.0, 1.0),
             "p_discharge": np.clip(p_dis, 0.0, 1.0),
             "cont": cont,
             "mu": mu,
-            "var": var,
             "nobs": nobs,
-            "n_full": full[:, 0],
         }
+        if moments:
+            s2 = np.asarray(w @ self._sumsq.reshape(n_pairs, m * d), dtype=np.float64).reshape(u, m, d)
+            out["var"] = np.maximum(s2 / c - mu**2, 0.0)
+        return out
 
     def _support_sets(self, sets: _Sets) -> np.ndarray:
         kern = np.exp(-((sets.dist / self.bandwidth) ** 2))
@@ -627,7 +676,7 @@ class NeighbourWorldModel(WorldModelBase):
             zq = key[live, :d]
             a = plan_rows[live, t]
             sets, inv = self._sets(key[live], a)
-            tal = self._tallies(sets)
+            tal = self._tallies(sets, moments=False)
             mem = member[live, t] % self.n_members
             pdth = tal["p_death"].mean(1)[inv]
             pdis = np.minimum(tal["p_discharge"].mean(1)[inv], 1.0 - pdth)
@@ -640,13 +689,16 @@ class NeighbourWorldModel(WorldModelBase):
                 with np.errstate(invalid="ignore"):
                     znew = nz.to_model(stored).astype(np.float32)
             # members' mean next states (stored space): the disagreement along the path
-            mu = tal["mu"][inv]
-            if self.mode == "delta":
-                mu = mu + zq[:, None, :].astype(np.float64)
-            mu = np.where(tal["nobs"][inv] > 0, mu, zq[:, None, :])
-            epi_path[live, t] = (
-                nz.to_stored(np.clip(mu, nz.z_lower, nz.z_upper)).std(1) if self.n_members > 1 else 0.0
-            )
+            # (per distinct query: its rows share the state, so the state of its first row stands in)
+            if self.n_members > 1:
+                first = np.empty(len(sets.idx), dtype=np.int64)
+                first[inv[::-1]] = np.arange(len(inv))[::-1]
+                zu = zq[first][:, None, :].astype(np.float64)
+                mu = tal["mu"] + (zu if self.mode == "delta" else 0.0)
+                mu = np.where(tal["nobs"] > 0, mu, zu)
+                epi_path[live, t] = nz.to_stored(np.clip(mu, nz.z_lower, nz.z_upper)).std(1)[inv]
+            else:
+                epi_path[live, t] = 0.0
             pd_acc[live] += surv[live] * pdth
             pc_acc[live] += surv[live] * pdis
             surv[live] = surv[live] * (1.0 - pdth - pdis)
