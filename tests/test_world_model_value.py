@@ -109,7 +109,11 @@ class ToyMDP:
                         if noise and u < pr[M] + pr[M + 1]:
                             alive = False
                         stay = pr[:M] / pr[:M].sum()
-                        s = int(np.argmax(stay)) if not noise else int(min((stay.cumsum() < rng.random()).sum(), M - 1))
+                        s = (
+                            int(np.argmax(stay))
+                            if not noise
+                            else int(min((stay.cumsum() < rng.random()).sum(), M - 1))
+                        )
                         if alive:
                             states[i, j, m, t] = OBS[s]
         nanmean = np.zeros((b, k, h, 2))
@@ -199,7 +203,9 @@ def test_finite_horizon_and_terminal_value():
     one = action_values(wm, wm.support_batch(), [5], continuation=TableBehaviour(), horizon=1)
     np.testing.assert_allclose(one.value[:, 0], wm.t[:, 5, M + 1])  # one step: P(discharge now)
     tv = lambda x: np.full(len(x), 0.5)  # noqa: E731
-    with_tv = action_values(wm, wm.support_batch(), [5], continuation=TableBehaviour(), horizon=1, terminal_value=tv)
+    with_tv = action_values(
+        wm, wm.support_batch(), [5], continuation=TableBehaviour(), horizon=1, terminal_value=tv
+    )
     np.testing.assert_allclose(with_tv.value[:, 0], wm.t[:, 5, M + 1] + 0.5 * wm.t[:, 5, :M].sum(1))
 
 
@@ -238,3 +244,34 @@ def test_bad_inputs_raise_clear_errors():
 
     with pytest.raises(UserError, match="no finite next-state support"):
         action_values(NoSupport(), sb, None, continuation=TableBehaviour(), method="exact")
+
+
+def test_neighbour_model_is_exact_on_discrete_data_and_monte_carlo_on_continuous():
+    from sepsis_sdk.sources.icu_sepsis import sample_cohort
+    from sepsis_sdk.sources.synthetic import synthesize_cohort
+    from sepsis_sdk.world_model import NeighbourWorldModel
+    from sepsis_sdk.world_model.value import fit_continuation
+
+    icu = sample_cohort(300, seed=4)
+    wm = NeighbourWorldModel.fit(icu, k=10, n_members=2)
+    assert wm.has_finite_support and isinstance(wm, FiniteSupportModel)
+    hs = list(icu.histories())[:4]
+    batch = wm.batch(hs)
+    rows, cols, probs = wm.transition_triplets(batch, 1)
+    m = len(wm.next_table)
+    sums = np.bincount(rows, weights=probs, minlength=4 * 25)
+    np.testing.assert_allclose(sums, 1.0, atol=1e-9)  # a distribution for every (patient, action)
+    assert cols.min() >= 0 and cols.max() <= m + 1 and (probs > 0).all()
+    cont = fit_continuation(icu)
+    av = action_values(wm, batch, [0, 6, 12], continuation=cont)
+    assert av.method == "exact" and av.members.shape == (4, 3, 2)
+    assert ((av.lower <= av.value + 1e-12) & (av.value <= av.upper + 1e-12)).all()
+    assert ((av.value >= 0) & (av.value <= 1)).all()
+
+    syn = synthesize_cohort(60, seed=2)
+    wm2 = NeighbourWorldModel.fit(syn, k=10, n_members=2)
+    assert not wm2.has_finite_support  # continuous data: "delta" mode, no finite support
+    with pytest.raises(UserError, match="no finite next-state support"):
+        action_values(
+            wm2, wm2.batch(list(syn.histories())[:2]), [0], continuation=fit_continuation(syn), method="exact"
+        )

@@ -334,7 +334,8 @@ class WorldModelPlannerPolicy(PolicyBase):
         wm = self.world_model
         cont = self.continuation
         cands = np.asarray(self.candidates, dtype=np.int64)
-        if isinstance(wm, FiniteSupportModel) and self.method != "monte-carlo":
+        finite = isinstance(wm, FiniteSupportModel) and bool(getattr(wm, "has_finite_support", True))
+        if finite and self.method != "monte-carlo":
             sb = wm.support_batch()
             for r in range(1, self.lookahead):  # policy iteration over the model's support states
                 av = action_values(

@@ -512,6 +512,28 @@ class NeighbourWorldModel(WorldModelBase):
         z = np.clip(zq.astype(np.float64) + np.where(ok[:, None], delta, 0.0), nz.z_lower, nz.z_upper)
         return nz.to_stored(z), z.astype(np.float32)
 
+    # ------------------------------------------------------------------ finite support (exact planning)
+    @property
+    def has_finite_support(self) -> bool:
+        """True in ``"state"`` mode without static features: next states are observed rows (exact values)."""
+        from sepsis_sdk.world_model._neighbour_support import has_finite_support
+
+        return has_finite_support(self)
+
+    def support_batch(self) -> HistoryBatch:
+        """The observed next observations as one-step histories (see ``FiniteSupportModel``)."""
+        from sepsis_sdk.world_model._neighbour_support import support_batch
+
+        return support_batch(self)
+
+    def transition_triplets(
+        self, batch: HistoryBatch, member: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model's next-state law of every (patient, action) as sparse triplets (``FiniteSupportModel``)."""
+        from sepsis_sdk.world_model._neighbour_support import transition_triplets
+
+        return transition_triplets(self, batch, member)
+
     # ------------------------------------------------------------------ the protocol
     def predict(
         self, histories: HistoryBatch | Sequence[PatientHistory], actions: Any

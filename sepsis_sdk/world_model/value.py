@@ -761,7 +761,10 @@ def action_values(
     batch = histories if isinstance(histories, HistoryBatch) else world_model.batch(list(histories))
     b = batch.size
     plans = _plans(candidates, b)
-    finite = isinstance(world_model, FiniteSupportModel)
+    # a model may implement the methods yet say its current data have no finite support (neighbour, delta)
+    finite = isinstance(world_model, FiniteSupportModel) and bool(
+        getattr(world_model, "has_finite_support", True)
+    )
     if method == "exact" and not finite:
         raise UserError(
             f"{type(world_model).__name__} has no finite next-state support (support_batch/transition_triplets); "
