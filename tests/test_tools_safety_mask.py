@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from sepsis_sdk.sources.icu_sepsis import sample_cohort
 from sepsis_sdk.safety import RuleSetChecker
+from sepsis_sdk.sources.icu_sepsis import sample_cohort
 
 
 def test_hard_mask_equals_per_action_checks_on_real_histories():

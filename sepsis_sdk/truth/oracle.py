@@ -90,14 +90,7 @@ class OracleWorldModel:
         return self._batch_of(x)
 
     def _batch_of(self, x: np.ndarray) -> HistoryBatch:
-        b = len(x)
-        return HistoryBatch(
-            x=x[:, None, :].copy(),
-            mask=np.isfinite(x)[:, None, :],
-            actions=np.full((b, 1), -1, dtype=np.int64),
-            valid=np.ones((b, 1), dtype=bool),
-            static=np.zeros((b, 0)),
-        )
+        return HistoryBatch.from_observations(x)
 
     def support_batch(self) -> HistoryBatch:
         """The 713 clinical states as one-step histories."""

@@ -29,15 +29,7 @@ def has_finite_support(model: Any) -> bool:
 
 def support_batch(model: Any) -> HistoryBatch:
     """The model's observed next observations as one-step histories."""
-    x = np.asarray(model.next_table, dtype=np.float64)
-    b = len(x)
-    return HistoryBatch(
-        x=x[:, None, :].copy(),
-        mask=np.isfinite(x)[:, None, :],
-        actions=np.full((b, 1), -1, dtype=np.int64),
-        valid=np.ones((b, 1), dtype=bool),
-        static=np.zeros((b, 0)),
-    )
+    return HistoryBatch.from_observations(model.next_table)
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

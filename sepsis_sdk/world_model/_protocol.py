@@ -39,6 +39,23 @@ class HistoryBatch:
     def size(self) -> int:
         return self.x.shape[0]
 
+    @classmethod
+    def from_observations(cls, x: np.ndarray) -> HistoryBatch:
+        """One-step histories of ``(B, D)`` current observations (NaN = missing), no static features.
+
+        What Markov models need for "the patient is in this state now" (finite-support models' support
+        states, the oracle's queries).
+        """
+        x = np.asarray(x, dtype=np.float64)
+        b = len(x)
+        return cls(
+            x=x[:, None, :].copy(),
+            mask=np.isfinite(x)[:, None, :],
+            actions=np.full((b, 1), -1, dtype=np.int64),
+            valid=np.ones((b, 1), dtype=bool),
+            static=np.zeros((b, 0)),
+        )
+
 
 @dataclass(frozen=True)
 class NextStatePrediction:
