@@ -710,17 +710,7 @@ class NeighbourWorldModel(WorldModelBase):
                 stored = pred.mean
                 with np.errstate(invalid="ignore"):
                     znew = nz.to_model(stored).astype(np.float32)
-            # members' mean next states (stored space): the disagreement along the path
-            # (per distinct query: its rows share the state, so the state of its first row stands in)
-            if self.n_members > 1:
-                first = np.empty(len(sets.idx), dtype=np.int64)
-                first[inv[::-1]] = np.arange(len(inv))[::-1]
-                zu = zq[first][:, None, :].astype(np.float64)
-                mu = tal["mu"] + (zu if self.mode == "delta" else 0.0)
-                mu = np.where(tal["nobs"] > 0, mu, zu)
-                epi_path[live, t] = nz.to_stored(np.clip(mu, nz.z_lower, nz.z_upper)).std(1)[inv]
-            else:
-                epi_path[live, t] = 0.0
+            epi_path[live, t] = self._disagreement(sets, inv, zq, tal)
             pd_acc[live] += surv[live] * pdth
             pc_acc[live] += surv[live] * pdis
             surv[live] = surv[live] * (1.0 - pdth - pdis)
@@ -734,26 +724,24 @@ class NeighbourWorldModel(WorldModelBase):
             go = live[~(died | left)]
             states[go, t] = stored[~(died | left)]
             key[live, :d] = znew
-        states = states.reshape(b, k, n, h_len, d)
-        alive5 = alive_hist.reshape(b, k, n, h_len)
-        epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(states, axis=2)
-            std = np.nanstd(states, axis=2)
-            epistemic = np.nanmean(epi5, axis=2)
-        return Rollout(
-            states=states,
-            alive=alive5,
-            p_death=pd_acc.reshape(b, k, n).mean(2),
-            p_discharge=pc_acc.reshape(b, k, n).mean(2),
-            mean=mean,
-            std=std,
-            epistemic_std=epistemic,
-            support=first_support,
-            plans=np.ascontiguousarray(p),
-            terminal=ended.reshape(b, k, n),
+        return _summarise(
+            states, alive_hist, epi_path, pd_acc, pc_acc, ended, first_support, p, (b, k, n, h_len, d)
         )
+
+    def _disagreement(self, sets: _Sets, inv: np.ndarray, zq: np.ndarray, tal: dict[str, np.ndarray]) -> Any:
+        """Spread of the members' mean next states (stored space) for each live row: the path's disagreement.
+
+        Per distinct query: its rows share the state, so the state of its first row stands in.
+        """
+        if self.n_members <= 1:
+            return 0.0
+        nz = self.normaliser
+        first = np.empty(len(sets.idx), dtype=np.int64)
+        first[inv[::-1]] = np.arange(len(inv))[::-1]
+        zu = zq[first][:, None, :].astype(np.float64)
+        mu = tal["mu"] + (zu if self.mode == "delta" else 0.0)
+        mu = np.where(tal["nobs"] > 0, mu, zu)
+        return nz.to_stored(np.clip(mu, nz.z_lower, nz.z_upper)).std(1)[inv]
 
     def _streams(self, hb: HistoryBatch, seed: int, kn: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-patient uniforms ``(R, H, 3)`` and member draws ``(R, H)``, keyed by seed and history."""
@@ -805,6 +793,41 @@ class NeighbourWorldModel(WorldModelBase):
             bandwidth=raw["bandwidth"],
             info=raw.get("info"),
         )
+
+
+def _summarise(
+    states: np.ndarray,
+    alive_hist: np.ndarray,
+    epi_path: np.ndarray,
+    pd_acc: np.ndarray,
+    pc_acc: np.ndarray,
+    ended: np.ndarray,
+    first_support: np.ndarray,
+    plans: np.ndarray,
+    shape: tuple[int, int, int, int, int],
+) -> Rollout:
+    """The :class:`Rollout` of per-row paths: shapes ``(B, K, N, ...)`` and the means over samples."""
+    b, k, n, h_len, d = shape
+    states = states.reshape(b, k, n, h_len, d)
+    alive5 = alive_hist.reshape(b, k, n, h_len)
+    epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(states, axis=2)
+        std = np.nanstd(states, axis=2)
+        epistemic = np.nanmean(epi5, axis=2)
+    return Rollout(
+        states=states,
+        alive=alive5,
+        p_death=pd_acc.reshape(b, k, n).mean(2),
+        p_discharge=pc_acc.reshape(b, k, n).mean(2),
+        mean=mean,
+        std=std,
+        epistemic_std=epistemic,
+        support=first_support,
+        plans=np.ascontiguousarray(plans),
+        terminal=ended.reshape(b, k, n),
+    )
 
 
 def _spacing(z: np.ndarray, rng: np.random.Generator, n_probe: int = 2000) -> float:
