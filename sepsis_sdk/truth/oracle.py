@@ -199,25 +199,8 @@ class OracleWorldModel:
                 s = np.argmax(self._next[s, acts[:, t], :_M], 1)
             alive_hist[:, t] = alive
             states[:, t] = np.where(alive[:, None], self._obs[s], np.nan)
-        states5 = states.reshape(b, k, n, h, d)
-        with np.errstate(invalid="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(states5, axis=2)
-                std = np.nanstd(states5, axis=2)
-        return Rollout(
-            states=states5,
-            alive=alive_hist.reshape(b, k, n, h),
-            p_death=pd_acc.reshape(b, k, n).mean(-1),
-            p_discharge=pq_acc.reshape(b, k, n).mean(-1),
-            mean=mean,
-            std=std,
-            epistemic_std=np.zeros_like(mean),
-            support=np.ones((b, k)),
-            plans=p,
-            terminal=ended.reshape(b, k, n),
+        return Rollout.from_paths(
+            states, alive_hist, np.zeros_like(states), pd_acc, pq_acc, ended, (b, k, n), np.ones((b, k)), p
         )
 
 

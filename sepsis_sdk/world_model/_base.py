@@ -9,7 +9,6 @@ sampling, termination, support) is here, so every backend behaves the same way a
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -366,7 +365,9 @@ class WorldModelBase:
             valid = np.concatenate([valid[:, 1:], np.ones((r, 1), np.float32)], 1)
             last = znew.astype(np.float32)
         shape = (b, k, n)
-        return _summarise(states, alive_hist, epi_path, pd_acc, pc_acc, ended, shape, first_support, p)
+        return Rollout.from_paths(
+            states, alive_hist, epi_path, pd_acc, pc_acc, ended, shape, first_support, p
+        )
 
     def _plans(self, plans: Any, b: int) -> np.ndarray:
         """``(B, K, H)`` validated action plans from ``(B, K, H)``, ``(K, H)`` or ``(H,)``."""
@@ -410,35 +411,6 @@ class WorldModelBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: schema {self.schema.name!r}, {len(self.schema)} features, window {self.window}, {self.n_members} member(s)>"
-
-
-def _summarise(
-    states: np.ndarray, alive_hist: np.ndarray, epi_path: np.ndarray, pd_acc: np.ndarray, pc_acc: np.ndarray,
-    ended: np.ndarray, shape: tuple[int, int, int], support: np.ndarray, plans: np.ndarray,
-) -> Rollout:  # fmt: skip
-    """The :class:`Rollout` of per-row paths (rows ordered patient, plan, sample)."""
-    b, k, n = shape
-    h_len, d = states.shape[1], states.shape[2]
-    states = states.reshape(b, k, n, h_len, d)
-    alive5 = alive_hist.reshape(b, k, n, h_len)
-    epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(states, axis=2)
-        std = np.nanstd(states, axis=2)
-        epistemic = np.nanmean(epi5, axis=2)
-    return Rollout(
-        states=states,
-        alive=alive5,
-        p_death=pd_acc.reshape(b, k, n).mean(2),
-        p_discharge=pc_acc.reshape(b, k, n).mean(2),
-        mean=mean,
-        std=std,
-        epistemic_std=epistemic,
-        support=support,
-        plans=np.ascontiguousarray(plans),
-        terminal=ended.reshape(b, k, n),
-    )
 
 
 def write_saved_model(model: Any, path: Any, backend: str, format_version: int, **extra: Any) -> None:

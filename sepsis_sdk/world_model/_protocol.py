@@ -105,6 +105,45 @@ class Rollout:
     plans: np.ndarray
     terminal: np.ndarray | None = None
 
+    @classmethod
+    def from_paths(
+        cls, states: np.ndarray, alive: np.ndarray, epistemic: np.ndarray, p_death: np.ndarray,
+        p_discharge: np.ndarray, terminal: np.ndarray, shape: tuple[int, int, int], support: np.ndarray,
+        plans: np.ndarray,
+    ) -> Rollout:  # fmt: skip
+        """A rollout from per-row paths, rows ordered (patient, plan, sample) — every backend's summary.
+
+        Args:
+            states: ``(B*K*N, H, D)`` sampled states (NaN after a sample ended).
+            alive: ``(B*K*N, H)``; epistemic: ``(B*K*N, H, D)`` disagreement along each path.
+            p_death / p_discharge: ``(B*K*N,)`` integrated hazards; terminal: ``(B*K*N,)`` how each ended.
+            shape: ``(B, K, N)``; support: ``(B, K)``; plans: ``(B, K, H)``.
+        """
+        import warnings
+
+        b, k, n = shape
+        h_len, d = states.shape[1], states.shape[2]
+        states = states.reshape(b, k, n, h_len, d)
+        alive5 = alive.reshape(b, k, n, h_len)
+        epi5 = np.where(alive5[..., None], epistemic.reshape(b, k, n, h_len, d), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps: every sample ended
+            mean = np.nanmean(states, axis=2)
+            std = np.nanstd(states, axis=2)
+            epi = np.nanmean(epi5, axis=2)
+        return cls(
+            states=states,
+            alive=alive5,
+            p_death=p_death.reshape(b, k, n).mean(2),
+            p_discharge=p_discharge.reshape(b, k, n).mean(2),
+            mean=mean,
+            std=std,
+            epistemic_std=epi,
+            support=support,
+            plans=np.ascontiguousarray(plans),
+            terminal=terminal.reshape(b, k, n),
+        )
+
 
 @runtime_checkable
 class WorldModel(Protocol):

@@ -724,8 +724,8 @@ class NeighbourWorldModel(WorldModelBase):
             go = live[~(died | left)]
             states[go, t] = stored[~(died | left)]
             key[live, :d] = znew
-        return _summarise(
-            states, alive_hist, epi_path, pd_acc, pc_acc, ended, first_support, p, (b, k, n, h_len, d)
+        return Rollout.from_paths(
+            states, alive_hist, epi_path, pd_acc, pc_acc, ended, (b, k, n), first_support, p
         )
 
     def _disagreement(self, sets: _Sets, inv: np.ndarray, zq: np.ndarray, tal: dict[str, np.ndarray]) -> Any:
@@ -793,41 +793,6 @@ class NeighbourWorldModel(WorldModelBase):
             bandwidth=raw["bandwidth"],
             info=raw.get("info"),
         )
-
-
-def _summarise(
-    states: np.ndarray,
-    alive_hist: np.ndarray,
-    epi_path: np.ndarray,
-    pd_acc: np.ndarray,
-    pc_acc: np.ndarray,
-    ended: np.ndarray,
-    first_support: np.ndarray,
-    plans: np.ndarray,
-    shape: tuple[int, int, int, int, int],
-) -> Rollout:
-    """The :class:`Rollout` of per-row paths: shapes ``(B, K, N, ...)`` and the means over samples."""
-    b, k, n, h_len, d = shape
-    states = states.reshape(b, k, n, h_len, d)
-    alive5 = alive_hist.reshape(b, k, n, h_len)
-    epi5 = np.where(alive5[..., None], epi_path.reshape(b, k, n, h_len, d), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(states, axis=2)
-        std = np.nanstd(states, axis=2)
-        epistemic = np.nanmean(epi5, axis=2)
-    return Rollout(
-        states=states,
-        alive=alive5,
-        p_death=pd_acc.reshape(b, k, n).mean(2),
-        p_discharge=pc_acc.reshape(b, k, n).mean(2),
-        mean=mean,
-        std=std,
-        epistemic_std=epistemic,
-        support=first_support,
-        plans=np.ascontiguousarray(plans),
-        terminal=ended.reshape(b, k, n),
-    )
 
 
 def _spacing(z: np.ndarray, rng: np.random.Generator, n_probe: int = 2000) -> float:
