@@ -111,18 +111,19 @@ class _StateIndex:
     """Maps feature rows to discrete state keys (exact match after rounding); unknown rows -> -1."""
 
     def __init__(self, z: np.ndarray, decimals: int = 6) -> None:
+        from sepsis_sdk._rowindex import RowIndex
+
         self.decimals = decimals
         keys, inverse = np.unique(np.round(z, decimals), axis=0, return_inverse=True)
         self.keys = keys
         self.inverse = inverse.reshape(-1)
-        self._lookup = {row.tobytes(): i for i, row in enumerate(keys)}
+        self._rows = RowIndex(keys, decimals)  # vectorised (a planner asks for millions of rows)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def index(self, z: np.ndarray) -> np.ndarray:
-        r = np.round(z, self.decimals)
-        return np.array([self._lookup.get(row.tobytes(), -1) for row in r], dtype=np.int64)
+        return self._rows.index(z)
 
 
 class _TabularClassifier:
