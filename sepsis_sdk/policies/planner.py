@@ -329,14 +329,19 @@ class WorldModelPlannerPolicy(PolicyBase):
             return self.continuation
         if self._inner is not None:
             return self._inner
-        from sepsis_sdk.world_model.value import FiniteSupportModel, TableContinuation, action_values
+        from sepsis_sdk.world_model.value import (
+            FiniteSupportModel,
+            TableContinuation,
+            action_values,
+            support_states,
+        )
 
         wm = self.world_model
         cont = self.continuation
         cands = np.asarray(self.candidates, dtype=np.int64)
         finite = isinstance(wm, FiniteSupportModel) and bool(getattr(wm, "has_finite_support", True))
         if finite and self.method != "monte-carlo":
-            sb = wm.support_batch()
+            sb = support_states(wm)  # the cached batch: its transitions are computed once
             for r in range(1, self.lookahead):  # policy iteration over the model's support states
                 av = action_values(
                     wm,
@@ -365,8 +370,13 @@ class WorldModelPlannerPolicy(PolicyBase):
         self._inner = cont
         return cont
 
+    def _pessimistic(self, av: Any) -> np.ndarray:
+        """Value minus ``pessimism`` x its spread minus the missing-support penalty."""
+        return av.value - self.pessimism * av.std - self.support_penalty * (1.0 - av.support)
+
     def _improve_score(self, av: Any) -> np.ndarray:
-        score = av.value - self.pessimism * av.std - self.support_penalty * (1.0 - av.support)
+        """:meth:`_pessimistic`, with candidates below ``min_support`` excluded (``-inf``)."""
+        score = self._pessimistic(av)
         return np.where(av.support >= self.min_support, score, -np.inf) if self.min_support > 0 else score
 
     def _improve_scores(
@@ -386,7 +396,7 @@ class WorldModelPlannerPolicy(PolicyBase):
             terminal_value=self.terminal_value,
             seed=self.seed,
         )
-        score = av.value - self.pessimism * av.std - self.support_penalty * (1.0 - av.support)
+        score = self._pessimistic(av)  # plan() excludes low support itself, with the reason
         nan = np.full(av.value.shape, np.nan)
         parts = {
             "objective": av.value,
@@ -406,8 +416,7 @@ class WorldModelPlannerPolicy(PolicyBase):
         cands = np.asarray(self.candidates, dtype=np.int64)
         if self.mode == "hold":
             return self._hold_scores(batch, batch.size, cands)[0]
-        score, _, av = self._improve_scores(batch, batch.size, cands)
-        return np.where(av.support >= self.min_support, score, -np.inf) if self.min_support > 0 else score
+        return self._improve_score(self._improve_scores(batch, batch.size, cands)[2])
 
     def plan(self, histories: Sequence[PatientHistory]) -> list[PlannerDecision]:
         """Score every candidate for every patient (batched) and choose among the allowed ones."""

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Protocol, runtime_checkable
 
@@ -122,7 +122,6 @@ class ActionValues:
     continuation: str
     reward: str
     level: float = 0.9
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def candidates(self) -> np.ndarray:
@@ -486,6 +485,14 @@ class _Support:
     trip: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per member, rows j*25+a
 
 
+def support_states(world_model: Any) -> HistoryBatch:
+    """The finite-support model's support states, the batch :func:`action_values` caches triplets for.
+
+    Querying values *at* the support states with this very batch reuses the cached transitions.
+    """
+    return _support(world_model).batch
+
+
 def _support(world_model: Any) -> _Support:
     cache = getattr(world_model, "_value_support_cache", None)
     if cache is not None:
@@ -522,7 +529,7 @@ def _expected_reward(
 
 def evaluate_on_support(
     world_model: Any,
-    continuation: Continuation | np.ndarray,
+    continuation: Continuation,
     *,
     reward: Any = None,
     horizon: int | None = None,
@@ -532,14 +539,14 @@ def evaluate_on_support(
 ) -> np.ndarray:
     """``(E, M)`` value of each support state under ``continuation``, for each ensemble member.
 
-    ``continuation`` may also be an ``(M, 25)`` probability table over the support states (used by the
-    planner's k-step improvement). Policy evaluation by sparse value iteration: ``horizon`` steps, or
-    until the change is below ``tol`` (``horizon=None``), at most ``max_steps``.
+    A table over the support states is a :class:`TableContinuation` (the planner's k-step improvement).
+    ``horizon=None``: one dense solve up to 4,000 support states; otherwise (and for a chain with a closed
+    loop) sparse value iteration for ``horizon`` steps, or until the change is below ``tol``, at most
+    ``max_steps``.
     """
     sup = _support(world_model)
     m = sup.batch.size
-    pi = continuation if isinstance(continuation, np.ndarray) else continuation.probabilities(sup.batch)
-    pi = np.asarray(pi, dtype=float).reshape(m, N_ACTIONS)
+    pi = np.asarray(continuation.probabilities(sup.batch), dtype=float).reshape(m, N_ACTIONS)
     _, surv, death = _reward_terms(reward)
     names = tuple(world_model.schema.names)
     v0 = np.zeros(m) if terminal_value is None else np.asarray(terminal_value(sup.x), dtype=float).reshape(m)
@@ -593,7 +600,7 @@ def _exact(
     world_model: Any,
     batch: HistoryBatch,
     plans: np.ndarray,
-    continuation: Continuation | np.ndarray,
+    continuation: Continuation,
     reward: Any,
     horizon: int | None,
     terminal_value: TerminalValue | None,
@@ -615,7 +622,8 @@ def _exact(
     prev = np.where(batch.mask[:, -1], batch.x[:, -1], np.nan)
     out = np.empty((b, plans.shape[1], len(sup.trip)))
     for e in range(len(sup.trip)):
-        rows, cols, probs = world_model.transition_triplets(batch, e)
+        # the support states themselves (the planner's inner rounds): their triplets are cached
+        rows, cols, probs = sup.trip[e] if batch is sup.batch else world_model.transition_triplets(batch, e)
         q = _expected_reward((rows, cols, probs), b * N_ACTIONS, m, prev, sup.x, reward, names, surv, death)
         inner = cols < m
         q += np.bincount(rows[inner], weights=probs[inner] * v_sup[e][cols[inner]], minlength=b * N_ACTIONS)
@@ -753,11 +761,7 @@ def action_values(
     if horizon is not None and int(horizon) < 1:
         raise UserError(f"horizon must be >= 1 (or None: until death/discharge), got {horizon}")
     _check_options(method, n_samples, level)
-    cont = (
-        continuation
-        if isinstance(continuation, np.ndarray)
-        else as_continuation(continuation, world_model=world_model)
-    )
+    cont = as_continuation(continuation, world_model=world_model)
     batch = histories if isinstance(histories, HistoryBatch) else world_model.batch(list(histories))
     b = batch.size
     plans = _plans(candidates, b)
@@ -770,14 +774,7 @@ def action_values(
             f"{type(world_model).__name__} has no finite next-state support (support_batch/transition_triplets); "
             "use method='monte-carlo'"
         )
-    ref_probs = (
-        np.asarray(cont, float)
-        if isinstance(cont, np.ndarray)
-        else np.asarray(cont.probabilities(batch), float)
-    )
-    if ref_probs.shape[0] != b:  # a support table cannot name the reference for query patients
-        raise UserError("an (M, 25) continuation table works only inside evaluate_on_support")
-    reference = ref_probs.argmax(1)
+    reference = np.asarray(cont.probabilities(batch), float).argmax(1)
     all_plans = np.concatenate(
         [plans, np.broadcast_to(reference[:, None, None], (b, 1, plans.shape[2])).copy()], 1
     )
@@ -816,7 +813,7 @@ def action_values(
         members=members,
         method=method_used,
         horizon=horizon,
-        continuation="table" if isinstance(cont, np.ndarray) else cont.name,
+        continuation=cont.name,
         reward=_reward_terms(reward)[0],
         level=level,
     )
@@ -866,4 +863,5 @@ __all__ = [
     "fit_value_model",
     "sample_next",
     "step_rewards",
+    "support_states",
 ]
