@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -118,10 +118,11 @@ class Teacher:
     seed: int = 0
     continuation: Any = None
     value_samples: int = 64
+    _planner: Any = field(default=None, init=False, repr=False, compare=False)
 
     def planner(self) -> Any:
         """The planner behind the scores (built once)."""
-        cached = self.__dict__.get("_planner")
+        cached = self._planner
         if cached is None:
             from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
 
@@ -137,7 +138,7 @@ class Teacher:
                 seed=self.seed,
                 name="teacher",
             )
-            self.__dict__["_planner"] = cached
+            self._planner = cached
         return cached
 
     def scores(self, history: PatientHistory) -> np.ndarray:

@@ -115,10 +115,13 @@ class OracleWorldModel:
         mean = w @ self._obs
         std = np.sqrt(np.maximum(w @ self._obs**2 - mean**2, 0.0))
         order = np.argsort(self._obs, axis=0)  # (M, D): weighted 5 % / 95 % quantiles per feature
-        cw = np.cumsum(w[:, order], axis=1)  # (B, M, D)
         sorted_obs = np.take_along_axis(self._obs, order, 0)
-        lo_i = (cw < 0.05).sum(1).clip(0, _M - 1)
-        hi_i = (cw < 0.95).sum(1).clip(0, _M - 1)
+        lo_i = np.empty(mean.shape, dtype=np.int64)
+        hi_i = np.empty(mean.shape, dtype=np.int64)
+        for lo in range(0, len(w), 256):  # (256, M, D) cumulative weights at a time, not (B, M, D)
+            cw = np.cumsum(w[lo : lo + 256][:, order], axis=1)
+            lo_i[lo : lo + 256] = (cw < 0.05).sum(1).clip(0, _M - 1)
+            hi_i[lo : lo + 256] = (cw < 0.95).sum(1).clip(0, _M - 1)
         cols = np.arange(self._obs.shape[1])
         return NextStatePrediction(
             mean=mean,
