@@ -299,7 +299,7 @@ class OptimalSolution:
 def optimal_policy(
     *, admissible_only: bool = False, tol: float = 1e-12, max_iter: int = 100_000
 ) -> OptimalSolution:
-    """The optimal policy by value iteration (ties broken towards the lowest action index).
+    """The optimal policy by value iteration (ties: an admissible action first, then the lowest index).
 
     It lives next to the MDP (not in :mod:`sepsis_sdk.truth`, which re-exports it) because ``"optimal"``
     is one of the built-in behaviour policies the sampler accepts by name.
@@ -324,7 +324,10 @@ def optimal_policy(
         v = v_new
     q = mdp.reward + mdp.tx_mat @ v + mask
     q[N_CLINICAL:] = 0.0
-    return OptimalSolution(policy=q.argmax(1), values=v, q=q, iterations=it)
+    # Ties go to an admissible action: in a state with one admissible action all 25 rows are equal, and
+    # "lowest index" put 16.7 % of states on an inadmissible action (misleading agreement figures).
+    tied = q >= q.max(1, keepdims=True) - 1e-10
+    return OptimalSolution(policy=(tied * (1 + mdp.admissible)).argmax(1), values=v, q=q, iterations=it)
 
 
 BUILTIN_POLICIES = {
