@@ -3,14 +3,18 @@ SDK code they call) emits a DeprecationWarning. Also the rewired-graph example t
 
 Only what needs a download, a GPU or minutes is swapped, by exact text (so a README edit that drops one of
 these lines fails here and gets looked at): the torch world model becomes the fake world model, and the
-embedded SmolLM2 model of the first agent run becomes a schema-driven fake model. Names the README leaves
-to the reader (``model``, ``other_model``) are given fakes.
+embedded SmolLM2 model of the first agent run becomes a schema-driven fake model. Nothing else is injected:
+every name a block uses is defined by that block or an earlier one, as for a reader pasting them in order.
+The "Test your code with the fakes" block is also written out as the ``conftest.py`` and ``test_agent.py``
+it shows and run through pytest.
 """
 
 from __future__ import annotations
 
 import re
 import runpy
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -47,41 +51,74 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def readme_test_files(text: str) -> dict[str, str]:
+    """The files of the fakes section's block: ``# conftest.py`` / ``# test_agent.py`` headed parts."""
+    (code,) = [c for _, c in python_blocks(text) if c.startswith("# conftest.py")]
+    parts = re.split(r"^# (\w+\.py)\n", code, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
 def test_the_readme_has_its_blocks_and_swaps():
     text = README.read_text(encoding="utf-8")
-    assert len(python_blocks(text)) >= 7
+    # every fence that says Python is one of the blocks the next test runs (no ```py / ```python3 strays)
+    fences = re.findall(r"^```(\w+)", text, flags=re.M)
+    assert {f for f in fences if f.lower().startswith("py")} == {"python"}
+    assert len(python_blocks(text)) == fences.count("python") >= 7
     for old in SWAPS:
         assert text.count(old) == 1, f"README no longer contains {old!r}: update SWAPS in this test"
-    assert "AgentDeps" not in text and "monte_carlo_value" not in text  # deprecated names stay out
+    for deprecated in ("AgentDeps", "monte_carlo_value", "true_value_of", "monte_carlo_true_value"):
+        assert deprecated not in text  # deprecated names stay out
+    assert set(readme_test_files(text)) == {"conftest.py", "test_agent.py"}
 
 
 @pytest.mark.slow
 def test_every_readme_python_block_runs_without_deprecations(tmp_path, monkeypatch):
-    from sepsis_sdk.testing import FakeWorldModel, SchemaChatModel, ScriptedChatModel
-
     monkeypatch.chdir(tmp_path)  # the data block writes cohort.parquet
     text = README.read_text(encoding="utf-8")
     for old, new in SWAPS.items():
         text = text.replace(old, new)
-    proposals = {"candidates": [{"fluid": 2, "vaso": 1}, {"fluid": 4, "vaso": 2}]}
-    ns: dict = {
-        "__name__": "readme",
-        "FakeWorldModel": FakeWorldModel,
-        "SchemaChatModel": SchemaChatModel,
-        "model": ScriptedChatModel([proposals]),
-        "other_model": ScriptedChatModel([proposals]),
-    }
+    # only the stand-ins of the swaps; "model", "history", ... must come from the README itself
+    from sepsis_sdk.testing import FakeWorldModel, SchemaChatModel
+
+    ns: dict = {"__name__": "readme", "FakeWorldModel": FakeWorldModel, "SchemaChatModel": SchemaChatModel}
+    blocks = python_blocks(text)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for line, code in python_blocks(text):
+        ran = 0
+        for line, code in blocks:
             exec(compile(code, f"{README}:{line}", "exec"), ns)  # the README's own code
-        ns["test_psr_node_order"](ns["history"])  # the fakes section's test, on a real history
+            ran += 1
+        ns["test_psr_node_order"](ns["history"])  # the fakes section's test, on the README's history
+    assert ran == len(blocks) == text.count("```python")
     assert not own_deprecations(caught, str(README)), own_deprecations(caught, str(README))
     # a few of the values the README shows
     assert ns["a"].index == 16 and ns["a"].to_sepsisagent() == [1, 3]
     assert ns["state"]["final"]["action"] in range(25)
     assert set(ns["ope"].to_frame()["estimator"]) == {"wis", "wpdis", "phwis", "dr", "wdr", "fqe"}
     assert "sofa_trend" in ns["registry"].names
+
+
+@pytest.mark.slow
+def test_the_readme_testing_snippet_passes_under_pytest(tmp_path):
+    """The fakes section, saved as the two files it shows, passes under pytest (its fixture included)."""
+    for name, code in readme_test_files(README.read_text(encoding="utf-8")).items():
+        (tmp_path / name).write_text(code, encoding="utf-8")
+    env_cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::DeprecationWarning:sepsis_sdk",
+    ]
+    proc = subprocess.run(
+        [*env_cmd, "test_agent.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 passed" in proc.stdout
 
 
 def test_the_rewire_graph_example_runs(capsys):
