@@ -14,7 +14,8 @@
     │   ├── LLMOutputError         the reply could not be parsed or validated (raw output kept)
     │   └── RealRequestBlockedError a real request was attempted while requests are blocked (tests)
     ├── JudgeError                 a judge verdict could not be obtained or validated
-    └── VideoError                 a video could not be decoded or sampled
+    ├── VideoError                 a video could not be decoded or sampled
+    └── ClusterError               a Ray cluster cannot be reached, or its workers kept dying
 """
 
 from __future__ import annotations
@@ -128,7 +129,12 @@ __all__ = [
     "LLMCallError",
     "LLMError",
     "LLMOutputError",
+class ClusterError(SepsisSDKError, RuntimeError):
+    """A Ray cluster could not be reached (the message names the address) or lost a task for good."""
+
+
     "MissingDependencyError",
+    "ClusterError",
     "ModelError",
     "RealRequestBlockedError",
     "SepsisSDKError",

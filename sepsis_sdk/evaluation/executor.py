@@ -1,11 +1,12 @@
 """Where evaluation work runs: an :class:`Executor` maps a function over work items.
 
-The runner only needs ``map(fn, items)`` returning results in order, so a Ray executor can be plugged in
-later by implementing the same two methods. Two local executors ship:
+The runner only needs ``map(fn, items)`` returning results in order (and ``close``). Three executors ship:
 
 - :class:`SerialExecutor`: in this process (tests, debugging, policies that cannot be pickled);
 - :class:`LocalProcessExecutor`: a ``concurrent.futures`` process pool (``spawn`` context, so torch and
-  other threaded libraries start clean in each worker). Functions and items must be picklable.
+  other threaded libraries start clean in each worker). Functions and items must be picklable;
+- :class:`sepsis_sdk.scale.RayExecutor` (extra ``[ray]``): Ray tasks on a cluster or a local Ray, the
+  shared function put once, retries when a worker dies (``docs/scale.md``).
 
 :func:`make_executor` picks one by name (``"process"`` is the default of the report).
 """
@@ -107,15 +108,33 @@ def _picklable(obj: Any) -> bool:
     return True
 
 
-def make_executor(kind: str | Executor = "process", *, workers: int | None = None) -> Executor:
-    """An executor by name: ``"process"`` (local pool) or ``"serial"``; an Executor is returned as is."""
+EXECUTORS = ("process", "serial", "ray")
+
+
+def make_executor(
+    kind: str | Executor = "process", *, workers: int | None = None, address: str | None = None
+) -> Executor:
+    """An executor by name; an Executor object is returned as is.
+
+    Args:
+        kind: ``"process"`` (local pool), ``"serial"`` or ``"ray"`` (:class:`sepsis_sdk.scale.RayExecutor`).
+        workers: processes of the pool; for ``"ray"``, the CPUs of a local cluster started for the run.
+        address: ``"ray"`` only: the cluster to join (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``);
+            None reads ``$RAY_ADDRESS`` and otherwise starts a local cluster.
+    """
     if not isinstance(kind, str):
         return kind
+    if address is not None and kind != "ray":
+        raise UserError(f"a Ray address ({address!r}) needs executor 'ray', not {kind!r}")
     if kind == "serial":
         return SerialExecutor()
     if kind == "process":
         return LocalProcessExecutor(workers)
-    raise UserError(f"unknown executor {kind!r}; choose 'process' or 'serial' (or pass an Executor object)")
+    if kind == "ray":
+        from sepsis_sdk.scale import RayExecutor  # ray itself is imported only when the executor connects
+
+        return RayExecutor(address, num_cpus=workers)
+    raise UserError(f"unknown executor {kind!r}; choose one of {EXECUTORS} (or pass an Executor object)")
 
 
-__all__ = ["Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
