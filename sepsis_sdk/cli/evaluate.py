@@ -24,8 +24,14 @@ def evaluate(
     seed: Optional[int] = typer.Option(None, help="Seed of cohort sampling, split, training and bootstrap."),
     n_bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples (OPE and rates)."),
     offline_rl_steps: Optional[int] = typer.Option(None, help="Gradient steps per offline-RL baseline."),
-    executor: Optional[str] = typer.Option(None, help="'process' (default) or 'serial'."),
+    executor: Optional[str] = typer.Option(None, help="'process' (default), 'serial' or 'ray'."),
     workers: Optional[int] = typer.Option(None, help="Processes of the local pool."),
+    ray_address: Optional[str] = typer.Option(
+        None,
+        "--ray-address",
+        help="The Ray cluster for --executor ray: 'auto', 'host:6379' or "
+        "'ray://host:10001' (default: $RAY_ADDRESS, else a local Ray).",
+    ),
     fresh: bool = typer.Option(False, help="Discard a previous run in the output directory."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -75,6 +81,7 @@ def evaluate(
         cfg = EvaluationConfig.model_validate({**cfg.model_dump(), **upd})
         report = run_evaluation(
             cfg,
+            executor=_ray_executor(cfg, ray_address),
             progress=progress,
             fresh=fresh,
             world_model_loader=_world_model_loader(cfg.model_based.world_model),
@@ -85,6 +92,15 @@ def evaluate(
     console.print(Path(report.files["markdown"]).read_text().split("## Definitions")[0])
     for k, v in report.files.items():
         console.print(f"{k}: {v}")
+
+
+def _ray_executor(cfg, address: str | None):
+    """The Ray executor for ``--ray-address`` (None: the runner makes the config's executor)."""
+    if address is None:
+        return None
+    from sepsis_sdk.evaluation.executor import make_executor
+
+    return make_executor(cfg.executor, workers=cfg.workers, address=address)
 
 
 def _world_model_loader(path: str | None):
