@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "UPSTREAM_COMMIT": "_fetch",
     "SHA256": "_fetch",
     # frames
+    "FRAME_PRESETS": "_frames",
     "FrameSample": "_frames",
     "sample_frames": "_frames",
     "sample_positions": "_frames",

@@ -25,8 +25,16 @@ from typing import Any, Literal, Union
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import UserError, VideoError
 
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v")
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v", ".flv", ".wmv")
 """File suffixes :func:`find_videos` picks up."""
+
+
+FRAME_PRESETS: dict[str, dict[str, Any]] = {
+    "project": {"max_side": 768, "quality": 85},
+    "reference": {"max_side": None, "quality": 100},
+}
+"""Frame settings by name: ``"project"`` (the default: longest side 768 px, JPEG q85) and ``"reference"``
+(what the MicroVerse evaluator sends: full resolution, q100; about 8x the bytes on 720p clips)."""
 
 
 @dataclass
@@ -42,6 +50,8 @@ class FrameSample:
         height: height of the encoded images.
         source_size: the video's own ``(width, height)``.
         meta: decoding statistics (``decoded`` frames, ``seeks``).
+        repeated: the video has fewer frames than were sampled, so some frames are shown more than once
+            (as the reference evaluator does); :attr:`indices` says which.
     """
 
     path: str
@@ -52,22 +62,28 @@ class FrameSample:
     height: int
     source_size: tuple[int, int] = (0, 0)
     meta: dict[str, Any] = field(default_factory=dict)
+    repeated: bool = False
 
     @property
     def nbytes(self) -> int:
         return sum(len(b) for b in self.images)
 
 
-def sample_positions(n_total: int, n: int) -> list[int]:
+def sample_positions(n_total: int, n: int, *, repeat: bool = False) -> list[int]:
     """Frame indices of the published rule: ``floor((i + 0.5) * n_total / n)``.
+
+    With ``repeat`` a video shorter than ``n`` frames gets the same rule, so frames repeat
+    (``n_total=4, n=8`` -> ``[0, 0, 1, 1, 2, 2, 3, 3]``), as the reference evaluator's positions do.
 
     Raises:
         UserError: ``n`` < 1.
-        VideoError: the video has fewer than ``n`` frames.
+        VideoError: the video has no frames, or fewer than ``n`` and ``repeat`` is off.
     """
     if n < 1:
         raise UserError(f"number of frames to sample must be >= 1, got {n}")
-    if n_total < n:
+    if n_total < 1:
+        raise VideoError("video has no frames")
+    if n_total < n and not repeat:
         raise VideoError(f"video has {n_total} frames, fewer than the {n} to sample")
     return [int((2 * i + 1) * n_total // (2 * n)) for i in range(n)]
 
@@ -111,6 +127,7 @@ def sample_frames(
     max_side: int | None = 768,
     quality: int = 85,
     seek_gap: SeekGap = "auto",
+    short: ShortVideos = "repeat",
 ) -> FrameSample:
     """Sample ``n`` evenly spaced frames of a video as JPEG images.
 
@@ -118,18 +135,28 @@ def sample_frames(
         path: an mp4 / webm / mov / avi (any container FFmpeg reads).
         n: frames to take (the published protocol uses 8).
         max_side: longest side of the encoded images in pixels (``None`` keeps the video's size).
-        quality: JPEG quality 1-95.
+        quality: JPEG quality 1-100 (the reference evaluator sends 100).
         seek_gap: when to jump ahead (to the keyframe before the next wanted frame) instead of decoding
             on: ``"auto"`` (default) when the gap is longer than the keyframe interval seen so far plus 8
             frames; an int: when the gap exceeds that many frames; ``None``: always decode sequentially.
+        short: a video with fewer than ``n`` frames: ``"repeat"`` (default, as the reference) samples it
+            by the same rule, so frames repeat (``FrameSample.repeated`` is then true); ``"reject"`` raises
+            :class:`~sepsis_sdk.errors.VideoError`.
 
     Returns:
         The :class:`FrameSample`.
 
     Raises:
-        VideoError: the file is missing, empty, corrupt, has no video stream or fewer than ``n`` frames.
-            The message names the file.
+        VideoError: the file is missing, empty, corrupt, has no video stream, or (with
+            ``short="reject"``) fewer than ``n`` frames. The message names the file.
+        UserError: ``quality`` outside 1..100, ``max_side`` < 1 or an unknown ``short``.
     """
+    if not 1 <= int(quality) <= 100:
+        raise UserError(f"JPEG quality must be in 1..100, got {quality}")
+    if max_side is not None and max_side < 1:
+        raise UserError(f"max_side must be >= 1 (or None for full resolution), got {max_side}")
+    if short not in ("repeat", "reject"):
+        raise UserError(f"short must be 'repeat' or 'reject', got {short!r}")
     av = require("av", "video", "frame sampling")
     p = Path(path)
     if not p.is_file():
@@ -137,7 +164,9 @@ def sample_frames(
     if p.stat().st_size == 0:
         raise VideoError(f"{p}: empty file (0 bytes)")
     try:
-        return _sample(av, p, n, max_side=max_side, quality=quality, seek_gap=seek_gap)
+        return _sample(
+            av, p, n, max_side=max_side, quality=quality, seek_gap=seek_gap, repeat=short == "repeat"
+        )
     except VideoError as exc:
         if str(exc).startswith(str(p)):
             raise
@@ -149,7 +178,7 @@ def sample_frames(
 
 
 def _sample(
-    av: Any, p: Path, n: int, *, max_side: int | None, quality: int, seek_gap: SeekGap
+    av: Any, p: Path, n: int, *, max_side: int | None, quality: int, seek_gap: SeekGap, repeat: bool
 ) -> FrameSample:
     with av.open(str(p)) as container:
         if not container.streams.video:
@@ -161,7 +190,7 @@ def _sample(
             n_total = _count_frames(p)
         if n_total <= 0:
             raise VideoError(f"{p}: video stream has no frames")
-        wanted = sample_positions(n_total, n)
+        wanted = sample_positions(n_total, n, repeat=repeat)
         stats: dict[str, int] = {}
         try:
             got = _decode_wanted(
@@ -180,11 +209,11 @@ def _sample(
     if len(got) < len(wanted):
         # the header over-counted; count the real frames and try once more with the true N
         real = _count_frames(p)
-        if real < n_total and real >= n:
+        if real < n_total and (real >= n or (repeat and real >= 1)):
             with av.open(str(p)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                wanted = sample_positions(real, n)
+                wanted = sample_positions(real, n, repeat=repeat)
                 got = _decode_wanted(
                     container, stream, wanted, max_side=max_side, quality=quality, seek_gap=None
                 )
@@ -204,6 +233,7 @@ def _sample(
         height=h,
         source_size=(sw, sh),
         meta=stats,
+        repeated=n_total < n,
     )
 
 
@@ -212,6 +242,7 @@ class _SeekMissed(Exception):
 
 
 SeekGap = Union[int, Literal["auto"], None]
+ShortVideos = Literal["repeat", "reject"]
 
 
 def _decode_wanted(

@@ -26,6 +26,7 @@ def build_evidence(task: BenchTask, frames: FrameSample, *, dimension: str | Non
         "n_frames": len(frames.images),
         "frame_indices": list(frames.indices),
         "video_frames_total": frames.n_frames_total,
+        "repeated_frames": frames.repeated,
     }
     if dimension is not None:
         data["dimension"] = dimension
@@ -80,8 +81,11 @@ def record_for(
     error_kind: str | None = None,
     usage: dict[str, Any] | None = None,
     n_frames: int = 0,
+    frames: FrameSample | None = None,
+    blind: bool = False,
+    reference_scores: Sequence[Any] | None = None,
 ) -> VerdictRecord:
-    """A results-file record for one task and dimension."""
+    """A results-file record for one task and dimension (``frames``: what the judge was shown)."""
     crits = task.criteria(dimension)
     return VerdictRecord(
         model=model,
@@ -98,8 +102,24 @@ def record_for(
         error=error,
         error_kind=error_kind,  # type: ignore[arg-type]
         usage=usage or {},
-        n_frames=n_frames,
+        n_frames=len(frames.images) if frames is not None else n_frames,
+        frame_indices=tuple(frames.indices) if frames is not None else (),
+        repeated_frames=bool(frames.repeated) if frames is not None else False,
+        criterion_keys=tuple(c.key for c in crits),
+        blind=blind,
+        reference_scores=tuple(reference_scores) if reference_scores is not None else None,
     )
+
+
+def _error_kind(verdict: Any) -> str:
+    """``"judge"`` when the call failed, ``"verdict"`` when the judge answered something unusable.
+
+    A judge that reports an error without saying which (``Verdict.error_kind`` is ``None``) is taken at
+    its word that the call failed; a verdict that only fails our own check is a bad answer.
+    """
+    if isinstance(verdict, Verdict) and verdict.error:
+        return "verdict" if verdict.error_kind == "reply" else "judge"
+    return "verdict"
 
 
 def judge_name(judge: Judge) -> str:
@@ -132,12 +152,12 @@ async def ajudge_dimension(
             error=f"{type(exc).__name__}: {exc}",
             error_kind="judge",
             usage=dict(getattr(exc, "usage", None) or {}),
-            n_frames=len(frames.images),
+            frames=frames,
         )
     scores, err = check_verdict(verdict, rubric)
     kind = None
     if err is not None:
-        kind = "judge" if isinstance(verdict, Verdict) and verdict.error else "verdict"
+        kind = _error_kind(verdict)
     usage = dict(verdict.usage) if isinstance(verdict, Verdict) else {}
     reasoning = verdict.reasoning if isinstance(verdict, Verdict) else ""
     if isinstance(verdict, Verdict) and not reasoning:
@@ -153,5 +173,5 @@ async def ajudge_dimension(
         error=err,
         error_kind=kind,
         usage=usage,
-        n_frames=len(frames.images),
+        frames=frames,
     )

@@ -46,6 +46,17 @@ class VerdictRecord(BaseModel):
             (the judge answered something that does not fit the rubric).
         usage: tokens, cost and latency the judge reported.
         n_frames: frames shown to the judge.
+        frame_indices: which frames of the video were shown (0-based; repeats possible).
+        repeated_frames: the video had fewer frames than were shown, so some were shown twice or more
+            (the reference evaluator's behaviour on short videos).
+        criterion_keys: the upstream number of each criterion (``"3"`` for ``d3``, ``"33"`` for ``d33``),
+            which the reference scorer looks scores up by; empty in files written before it was recorded.
+        blind: the verdict was made against an empty checklist: the reference evaluator lists only
+            criteria ``d1..d9``, so for the rubrics numbered ``d11..d55`` its judge saw no criteria at all
+            (set by :func:`~sepsis_sdk.microbench.import_upstream_results`).
+        reference_scores: the judge's score list exactly as the reference scorer reads it (any length,
+            any values), kept for ``scoring="reference"``; ``None`` when the verdict did not come from the
+            reference evaluator.
         created: UTC time the line was written.
     """
 
@@ -66,6 +77,11 @@ class VerdictRecord(BaseModel):
     error_kind: ErrorKind | None = None
     usage: dict[str, Any] = Field(default_factory=dict)
     n_frames: int = 0
+    frame_indices: tuple[int, ...] = ()
+    repeated_frames: bool = False
+    criterion_keys: tuple[str, ...] = ()
+    blind: bool = False
+    reference_scores: tuple[Any, ...] | None = None
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @model_validator(mode="after")
@@ -75,6 +91,8 @@ class VerdictRecord(BaseModel):
             raise ValueError("criterion_ids, signs, weights and scores must have the same non-zero length")
         if self.error_kind is not None and self.error is None:
             raise ValueError("error_kind set without an error message")
+        if self.criterion_keys and len(self.criterion_keys) != n:
+            raise ValueError("criterion_keys must have one key per criterion")
         return self
 
     @property

@@ -33,7 +33,9 @@ class RunReport:
         missing_videos: benchmark tasks with no video in the folder (left out; they lower coverage).
         unknown_videos: video files whose index is not a benchmark task (ignored).
         video_errors: tasks whose video could not be sampled (recorded, unscored).
-        judge_errors: records with a failed or unusable verdict.
+        judge_errors: records with a failed or unusable verdict (error kind ``"judge"`` or ``"verdict"``).
+        verdict_errors: of those, records whose judge answered something that does not fit the rubric
+            (``"verdict"``: wrong list length, a score outside 0/1, no JSON); the rest are failed calls.
         cut_bytes: bytes of a torn last line removed from a previous killed run.
         elapsed_s: wall time.
     """
@@ -45,6 +47,7 @@ class RunReport:
     unknown_videos: list[int] = field(default_factory=list)
     video_errors: int = 0
     judge_errors: int = 0
+    verdict_errors: int = 0
     cut_bytes: int = 0
     elapsed_s: float = 0.0
 
@@ -110,6 +113,8 @@ class _Emitter:
         self.report.written += 1
         if rec.error_kind in ("judge", "verdict"):
             self.report.judge_errors += 1
+        if rec.error_kind == "verdict":
+            self.report.verdict_errors += 1
         if self.on_record is not None:
             self.on_record(rec)
         if rec.error_kind == "judge":
@@ -120,7 +125,8 @@ class _Emitter:
                     f"(last: {rec.error}). Results so far are in {self.out_path}; rerun with retry_errors "
                     "(--retry-errors) once the judge works."
                 )
-        elif rec.error_kind is None:
+        elif rec.error_kind in (None, "verdict"):
+            # a bad answer still shows the judge is up: only failed calls make a dead judge
             self.streak[rec.judge] = 0
 
 
@@ -135,6 +141,7 @@ async def arun_benchmark(
     n_frames: int = 8,
     max_side: int | None = 768,
     quality: int = 85,
+    short_videos: str = "repeat",
     tasks: Iterable[int] | None = None,
     retry_errors: bool = False,
     frame_workers: int = 2,
@@ -153,8 +160,13 @@ async def arun_benchmark(
         out: the JSONL results file (created, or resumed when it exists).
         concurrency: judge calls in flight at most (and tasks in flight at most).
         n_frames: frames sampled per video (8 in the published protocol).
-        max_side: longest side of the frames sent to the judge.
-        quality: JPEG quality of the frames.
+        max_side: longest side of the frames sent to the judge (``None``: full resolution). The
+            reference evaluator sends full resolution at quality 100 (``FRAME_PRESETS["reference"]``);
+            the default 768 px at q85 sends about 8x fewer bytes.
+        quality: JPEG quality of the frames (1-100).
+        short_videos: a video with fewer than ``n_frames`` frames: ``"repeat"`` (default, as the
+            reference) shows some frames more than once and marks the records ``repeated_frames``;
+            ``"reject"`` records a video error instead.
         tasks: grade only these task indices.
         retry_errors: ask again for verdicts recorded with an error (the new record supersedes the old).
         frame_workers: videos decoded at the same time (CPU-bound; run in threads).
@@ -177,6 +189,12 @@ async def arun_benchmark(
     names = list(by_name)
     if concurrency < 1 or frame_workers < 1:
         raise UserError("concurrency and frame_workers must be >= 1")
+    if not 1 <= int(quality) <= 100 or (max_side is not None and max_side < 1):
+        raise UserError(
+            f"frames: quality must be in 1..100 and max_side >= 1 or None, got {quality}, {max_side}"
+        )
+    if short_videos not in ("repeat", "reject"):
+        raise UserError(f"short_videos must be 'repeat' or 'reject', got {short_videos!r}")
     video_map = (
         find_videos(videos)
         if isinstance(videos, (str, Path))
@@ -223,7 +241,12 @@ async def arun_benchmark(
                 try:
                     async with decode:
                         frames = await asyncio.to_thread(
-                            sample_frames, video, n_frames, max_side=max_side, quality=quality
+                            sample_frames,
+                            video,
+                            n_frames,
+                            max_side=max_side,
+                            quality=quality,
+                            short=short_videos,  # type: ignore[arg-type]
                         )
                 except VideoError as exc:
                     report.video_errors += 1

@@ -21,6 +21,8 @@ DEFAULT_CODECS: dict[str, str] = {
     ".mkv": "libx264",
     ".webm": "libvpx",
     ".avi": "mjpeg",
+    ".flv": "flv",
+    ".wmv": "wmv2",
 }
 
 

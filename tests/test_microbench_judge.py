@@ -175,7 +175,7 @@ async def test_still_invalid_after_reasks_is_unscored_never_zero(respx_mock, fra
         LLMJudge(ep.chat(), max_reasks=2), make_task(), "scientific", frames, model="m"
     )
     assert ep.calls == 3
-    assert rec.scores == (None, None, None) and rec.error_kind == "judge" and "unscored" in rec.error
+    assert rec.scores == (None, None, None) and rec.error_kind == "verdict" and "unscored" in rec.error
     assert rec.usage["calls"] == 3
 
 

@@ -26,8 +26,13 @@ def make_judge(
     max_reasks: int = 2,
     retries: int = 3,
     timeout: float | None = 180.0,
+    image_quality: int = 85,
 ) -> Any:
-    """An LLM judge over any LiteLLM vision model (``openai/gpt-4o``, ``hosted_vllm/...`` with ``api_base``)."""
+    """An LLM judge over any LiteLLM vision model (``openai/gpt-4o``, ``hosted_vllm/...`` with ``api_base``).
+
+    Without ``api_key`` LiteLLM reads the provider's own variable (``OPENAI_API_KEY`` for ``openai/``,
+    ``HOSTED_VLLM_API_KEY`` for ``hosted_vllm/``, ``ANTHROPIC_API_KEY``, ...).
+    """
     from sepsis_sdk.judge import LLMJudge
     from sepsis_sdk.llm import LiteLLMChat
 
@@ -41,7 +46,7 @@ def make_judge(
     chat = LiteLLMChat(model, retries=retries, timeout=timeout, **kwargs)
     # The sampler already sized the frames (--max-side); max_image_side=None makes the judge's
     # payload-too-large shrinking start from their real size instead of from its own 1024 cap.
-    return LLMJudge(chat, mode=mode, max_reasks=max_reasks, max_image_side=None)
+    return LLMJudge(chat, mode=mode, max_reasks=max_reasks, max_image_side=None, image_quality=image_quality)
 
 
 @app.command("info")
@@ -95,18 +100,79 @@ def run(
     ),
     api_base: str | None = typer.Option(None, "--api-base", help="OpenAI-compatible base URL (vLLM, ...)."),
     n_frames: int = typer.Option(8, "--frames", help="Frames per video."),
-    max_side: int = typer.Option(768, "--max-side", help="Longest side of frames sent to the judge."),
+    frame_preset: str = typer.Option(
+        "project",
+        "--frame-preset",
+        help="project (longest side 768 px, JPEG q85) or reference (full resolution, q100, as the MicroVerse "
+        "evaluator; about 8x the bytes). --max-side and --quality override it.",
+    ),
+    max_side: int | None = typer.Option(
+        None, "--max-side", help="Longest side of frames sent to the judge, pixels; 0 = full resolution."
+    ),
+    quality: int | None = typer.Option(None, "--quality", help="JPEG quality of the frames, 1-100."),
+    short_videos: str = typer.Option(
+        "repeat",
+        "--short-videos",
+        help="Videos with fewer frames than --frames: repeat (show some frames twice, as the reference; "
+        "recorded in each verdict) or reject (recorded as a video error).",
+    ),
+    temperature: float = typer.Option(0.0, "--temperature", help="Judge sampling temperature."),
+    timeout: float = typer.Option(180.0, "--timeout", help="Seconds per judge request."),
+    retries: int = typer.Option(
+        3, "--retries", help="Retries of a failed judge request (429, 5xx, timeouts) with backoff."
+    ),
+    max_reasks: int = typer.Option(
+        2, "--max-reasks", help="Re-asks after a reply that does not fit the rubric, before it is unscored."
+    ),
+    api_key_env: str | None = typer.Option(
+        None,
+        "--api-key-env",
+        help="Read the API key from this environment variable (e.g. EVAL_API_KEY, the reference's). "
+        "Default: the provider's own variable, which LiteLLM reads: OPENAI_API_KEY for openai/..., "
+        "HOSTED_VLLM_API_KEY for hosted_vllm/..., ANTHROPIC_API_KEY, ... Keys are never taken on the "
+        "command line.",
+    ),
     tasks: str | None = typer.Option(None, "--tasks", help="Only these task indices, e.g. 1-20,45."),
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="Ask again where a verdict was recorded with an error."
     ),
 ) -> None:
-    """Grade a folder of videos; one JSONL line per task-dimension verdict; safe to interrupt and rerun."""
-    from sepsis_sdk.microbench import load_benchmark, run_benchmark
+    """Grade a folder of videos; one JSONL line per task-dimension verdict; safe to interrupt and rerun.
+
+    The judge's API key comes from the environment: the provider's variable (OPENAI_API_KEY for openai/...,
+    HOSTED_VLLM_API_KEY for hosted_vllm/...) or the one named by --api-key-env.
+    """
+    import os
+
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.microbench import FRAME_PRESETS, load_benchmark, run_benchmark
 
     with friendly_errors():
+        if frame_preset not in FRAME_PRESETS:
+            raise UserError(f"--frame-preset must be one of {sorted(FRAME_PRESETS)}, got {frame_preset!r}")
+        preset = FRAME_PRESETS[frame_preset]
+        side = preset["max_side"] if max_side is None else (max_side or None)
+        jpeg_q = preset["quality"] if quality is None else quality
+        api_key = None
+        if api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise UserError(f"--api-key-env: environment variable {api_key_env} is not set")
         bench = load_benchmark(source)
-        judges = [make_judge(j, mode=mode, api_base=api_base) for j in judge]
+        judges = [
+            make_judge(
+                j,
+                mode=mode,
+                api_base=api_base,
+                api_key=api_key,
+                temperature=temperature,
+                max_reasks=max_reasks,
+                retries=retries,
+                timeout=timeout,
+                image_quality=jpeg_q,
+            )
+            for j in judge
+        ]
         wanted = _parse_tasks(tasks) if tasks else None
         with progress() as bar:
             bar_id = bar.add_task("judging", total=None)
@@ -118,7 +184,9 @@ def run(
                 out=out,
                 concurrency=concurrency,
                 n_frames=n_frames,
-                max_side=max_side,
+                max_side=side,
+                quality=jpeg_q,
+                short_videos=short_videos,
                 tasks=wanted,
                 retry_errors=retry_errors,
                 on_plan=lambda n: bar.update(bar_id, total=n),
@@ -126,7 +194,9 @@ def run(
             )
     console.print(
         f"{rep.written} verdicts written, {rep.skipped} already done, {len(rep.missing_videos)} tasks without video, "
-        f"{rep.video_errors} unreadable videos, {rep.judge_errors} failed verdicts -> {rep.results}"
+        f"{rep.video_errors} unreadable videos, {rep.judge_errors} failed verdicts "
+        f"({rep.judge_errors - rep.verdict_errors} failed calls, {rep.verdict_errors} bad replies) -> {rep.results}",
+        markup=False,  # file names and model names may hold brackets
     )
 
 

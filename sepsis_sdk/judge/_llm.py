@@ -38,6 +38,17 @@ class _GroupResult:
     reasoning: str = ""
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
+    kind: Literal["call", "reply"] | None = None
+
+
+def _is_empty_reply(exc: Exception) -> bool:
+    """A 200 reply without ``choices``: a provider hiccup (seen on busy gateways), worth asking again."""
+    if not isinstance(exc, LLMOutputError):
+        return False
+    raw = getattr(exc, "raw", None)
+    if isinstance(raw, dict) and "choices" in raw and not raw["choices"]:
+        return True
+    return "has no choices" in str(exc)
 
 
 def extract_json_object(text: str) -> Any:
@@ -123,7 +134,9 @@ class LLMJudge:
 
     Each reply is validated (exactly one 0/1 per criterion); an invalid reply is re-asked with the error,
     up to ``max_reasks`` times, after which those criteria are **unscored** (``score=None``) and
-    ``Verdict.error`` says why. A provider failure after the model's own retries also leaves them unscored.
+    ``Verdict.error`` says why (``Verdict.error_kind="reply"``). A provider failure after the model's own
+    retries also leaves them unscored (``error_kind="call"``). A reply that carries no ``choices`` is asked
+    again, up to ``empty_retries`` times, before it counts as a failed call.
     When the provider rejects the request as too large (HTTP 413 or "request too large"), images are halved
     in side (re-encoded as JPEG) and the call is retried, down to ``min_image_side``.
 
@@ -135,6 +148,9 @@ class LLMJudge:
         max_image_side: images larger than this (longer side, pixels) are scaled down before sending;
             ``None`` sends them as given.
         min_image_side: the smallest side the payload-too-large shrinking goes to.
+        image_quality: JPEG quality (1-100) of images the judge re-encodes (scaled to ``max_image_side``
+            or shrunk after a payload-too-large error); images it sends as given keep their encoding.
+        empty_retries: times a reply without ``choices`` is asked again before the criteria are unscored.
         name: the judge's name in verdicts (default ``"llm:<model name>"``).
         system_prompt: replaces the default system message.
         json_schema: send ``response_format={"type": "json_schema", ...}`` describing the exact reply (a
@@ -161,6 +177,8 @@ class LLMJudge:
         image_detail: str | None = "auto",
         max_image_side: int | None = 1024,
         min_image_side: int = 64,
+        image_quality: int = 85,
+        empty_retries: int = 2,
         name: str | None = None,
         system_prompt: str = SYSTEM_PROMPT,
         json_schema: bool | None = None,
@@ -174,12 +192,18 @@ class LLMJudge:
             raise UserError(f"LLMJudge mode must be 'grouped' or 'per_criterion', got {mode!r}")
         if max_reasks < 0:
             raise UserError(f"max_reasks must be >= 0, got {max_reasks}")
+        if empty_retries < 0:
+            raise UserError(f"empty_retries must be >= 0, got {empty_retries}")
+        if not 1 <= int(image_quality) <= 100:
+            raise UserError(f"image_quality must be in 1..100, got {image_quality}")
         self.model = model
         self.mode = mode
         self.max_reasks = int(max_reasks)
         self.image_detail = image_detail
         self.max_image_side = max_image_side
         self.min_image_side = int(min_image_side)
+        self.image_quality = int(image_quality)
+        self.empty_retries = int(empty_retries)
         self.name = name or f"llm:{getattr(model, 'name', type(model).__name__)}"
         self.system_prompt = system_prompt
         self.completion_kwargs = completion_kwargs
@@ -221,7 +245,7 @@ class LLMJudge:
     def _prepare_images(self, evidence: Evidence, side: int | None) -> list[tuple[bytes, str]]:
         if side is None:
             return [(img, evidence.image_mime) for img in evidence.images]
-        return [fit_image(img, side) for img in evidence.images]
+        return [fit_image(img, side, quality=self.image_quality) for img in evidence.images]
 
     def _start_side(self, evidence: Evidence) -> int | None:
         return self.max_image_side if evidence.images else None
@@ -248,8 +272,12 @@ class LLMJudge:
         usage = Usage()
         attempts = 0
         shrinks = 0
+        empties = 0
         while True:
             outcome = yield messages
+            if isinstance(outcome, Exception) and _is_empty_reply(outcome) and empties < self.empty_retries:
+                empties += 1
+                continue  # the same request again: nothing was answered
             if isinstance(outcome, Exception):
                 if is_payload_too_large(outcome) or is_payload_too_large(outcome.__cause__ or outcome):
                     new_side = self._shrunk_side(evidence, side)
@@ -271,6 +299,7 @@ class LLMJudge:
                         f"invalid judge reply after {attempts} attempt(s): {exc}",
                         usage,
                         raw=outcome.text,
+                        kind="reply",
                     )
                 messages = [
                     *messages,
@@ -291,7 +320,11 @@ class LLMJudge:
 
     @staticmethod
     def _unscored(
-        criteria: Sequence[Criterion], error: str, usage: Usage, raw: str | None = None
+        criteria: Sequence[Criterion],
+        error: str,
+        usage: Usage,
+        raw: str | None = None,
+        kind: Literal["call", "reply"] = "call",
     ) -> _GroupResult:
         ids = ", ".join(c.id for c in criteria)
         message = f"criteria [{ids}] unscored: {error}"
@@ -302,6 +335,7 @@ class LLMJudge:
             "",
             message,
             usage,
+            kind,
         )
 
     def _kwargs(self, n: int) -> dict[str, Any]:
@@ -325,6 +359,9 @@ class LLMJudge:
         for r in results:
             usage = usage + r.usage
         errors = [r.error for r in results if r.error]
+        kinds = {r.kind for r in results if r.error}
+        # a failed call outranks a bad answer: it is the one that says the judge may be down
+        kind = "call" if "call" in kinds else ("reply" if kinds else None)
         reasoning = "\n".join(r.reasoning for r in results if r.reasoning)
         return Verdict(
             rubric=rubric.name,
@@ -332,6 +369,7 @@ class LLMJudge:
             verdicts=tuple(v for r in results for v in r.verdicts),
             reasoning=reasoning,
             error="; ".join(errors) if errors else None,
+            error_kind=kind,
             usage=usage.to_dict(),
         )
 

@@ -77,7 +77,20 @@ class CriterionVerdict(BaseModel):
 
 
 class Verdict(BaseModel):
-    """All criteria of one rubric, judged once."""
+    """All criteria of one rubric, judged once.
+
+    Attributes:
+        rubric: the rubric's name.
+        judge: the judge's name.
+        verdicts: one decision per criterion, in rubric order.
+        reasoning: the judge's explanation.
+        error: why some criteria are unscored (``None`` when every decision is valid).
+        error_kind: what went wrong when ``error`` is set: ``"call"`` (the judge could not be reached or
+            failed: a dead server, a wrong key, exhausted retries) or ``"reply"`` (it answered, but the
+            answer does not fit the rubric: wrong list length, a score outside 0/1, no JSON). ``None``
+            when unknown (judges that do not say).
+        usage: tokens, cost and latency of the calls.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     rubric: str
@@ -85,6 +98,7 @@ class Verdict(BaseModel):
     verdicts: tuple[CriterionVerdict, ...]
     reasoning: str = ""
     error: str | None = None
+    error_kind: Literal["call", "reply"] | None = None
     usage: dict[str, Any] = Field(default_factory=dict)
 
     @property
