@@ -2,7 +2,7 @@
 
 Load the 459 rubric tasks, sample frames from generated videos, grade them with any shared
 :class:`~sepsis_sdk.judge.Judge` (one call per dimension, as published), score exactly as published and
-write reports. Heavy libraries (PyAV, matplotlib, litellm) are imported only when used.
+write reports (``scoring="reference"`` reproduces the MicroVerse scripts' numbers). Heavy libraries (PyAV, matplotlib, litellm) are imported only when used.
 
 Example:
     >>> from sepsis_sdk import microbench as mb
@@ -58,6 +58,9 @@ _EXPORTS: dict[str, str] = {
     "Summary": "_scoring",
     "Agreement": "_scoring",
     "score_dimension": "_scoring",
+    "score_dimension_reference": "_scoring",
+    "reference_checklist": "_scoring",
+    "SCORING_MODES": "_scoring",
     "score_task": "_scoring",
     "summarize": "_scoring",
     "agreement": "_scoring",

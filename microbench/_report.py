@@ -26,13 +26,28 @@ def _f(x: float | None, nd: int = 1) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+_MODE_TEXT = {
+    "project": "Scoring: **project** (every criterion graded and scored, `d11..d55` rubrics included; a"
+    " dimension with Σ positive w = 0 is left out of its mean).",
+    "reference": "Scoring: **reference** (the MicroVerse scripts' rules: scores read by criterion number, so"
+    " the `d11..d55` rubrics score 0/0; a dimension with Σ positive w = 0 counts as 0; a task with an"
+    " empty or missing score list is dropped). Comparable with the paper's tables.",
+}
+
+
 def render_markdown(summaries: Sequence[Summary], agreements: Sequence[Agreement] = ()) -> str:
-    """The markdown report: coverage, overall + category, overall + dimension, per-model detail, agreement."""
+    """The markdown report: coverage, overall + category, overall + dimension, per-model detail, agreement.
+
+    It names the scoring mode that produced the numbers.
+    """
+    modes = sorted({s.scoring for s in summaries}) or ["project"]
     lines = ["# MicroWorldBench report", ""]
     lines += [
         "Scores are in [0, 100]: per task and dimension S = Σ score·w·sign, S_norm = max(0, S / Σ positive w)·100;"
         " the task score pools the three dimensions. Only tasks with all three dimensions judged count;"
         " coverage = those tasks / tasks in the benchmark.",
+        "",
+        *[_MODE_TEXT.get(m, f"Scoring: {m}") for m in modes],
         "",
         "## Coverage",
         "",
@@ -58,14 +73,26 @@ def render_markdown(summaries: Sequence[Summary], agreements: Sequence[Agreement
         dims = " | ".join(_f(s.per_dimension.get(d)) for d in DIMENSIONS)
         lines.append(f"| {s.model} | {s.judge} | {_f(s.overall)} | {dims} |")
     if any(s.undefined for s in summaries):
-        lines += [
-            "",
-            "Dimensions with Σ positive w = 0 (normalised score undefined, left out of the means):",
-            "",
-        ]
+        how = (
+            "counted as 0" if modes == ["reference"] else "normalised score undefined, left out of the means"
+        )
+        lines += ["", f"Dimensions with Σ positive w = 0 ({how}):", ""]
         for s in summaries:
             if s.undefined:
                 lines.append(f"- {s.model} / {s.judge}: {s.undefined}")
+    if any(s.blind_tasks or s.repeated_frames for s in summaries):
+        lines += [""]
+        for s in summaries:
+            if s.blind_tasks:
+                lines.append(
+                    f"- {s.model} / {s.judge}: {s.blind_tasks} valid tasks rest on verdicts made against an"
+                    " empty checklist (the reference evaluator's `d11..d55` rubrics; `blind` in tasks.csv)."
+                )
+            if s.repeated_frames:
+                lines.append(
+                    f"- {s.model} / {s.judge}: {s.repeated_frames} verdicts on videos shorter than the frames"
+                    " shown (frames repeated)."
+                )
     lines += [
         "",
         "## Judge usage",
@@ -128,7 +155,13 @@ def _plot(path: Path, title: str, groups: Sequence[str], series: dict[str, list[
 
 
 def write_report(
-    records: Sequence[VerdictRecord], out_dir: str | Path, *, n_tasks: int = 459, plots: bool = True
+    records: Sequence[VerdictRecord],
+    out_dir: str | Path,
+    *,
+    n_tasks: int = 459,
+    plots: bool = True,
+    scoring: str = "project",
+    benchmark: object = None,
 ) -> ReportFiles:
     """Write ``report.md``, ``summary.csv``, ``tasks.csv``, ``agreement.csv`` and two bar charts.
 
@@ -137,10 +170,12 @@ def write_report(
         out_dir: output folder (created).
         n_tasks: tasks in the benchmark (coverage denominator).
         plots: draw ``by_dimension.png`` and ``by_category.png``.
+        scoring: ``"project"`` (default) or ``"reference"`` (see :func:`summarize`); the report names it.
+        benchmark: passed to :func:`summarize` (reference mode on old result files).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(records, n_tasks=n_tasks)
+    summaries = summarize(records, n_tasks=n_tasks, scoring=scoring, benchmark=benchmark)  # type: ignore[arg-type]
     agree = agreement(records)
     md = out / "report.md"
     md.write_text(render_markdown(summaries, agree), encoding="utf-8")
@@ -154,6 +189,8 @@ def write_report(
                 "judge": s.judge,
                 "task": t.task,
                 "category": t.category,
+                "scoring": s.scoring,
+                "blind": t.blind,
             }
             row["total"] = t.total
             for d in DIMENSIONS:

@@ -1,4 +1,4 @@
-"""Scores exactly as published, summary tables, and agreement between judges.
+"""Scores as published, in two modes, summary tables, and agreement between judges.
 
 Per task and dimension (upstream ``calculate_scores.py``; DESIGN.md 3.8)::
 
@@ -14,6 +14,21 @@ weights; possible in user data): upstream returns 0, which would mark a rubric w
 failure. We call its normalised score **undefined** (``None``): the dimension is left out of that
 dimension's mean (counted in ``undefined``), while the task still gets a pooled score from its raw sums
 as long as the pooled positive total is above 0. A task whose pooled positive total is 0 is not valid.
+
+Two scoring modes (``scoring=``):
+
+* ``"project"`` (default): the above. Every criterion is graded and scored, by its position.
+* ``"reference"``: what the MicroVerse scripts compute, rule for rule, so numbers can be set beside the
+  paper's. (1) The judge's list is read by criterion *number*: entry ``i`` scores the criterion
+  numbered ``i + 1``, entries with no such criterion are ignored, and a short list leaves the rest out of
+  both sums; so the 55 rubrics numbered ``d11..d55`` (which the reference shows the judge as an empty
+  checklist) score 0/0. (2) A dimension whose positive weights sum to 0 scores 0 and counts in the
+  per-dimension mean; a task whose pooled positive total is 0 scores 0 and is valid. (3) A task is
+  dropped when any dimension has no reply, no parsed JSON, or an empty ``scores`` list (the reference's
+  answer ``[]`` to an empty checklist drops the whole task). A score counts when it equals 1 (Python
+  ``==``: ``true`` and ``1.0`` count; ``2``, ``-1``, ``"1"`` do not). Records imported from the reference
+  carry the judge's list as it was (``reference_scores``); for records graded here the list is their
+  scores, and a record with an error counts as no reply.
 """
 
 from __future__ import annotations
@@ -22,10 +37,15 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from sepsis_sdk.errors import UserError
 from sepsis_sdk.microbench._data import CATEGORIES, DIMENSIONS
 from sepsis_sdk.microbench._results import VerdictRecord
+
+Scoring = Literal["project", "reference"]
+SCORING_MODES: tuple[str, ...] = ("project", "reference")
+"""The scoring modes of :func:`summarize`: ``"project"`` (default) and ``"reference"``."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,54 @@ def score_dimension(
     return DimensionScore(raw=raw, positive_total=pos, norm=normalise(raw, pos))
 
 
+def reference_checklist(keys: Sequence[str]) -> list[str]:
+    """The criterion numbers the reference evaluator shows its judge: only ``d1..d9`` are listed.
+
+    An empty result (the rubrics numbered ``d11..d55``) means the judge saw an empty checklist.
+    """
+    return [k for k in keys if 1 <= int(k) <= 9]
+
+
+def score_dimension_reference(
+    scores: Sequence[Any] | None,
+    keys: Sequence[str],
+    weights: Sequence[float | str],
+    signs: Sequence[int | str],
+) -> DimensionScore | None:
+    """Score one dimension as the reference scorer does; ``None`` when it drops the task.
+
+    Args:
+        scores: the judge's list as answered (any length, any values); ``None`` for no reply.
+        keys: each criterion's upstream number (``"1"`` .. ``"5"``, or ``"11"`` .. ``"55"``).
+        weights: each criterion's weight.
+        signs: each criterion's sign.
+
+    Returns:
+        ``DimensionScore`` whose ``norm`` is 0 when the positive total is 0 (never ``None``), or ``None``
+        when ``scores`` is ``None`` or empty.
+    """
+    if not scores:
+        return None
+    by_number = {
+        int(k): (float(w), int(str(g).strip())) for k, w, g in zip(keys, weights, signs, strict=True)
+    }
+    raw = pos = 0.0
+    for i, value in enumerate(scores):
+        crit = by_number.get(i + 1)
+        if crit is None:  # the list entry has no criterion of that number: ignored, as upstream
+            continue
+        weight, sign = crit
+        if value == 1:  # upstream's test; 2, -1 and "1" score nothing
+            raw += sign * weight
+        if sign > 0:
+            pos += weight
+    return DimensionScore(raw=raw, positive_total=pos, norm=_normalise_reference(raw, pos))
+
+
+def _normalise_reference(raw: float, positive_total: float) -> float:
+    return 0.0 if positive_total <= 0 else max(0.0, raw / positive_total * 100.0)
+
+
 @dataclass(frozen=True)
 class TaskScore:
     """Score of one task for one (video set, judge).
@@ -93,12 +161,15 @@ class TaskScore:
         category: the task's category.
         dimensions: per-dimension scores.
         total: pooled normalised score over the three dimensions (``None`` when undefined).
+        blind: some dimension rests on a verdict made against an empty checklist (imported from the
+            reference evaluator for a ``d11..d55`` rubric).
     """
 
     task: int
     category: str | None
     dimensions: dict[str, DimensionScore]
     total: float | None
+    blind: bool = False
 
 
 def score_task(task: int, category: str | None, dims: Mapping[str, DimensionScore]) -> TaskScore:
@@ -125,8 +196,13 @@ class Summary:
         per_category: mean task score per category (valid tasks).
         per_dimension: mean dimension score per dimension (valid tasks; undefined ones left out).
         category_counts: valid tasks per category.
-        undefined: per dimension, valid tasks whose normalised score is undefined (Σ positive w = 0).
+        undefined: per dimension, valid tasks whose positive weights sum to 0 (project: normalised score
+            undefined and left out of the mean; reference: counted as 0).
         unscored_criteria: criteria left unscored (over all records).
+        scoring: the mode that produced these numbers (``"project"`` or ``"reference"``).
+        blind_tasks: valid tasks resting on a verdict made against an empty checklist (see
+            :attr:`VerdictRecord.blind`).
+        repeated_frames: records of videos shorter than the frames shown (some frames shown twice).
         errors: records with an error, per error kind.
         usage: summed token use and cost reported by the judge.
         task_scores: every valid task's score.
@@ -145,6 +221,9 @@ class Summary:
     errors: dict[str, int] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
     task_scores: list[TaskScore] = field(default_factory=list)
+    scoring: str = "project"
+    blind_tasks: int = 0
+    repeated_frames: int = 0
 
     @property
     def coverage(self) -> float:
@@ -155,6 +234,7 @@ class Summary:
         row: dict[str, Any] = {
             "model": self.model,
             "judge": self.judge,
+            "scoring": self.scoring,
             "valid_tasks": self.valid_tasks,
             "n_tasks": self.n_tasks,
             "coverage": round(self.coverage, 4),
@@ -164,6 +244,7 @@ class Summary:
         row.update({d: self.per_dimension.get(d) for d in DIMENSIONS})
         row["unscored_criteria"] = self.unscored_criteria
         row["errors"] = sum(self.errors.values())
+        row["blind_tasks"] = self.blind_tasks
         row["prompt_tokens"] = int(self.usage.get("prompt_tokens", 0))
         row["completion_tokens"] = int(self.usage.get("completion_tokens", 0))
         row["cost_usd"] = round(float(self.usage.get("cost_usd", 0.0)), 6)
@@ -173,63 +254,128 @@ class Summary:
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "calls", "latency_s")
 
 
-def summarize(records: Iterable[VerdictRecord], *, n_tasks: int = 459) -> list[Summary]:
+def summarize(
+    records: Iterable[VerdictRecord],
+    *,
+    n_tasks: int = 459,
+    scoring: Scoring = "project",
+    benchmark: Any = None,
+) -> list[Summary]:
     """One :class:`Summary` per (video set, judge), sorted by overall score (best first).
 
     Args:
         records: verdict records (deduplicated per key; use :func:`read_records`).
         n_tasks: tasks in the benchmark, the denominator of coverage (459 for MicroWorldBench).
+        scoring: ``"project"`` (default; every criterion graded and scored) or ``"reference"`` (the
+            MicroVerse scripts' numbers; see the module docstring for every rule).
+        benchmark: the loaded :class:`~sepsis_sdk.microbench.Benchmark`; only needed in reference mode
+            for result files written before records carried each criterion's upstream number.
+
+    Raises:
+        UserError: an unknown ``scoring``.
     """
+    if scoring not in SCORING_MODES:
+        raise UserError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
     groups: dict[tuple[str, str], dict[int, dict[str, VerdictRecord]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     for r in records:
         groups[(r.model, r.judge)][r.task][r.dimension] = r
-    out = []
-    for (model, judge), tasks in groups.items():
-        s = Summary(model=model, judge=judge, n_tasks=n_tasks)
-        usage: dict[str, float] = defaultdict(float)
-        dim_scores: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
-        cat_scores: dict[str, list[float]] = {c: [] for c in CATEGORIES}
-        errors: dict[str, int] = defaultdict(int)
-        undefined: dict[str, int] = defaultdict(int)
-        for task, dims in sorted(tasks.items()):
-            for r in dims.values():
-                s.unscored_criteria += sum(x is None for x in r.scores)
-                if r.error_kind:
-                    errors[r.error_kind] += 1
-                for k in _USAGE_KEYS:
-                    v = r.usage.get(k)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                        usage[k] += v
-            if set(dims) != set(DIMENSIONS):
-                continue
-            scored = {d: score_dimension(dims[d].scores, dims[d].weights, dims[d].signs) for d in DIMENSIONS}
-            if any(v is None for v in scored.values()):
-                continue
-            ts = score_task(task, dims["scientific"].category, scored)  # type: ignore[arg-type]
-            if ts.total is None:
-                continue
-            s.task_scores.append(ts)
-            for d in DIMENSIONS:
-                n = ts.dimensions[d].norm
-                if n is None:
-                    undefined[d] += 1
-                else:
-                    dim_scores[d].append(n)
-            if ts.category in cat_scores:
-                cat_scores[ts.category].append(ts.total)
-        s.valid_tasks = len(s.task_scores)
-        s.overall = _mean([t.total for t in s.task_scores if t.total is not None])
-        s.per_dimension = {d: _mean(v) for d, v in dim_scores.items()}
-        s.per_category = {c: _mean(v) for c, v in cat_scores.items()}
-        s.category_counts = {c: len(v) for c, v in cat_scores.items()}
-        s.errors = dict(errors)
-        s.undefined = dict(undefined)
-        s.usage = dict(usage)
-        out.append(s)
+    out = [
+        _summarize_group(model, judge, tasks, n_tasks=n_tasks, scoring=scoring, benchmark=benchmark)
+        for (model, judge), tasks in groups.items()
+    ]
     out.sort(key=lambda x: (-(x.overall if x.overall is not None else -1.0), x.model, x.judge))
     return out
+
+
+def _keys_of(r: VerdictRecord, benchmark: Any) -> tuple[str, ...]:
+    if r.criterion_keys:
+        return r.criterion_keys
+    if benchmark is not None and r.task in benchmark:
+        return tuple(c.key for c in benchmark[r.task].criteria(r.dimension))
+    return tuple(str(k) for k in range(1, len(r.scores) + 1))  # files from before keys were recorded
+
+
+def _score_record(r: VerdictRecord, scoring: str, benchmark: Any) -> DimensionScore | None:
+    if scoring == "project":
+        return score_dimension(r.scores, r.weights, r.signs)
+    scores: Sequence[Any] | None = r.reference_scores
+    if scores is None:
+        scores = r.scores if r.error is None else None  # a failed or rejected verdict: no reply upstream
+    return score_dimension_reference(scores, _keys_of(r, benchmark), r.weights, r.signs)
+
+
+def _count_record(s: Summary, r: VerdictRecord, errors: dict[str, int], usage: dict[str, float]) -> None:
+    s.unscored_criteria += sum(x is None for x in r.scores)
+    if r.error_kind:
+        errors[r.error_kind] += 1
+    if r.repeated_frames:
+        s.repeated_frames += 1
+    for k in _USAGE_KEYS:
+        v = r.usage.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            usage[k] += v
+
+
+def _summarize_group(
+    model: str,
+    judge: str,
+    tasks: Mapping[int, Mapping[str, VerdictRecord]],
+    *,
+    n_tasks: int,
+    scoring: str,
+    benchmark: Any,
+) -> Summary:
+    s = Summary(model=model, judge=judge, n_tasks=n_tasks, scoring=scoring)
+    usage: dict[str, float] = defaultdict(float)
+    dim_scores: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
+    cat_scores: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+    errors: dict[str, int] = defaultdict(int)
+    undefined: dict[str, int] = defaultdict(int)
+    for task, dims in sorted(tasks.items()):
+        for r in dims.values():
+            _count_record(s, r, errors, usage)
+        if set(dims) != set(DIMENSIONS):
+            continue
+        scored = {d: _score_record(dims[d], scoring, benchmark) for d in DIMENSIONS}
+        if any(v is None for v in scored.values()):
+            continue
+        ts = score_task(task, dims["scientific"].category, scored)  # type: ignore[arg-type]
+        ts = TaskScore(
+            task=ts.task,
+            category=ts.category,
+            dimensions=ts.dimensions,
+            total=ts.total if scoring == "project" else _reference_total(ts),
+            blind=any(dims[d].blind for d in DIMENSIONS),
+        )
+        if ts.total is None:
+            continue
+        s.task_scores.append(ts)
+        s.blind_tasks += ts.blind
+        for d in DIMENSIONS:
+            dim = ts.dimensions[d]
+            if dim.positive_total <= 0:
+                undefined[d] += 1  # project: left out of the mean; reference: counted as 0
+            if dim.norm is not None:
+                dim_scores[d].append(dim.norm)
+        if ts.category in cat_scores:
+            cat_scores[ts.category].append(ts.total)
+    s.valid_tasks = len(s.task_scores)
+    s.overall = _mean([t.total for t in s.task_scores if t.total is not None])
+    s.per_dimension = {d: _mean(v) for d, v in dim_scores.items()}
+    s.per_category = {c: _mean(v) for c, v in cat_scores.items()}
+    s.category_counts = {c: len(v) for c, v in cat_scores.items()}
+    s.errors = dict(errors)
+    s.undefined = dict(undefined)
+    s.usage = dict(usage)
+    return s
+
+
+def _reference_total(ts: TaskScore) -> float:
+    raw = sum(d.raw for d in ts.dimensions.values())
+    pos = sum(d.positive_total for d in ts.dimensions.values())
+    return _normalise_reference(raw, pos)
 
 
 # ------------------------------------------------------------------------------------------- agreement

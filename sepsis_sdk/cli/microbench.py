@@ -196,7 +196,8 @@ def run(
         f"{rep.written} verdicts written, {rep.skipped} already done, {len(rep.missing_videos)} tasks without video, "
         f"{rep.video_errors} unreadable videos, {rep.judge_errors} failed verdicts "
         f"({rep.judge_errors - rep.verdict_errors} failed calls, {rep.verdict_errors} bad replies) -> {rep.results}",
-        markup=False,  # file names and model names may hold brackets
+        markup=False,
+        soft_wrap=True,  # file names and model names may hold brackets
     )
 
 
@@ -208,14 +209,32 @@ def report(
     out: Path = typer.Option(Path("microbench_report"), "--out", help="Output folder."),
     n_tasks: int = typer.Option(459, "--n-tasks", help="Tasks in the benchmark (coverage denominator)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw bar charts."),
+    scoring: str = typer.Option(
+        "project",
+        "--scoring",
+        help="project (default: every criterion graded and scored) or reference (the MicroVerse scripts' "
+        "rules: d11..d55 rubrics 0/0, zero-positive-weight dimensions counted as 0, a task with an empty "
+        "score list dropped; comparable with the paper).",
+    ),
+    source: Path | None = typer.Option(
+        None,
+        "--source",
+        help="Benchmark folder; only needed with --scoring reference for result files written before "
+        "records carried criterion numbers.",
+    ),
 ) -> None:
     """Write report.md, summary.csv, tasks.csv, agreement.csv and plots per dimension and category."""
-    from sepsis_sdk.microbench import read_many, write_report
+    from sepsis_sdk.microbench import load_benchmark, read_many, write_report
 
     with friendly_errors():
-        files = write_report(read_many(results), out, n_tasks=n_tasks, plots=plots)
-    console.print(files.markdown.read_text(encoding="utf-8"))
-    console.print(f"wrote {files.markdown}, {len(files.csv)} CSV files, {len(files.plots)} plots")
+        bench = load_benchmark(source) if source is not None else None
+        files = write_report(
+            read_many(results), out, n_tasks=n_tasks, plots=plots, scoring=scoring, benchmark=bench
+        )
+    console.print(files.markdown.read_text(encoding="utf-8"), markup=False)
+    console.print(
+        f"wrote {files.markdown}, {len(files.csv)} CSV files, {len(files.plots)} plots", markup=False
+    )
 
 
 @app.command("import-upstream")
@@ -226,9 +245,14 @@ def import_upstream(
     out: Path = typer.Option(..., "--out", help="JSONL results file to append to."),
     source: Path | None = typer.Option(None, "--source", help=_SOURCE_HELP),
 ) -> None:
-    """Convert the reference evaluator's output into verdict records (score lists of the wrong length are
-    recorded unscored, not trusted)."""
-    from sepsis_sdk.microbench import ResultsWriter, import_upstream_results, load_benchmark
+    """Convert the reference evaluator's output into verdict records.
+
+    Score lists of the wrong length are recorded unscored in the project mode, not trusted; every record
+    keeps the judge's list as answered, so `report --scoring reference` gives the reference's numbers.
+    Verdicts on the d11..d55 rubrics, which the reference's judge saw as an empty checklist, are flagged
+    `blind`.
+    """
+    from sepsis_sdk.microbench import ResultsWriter, import_upstream_results, load_benchmark, summarize
 
     with friendly_errors():
         bench = load_benchmark(source)
@@ -236,9 +260,22 @@ def import_upstream(
         with ResultsWriter(out) as w:
             w.extend(records)
     bad = sum(r.error is not None for r in records)
+    blind = sum(r.blind for r in records)
     console.print(
-        f"{len(records)} verdicts imported ({bad} unscored or invalid), {len(unknown)} unknown task indices -> {out}"
+        f"{len(records)} verdicts imported ({bad} unscored or invalid), {len(unknown)} unknown task indices "
+        f"-> {out}; {blind} blind verdicts (d11..d55 rubrics the reference's judge saw as an empty checklist)",
+        markup=False,
+        soft_wrap=True,
     )
+    for mode in ("project", "reference"):
+        for s in summarize(records, n_tasks=len(bench), scoring=mode):  # type: ignore[arg-type]
+            overall = "n/a" if s.overall is None else f"{s.overall:.2f}"
+            console.print(
+                f"{mode} scoring: overall {overall} over {s.valid_tasks} valid tasks "
+                f"({s.blind_tasks} resting on blind verdicts)",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 def _parse_tasks(spec: str) -> list[int]:
