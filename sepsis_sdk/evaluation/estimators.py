@@ -49,6 +49,8 @@ class EpisodeTable:
 
     ``rho`` carries each episode's final weight past its end; ``rho_prev`` is ``rho`` shifted one step
     right with 1 in the first column; ``reward``, ``q_taken`` and ``v`` are 0 past the end.
+    ``value_range`` is the range a policy's value can take (default: the returns seen, and 0); estimates
+    outside it are impossible and get flagged, and the bounded estimators are clipped to it.
     """
 
     rho: np.ndarray
@@ -58,6 +60,7 @@ class EpisodeTable:
     discount: np.ndarray
     q_taken: np.ndarray | None = None
     v: np.ndarray | None = None
+    value_range: tuple[float, float] = (float("-inf"), float("inf"))
 
     @property
     def n_episodes(self) -> int:
@@ -84,6 +87,7 @@ def build_episode_table(
     gamma: float = 1.0,
     q_taken: np.ndarray | None = None,
     v: np.ndarray | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> EpisodeTable:
     """Pad step arrays (rows grouped by episode, in time order) into an :class:`EpisodeTable`.
 
@@ -94,6 +98,8 @@ def build_episode_table(
         gamma: discount.
         q_taken: optional ``(n_rows,)`` ``Q(s_t, a_t)``.
         v: optional ``(n_rows,)`` ``V(s_t) = sum_a pi_e(a|s_t) Q(s_t, a)``.
+        value_range: ``(low, high)`` a value can take (default: ``min/max`` of the episodes' returns and 0;
+            pass the reward's true range, e.g. ``(0, 1)`` for survival, when it is known).
     """
     episode = np.asarray(episode, dtype=np.int64)
     if episode.size and np.any(np.diff(episode) < 0):
@@ -114,14 +120,23 @@ def build_episode_table(
     # cumulative products within episodes, past the end the ratio is 1 (absorbing, no decision)
     rho = np.cumprod(pad(np.asarray(ratio, dtype=np.float64), fill=1.0), axis=1)
     rho_prev = np.concatenate([np.ones((n_ep, 1)), rho[:, :-1]], axis=1)
+    padded = pad(np.asarray(reward, dtype=np.float64))
+    discount = gamma ** np.arange(horizon, dtype=np.float64)
+    if value_range is None:
+        returns = (padded * discount).sum(1)
+        value_range = (min(0.0, float(returns.min(initial=0.0))), max(0.0, float(returns.max(initial=0.0))))
+    lo, hi = (float(x) for x in value_range)
+    if not lo <= hi:
+        raise UserError(f"value_range must be (low, high) with low <= high, got {value_range}")
     return EpisodeTable(
         rho=rho,
         rho_prev=rho_prev,
-        reward=pad(np.asarray(reward, dtype=np.float64)),
+        reward=padded,
         lengths=lengths,
-        discount=gamma ** np.arange(horizon, dtype=np.float64),
+        discount=discount,
         q_taken=None if q_taken is None else pad(q_taken),
         v=None if v is None else pad(v),
+        value_range=(lo, hi),
     )
 
 
@@ -168,11 +183,13 @@ class Estimator:
         needs_q: it reads ``table.q_taken``/``table.v`` (a Q-model is fitted when none is given).
         weighted: an importance-weighting estimator: its estimate carries the weight diagnostics and
             Kish's ESS of the final weights (False for the direct method: ESS is the episode count).
+        bounded: its estimates always lie in ``table.value_range`` (by construction or by clipping).
     """
 
     estimator_name: ClassVar[str] = ""
     needs_q: ClassVar[bool] = False
     weighted: ClassVar[bool] = True
+    bounded: ClassVar[bool] = False
 
     def summaries(self, table: EpisodeTable) -> Summaries:
         """Per-episode columns this estimator reads: key -> thunk returning ``(n_episodes,)`` or
@@ -412,9 +429,50 @@ class FQE(Estimator):
         return safe_div(sums["v0"], sums["one"])
 
 
+class _Clipped:
+    """Mixin: the estimate projected onto ``table.value_range`` (every resample too, so intervals as well).
+
+    DR and WDR can leave the range of possible values when the importance weights are heavy-tailed
+    (a planner's DR of 2.773 for a survival probability); the clipped versions cannot. A clipped estimate
+    that sits on a bound is flagged ``at_bound`` by :func:`~sepsis_sdk.evaluation.ope.evaluate_ope`: the
+    unclipped one was at or beyond it.
+    """
+
+    bounded = True
+    _range: tuple[float, float] = (float("-inf"), float("inf"))
+
+    def summaries(self, table: EpisodeTable) -> Summaries:
+        self._range = table.value_range  # summaries() runs before statistic() (make_statistics)
+        return super().summaries(table)  # type: ignore[misc]
+
+    def statistic(self, sums: WeightedSums) -> np.ndarray:
+        return np.clip(super().statistic(sums), *self._range)  # type: ignore[misc]
+
+
+@register_estimator
+class ClippedDR(_Clipped, DR):
+    """Doubly robust, clipped to the range of possible values: a bounded DR."""
+
+    estimator_name = "dr_clip"
+
+
+@register_estimator
+class ClippedWDR(_Clipped, WDR):
+    """Weighted doubly robust (self-normalised weights), clipped to the range of possible values."""
+
+    estimator_name = "wdr_clip"
+
+
+# WIS and PHWIS are convex combinations of returns (always in range), the others can leave it
+WIS.bounded = True
+PHWIS.bounded = True
+
 BUILTIN_ESTIMATORS: tuple[str, ...] = ("wis", "wpdis", "phwis", "dr", "wdr", "fqe")
+BOUNDED_ESTIMATORS: tuple[str, ...] = ("wis", "phwis", "dr_clip", "wdr_clip")
+"""Registered estimators whose values always lie in the range of possible values."""
 
 __all__ = [
+    "BOUNDED_ESTIMATORS",
     "BUILTIN_ESTIMATORS",
     "DR",
     "FQE",
@@ -422,6 +480,8 @@ __all__ = [
     "WDR",
     "WIS",
     "WPDIS",
+    "ClippedDR",
+    "ClippedWDR",
     "EpisodeTable",
     "Estimator",
     "WeightedSums",

@@ -17,6 +17,17 @@ Estimators (``n`` episodes):
 - ``"wdr"`` weighted doubly robust (Thomas & Brunskill 2016): the same with ``rho_it`` replaced by the
   self-normalised ``rho_it / sum_j rho_jt`` (and ``rho_{i,-1} = 1/n``).
 - ``"fqe"`` the direct method: ``mean_i V(s_i0)`` with ``Q`` from fitted-Q evaluation.
+- ``"dr_clip"``, ``"wdr_clip"``: DR and WDR clipped to the range of possible values (bounded; also their
+  intervals). WIS and PHWIS are bounded by construction (:data:`BOUNDED_ESTIMATORS`).
+
+**Never silently wrong.** Every estimate carries ``flags``: ``undefined`` (NaN: e.g. WIS with every weight 0),
+``out_of_range`` (outside the range of possible
+values, e.g. a DR of 2.773 for a survival probability: not a result), ``low_support`` (an importance-weighted
+estimate when the target leaves the behaviour's support or the weights degenerate: most final weights zero,
+or a tiny effective sample size; thresholds :data:`SUPPORT_MAX_ZERO_FRACTION`, :data:`SUPPORT_MIN_ESS`,
+:data:`SUPPORT_MIN_ESS_FRACTION`) and ``at_bound`` (a clipped estimate on its bound). :func:`evaluate_ope`
+also issues an :class:`OPEWarning` for each problem and keeps the messages in ``OPEResult.warnings``; the
+report prints flagged values as flagged, never as plain results.
 
 **Episodes that end early** (WPDIS, WDR). We treat an episode that ended at ``T_i`` as sitting in an
 absorbing state afterwards, where there is no decision, the reward is 0 and ``Q = V = 0``: its ratio there
@@ -41,6 +52,7 @@ intervals do not include the model's fitting uncertainty (see docs/evaluation_op
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +63,7 @@ from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.evaluation.bootstrap import bootstrap_statistics, lower_bound, percentile_interval
 from sepsis_sdk.evaluation.estimators import (
+    BOUNDED_ESTIMATORS,
     BUILTIN_ESTIMATORS,
     EpisodeTable,
     Estimator,
@@ -67,6 +80,18 @@ if TYPE_CHECKING:
 ESTIMATORS: tuple[str, ...] = BUILTIN_ESTIMATORS
 """The built-in estimators (all registered names: :func:`~sepsis_sdk.evaluation.estimators.available_estimators`)."""
 
+SUPPORT_MAX_ZERO_FRACTION = 0.5
+"""Above this share of episodes with final weight 0 the target has left the behaviour's support."""
+SUPPORT_MIN_ESS = 10.0
+"""Below this effective sample size (Kish, final weights) importance-weighted estimates rest on a few
+episodes."""
+SUPPORT_MIN_ESS_FRACTION = 0.01
+"""... or below this share of the episodes."""
+
+
+class OPEWarning(UserWarning):
+    """An off-policy estimate that should not be read as a result (out of range, or poor support)."""
+
 
 # ---------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
@@ -81,6 +106,11 @@ class Estimate:
         ess: effective sample size (Kish, of the final importance weights; ``n_episodes`` for FQE).
         n_episodes: number of episodes used.
         diagnostics: weight diagnostics and estimator-specific counts (see :func:`weight_diagnostics`).
+        flags: what makes the estimate unreliable: ``"undefined"``, ``"out_of_range"``, ``"low_support"``,
+            ``"at_bound"``
+            (module docstring); empty when none applies.
+        interval: how ``ci_low``/``ci_high`` were made: ``"bootstrap"`` (resampled patients, Q-model fixed)
+            or ``"bootstrap_refit"`` (the Q-model refitted on every resample).
     """
 
     value: float
@@ -90,10 +120,18 @@ class Estimate:
     ess: float
     n_episodes: int
     diagnostics: dict[str, float] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    interval: str = "bootstrap"
 
     def covers(self, truth: float) -> bool:
         """Whether the interval contains ``truth``."""
         return bool(self.ci_low <= truth <= self.ci_high)
+
+    @property
+    def valid(self) -> bool:
+        """False when the value is impossible or missing (``out_of_range``, ``undefined``): it must not be
+        reported as a result."""
+        return not {"out_of_range", "undefined"} & set(self.flags)
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,8 @@ class OPEResult:
         weights: diagnostics of the final importance weights (shared by the IS-based estimators).
         q_model: the Q-model used by DR/WDR/FQE (None if none was needed).
         bootstrap: estimator name -> the ``(n_bootstrap,)`` resampled values.
+        warnings: the problems found (also issued as :class:`OPEWarning`): impossible values, poor support.
+        value_range: the range of possible values the estimates were checked against.
     """
 
     estimates: dict[str, Estimate]
@@ -117,6 +157,8 @@ class OPEResult:
     level: float
     seed: int
     weights: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
     q_model: Any = field(default=None, repr=False, compare=False)
     bootstrap: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -136,6 +178,7 @@ class OPEResult:
         rows = []
         for name, e in self.estimates.items():
             row = {"estimator": name, **{k: v for k, v in asdict(e).items() if k != "diagnostics"}}
+            row["flags"] = ",".join(e.flags)
             row.update({f"diag_{k}": v for k, v in e.diagnostics.items()})
             rows.append(row)
         return pd.DataFrame(rows)
@@ -148,7 +191,9 @@ class OPEResult:
             "level": self.level,
             "seed": self.seed,
             "weights": dict(self.weights),
-            "estimates": {k: asdict(v) for k, v in self.estimates.items()},
+            "estimates": {k: {**asdict(v), "flags": list(v.flags)} for k, v in self.estimates.items()},
+            "warnings": list(self.warnings),
+            "value_range": None if self.value_range is None else list(self.value_range),
         }
 
     @classmethod
@@ -163,7 +208,14 @@ class OPEResult:
         for k, e in d.get("estimates", {}).items():
             floats = {f: num(e.get(f)) for f in ("value", "ci_low", "ci_high", "lower_bound_5pct", "ess")}
             diag = {dk: num(dv) for dk, dv in (e.get("diagnostics") or {}).items()}
-            estimates[k] = Estimate(**floats, n_episodes=int(e.get("n_episodes", 0)), diagnostics=diag)
+            estimates[k] = Estimate(
+                **floats,
+                n_episodes=int(e.get("n_episodes", 0)),
+                diagnostics=diag,
+                flags=tuple(e.get("flags") or ()),
+                interval=str(e.get("interval") or "bootstrap"),
+            )
+        vr = d.get("value_range")
         return cls(
             estimates=estimates,
             gamma=float(d.get("gamma", 1.0)),
@@ -171,6 +223,8 @@ class OPEResult:
             level=float(d.get("level", 0.95)),
             seed=int(d.get("seed", 0)),
             weights={k: num(v) for k, v in (d.get("weights") or {}).items()},
+            warnings=tuple(d.get("warnings") or ()),
+            value_range=None if vr is None else (float(vr[0]), float(vr[1])),
         )
 
 
@@ -273,6 +327,8 @@ def evaluate_ope(
     q_model: Any = None,
     level: float = 0.95,
     fqe_model: str = "auto",
+    value_range: tuple[float, float] | None = None,
+    warn: bool = True,
 ) -> OPEResult:
     """Estimate a target policy's value on ``cohort`` with several OPE estimators and bootstrap intervals.
 
@@ -294,9 +350,14 @@ def evaluate_ope(
             (``model=fqe_model``) when None and needed.
         level: interval level of ``ci_low``/``ci_high``.
         fqe_model: model kind for the Q-model fitted here.
+        value_range: ``(low, high)`` a policy's value can take (default: the range of the cohort's
+            returns and 0, i.e. ``(0, 1)`` for survival); estimates outside are flagged ``out_of_range``.
+        warn: issue an :class:`OPEWarning` for each problem (they are kept in ``OPEResult.warnings``
+            either way).
 
     Returns:
-        An :class:`OPEResult`.
+        An :class:`OPEResult`. Check ``estimate.flags`` (or ``estimate.valid``) and ``result.warnings``
+        before reading a number as a result.
     """
     ests = resolve_estimators(tuple(estimators))
     if not 0.0 < gamma <= 1.0:
@@ -309,15 +370,23 @@ def evaluate_ope(
         from sepsis_sdk.evaluation.fqe import fit_fqe
 
         q_model = fit_fqe(cohort, pe, gamma=gamma, model=fqe_model, seed=seed)
-    table = _episode_table(cohort, pe, pb_taken, gamma, q_model if any(e.needs_q for e in ests) else None)
+    table = _episode_table(
+        cohort, pe, pb_taken, gamma, q_model if any(e.needs_q for e in ests) else None, value_range
+    )
     stats = make_statistics(table, ests)
     ones = np.ones((1, table.n_episodes))
     point = {k: float(fn(ones)[0]) for k, fn in stats.items()}
     boots = bootstrap_statistics(stats, table.n_episodes, n_bootstrap, seed=seed) if n_bootstrap else {}
     wdiag = weight_diagnostics(table.final_weight)
+    support = support_problems(wdiag, table.n_episodes)
     estimates = {
-        e.estimator_name: _estimate(e, table, point[e.estimator_name], boots, wdiag, level) for e in ests
+        e.estimator_name: _estimate(e, table, point[e.estimator_name], boots, wdiag, level, bool(support))
+        for e in ests
     }
+    messages = _messages(estimates, table.value_range, support)
+    if warn:
+        for m in messages:
+            warnings.warn(m, OPEWarning, stacklevel=2)
     return OPEResult(
         estimates=estimates,
         gamma=gamma,
@@ -327,11 +396,70 @@ def evaluate_ope(
         weights=wdiag,
         q_model=q_model,
         bootstrap=boots,
+        warnings=tuple(messages),
+        value_range=table.value_range,
     )
 
 
+def support_problems(weights: Mapping[str, float], n_episodes: int) -> list[str]:
+    """Why importance weighting cannot be trusted here (empty when nothing is wrong).
+
+    Args:
+        weights: :func:`weight_diagnostics` of the final weights.
+        n_episodes: the number of episodes.
+    """
+    out = []
+    zero, ess = float(weights.get("zero_fraction", 0.0)), float(weights.get("ess", 0.0))
+    if zero > SUPPORT_MAX_ZERO_FRACTION:
+        out.append(
+            f"the target leaves the behaviour's support: {100 * zero:.0f} % of the {n_episodes} episodes have "
+            "importance weight 0 (the target would not have taken the recorded actions)"
+        )
+    if not ess >= max(SUPPORT_MIN_ESS, SUPPORT_MIN_ESS_FRACTION * n_episodes):
+        out.append(
+            f"tiny effective sample size: ESS {ess:.1f} of {n_episodes} episodes; importance-weighted "
+            "estimates rest on a few patients"
+        )
+    return out
+
+
+def _flags(est: Estimator, value: float, lo: float, hi: float, low_support: bool) -> tuple[str, ...]:
+    flags = []
+    tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+    if not np.isfinite(value):
+        flags.append("undefined")  # e.g. WIS when every importance weight is 0: no estimate at all
+    if np.isfinite(value) and not lo - tol <= value <= hi + tol:
+        flags.append("out_of_range")
+    if est.weighted and low_support:
+        flags.append("low_support")
+    if est.bounded and est.needs_q and np.isfinite(value) and (value <= lo + tol or value >= hi - tol):
+        flags.append("at_bound")  # a clipped DR/WDR on its bound: the unclipped estimate was at or beyond it
+    return tuple(flags)
+
+
+def _messages(
+    estimates: Mapping[str, Estimate], value_range: tuple[float, float], support: list[str]
+) -> list[str]:
+    lo, hi = value_range
+    out = []
+    bad = {k: e.value for k, e in estimates.items() if "out_of_range" in e.flags}
+    if bad:
+        vals = ", ".join(f"{k} = {v:.3f}" for k, v in bad.items())
+        out.append(
+            f"{vals} outside the range of possible values [{lo:g}, {hi:g}]: not a valid estimate "
+            f"(bounded estimators: {', '.join(BOUNDED_ESTIMATORS)})"
+        )
+    out += support
+    return out
+
+
 def _episode_table(
-    cohort: Cohort, pe: np.ndarray, pb_taken: np.ndarray, gamma: float, q_model: Any
+    cohort: Cohort,
+    pe: np.ndarray,
+    pb_taken: np.ndarray,
+    gamma: float,
+    q_model: Any,
+    value_range: tuple[float, float] | None = None,
 ) -> EpisodeTable:
     """Ratios, rewards and (with a Q-model) ``Q(s, a_taken)`` and ``V(s)`` padded per episode."""
     n = len(cohort)
@@ -343,7 +471,9 @@ def _episode_table(
         q_taken = q[np.arange(n), acts]
         v = (pe * q).sum(1)
     reward = cohort.data["reward"].to_numpy(dtype=np.float64)
-    return build_episode_table(cohort.episode_index(), ratio, reward, gamma=gamma, q_taken=q_taken, v=v)
+    return build_episode_table(
+        cohort.episode_index(), ratio, reward, gamma=gamma, q_taken=q_taken, v=v, value_range=value_range
+    )
 
 
 def _estimate(
@@ -353,6 +483,7 @@ def _estimate(
     boots: dict[str, np.ndarray],
     wdiag: dict[str, float],
     level: float,
+    low_support: bool = False,
 ) -> Estimate:
     samples = boots.get(est.estimator_name, np.zeros(0))
     lo, hi = percentile_interval(samples, level) if samples.size else (float("nan"), float("nan"))
@@ -367,6 +498,7 @@ def _estimate(
         ess=wdiag["ess"] if est.weighted else float(table.n_episodes),
         n_episodes=table.n_episodes,
         diagnostics=diag,
+        flags=_flags(est, value, *table.value_range, low_support),
     )
 
 
@@ -385,15 +517,21 @@ def _q_values(q_model: Any, cohort: Cohort) -> np.ndarray:
 
 
 __all__ = [
+    "BOUNDED_ESTIMATORS",
     "ESTIMATORS",
+    "SUPPORT_MAX_ZERO_FRACTION",
+    "SUPPORT_MIN_ESS",
+    "SUPPORT_MIN_ESS_FRACTION",
     "EpisodeTable",
     "Estimate",
     "Estimator",
     "OPEResult",
+    "OPEWarning",
     "build_episode_table",
     "effective_sample_size",
     "evaluate_ope",
     "make_statistics",
+    "support_problems",
     "target_probs_from_table",
     "weight_diagnostics",
 ]

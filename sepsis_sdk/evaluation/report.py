@@ -4,6 +4,16 @@ Files in ``out_dir``: ``results.md`` (the table people read), ``results.csv`` (o
 only), ``results.json`` (everything, including per-rule rates and OPE diagnostics), ``plots/*.png``.
 Everything here reads the written form of the results (``to_dict()``), the same for a fresh and a
 resumed run.
+
+What the report refuses to pass off as a result:
+
+- **smoke tests**: rows scored on fewer than :data:`~sepsis_sdk.evaluation.results.SMOKE_TEST_PATIENTS`
+  patients go to their own table, are not ranked and are left out of the plots;
+- **impossible estimates**: an OPE value outside the range of possible values is printed as
+  ``invalid (x)``, and an importance-weighted one whose weights have lost the behaviour's support carries
+  a dagger and a footnote with its ESS and share of zero weights;
+- the results table is ranked by **true value** (exact where known; Monte Carlo marked MC) when the cohort
+  has a ground truth, never by an estimate.
 """
 
 from __future__ import annotations
@@ -13,6 +23,9 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from sepsis_sdk.evaluation.results import SMOKE_TEST_PATIENTS, is_smoke_test
 from sepsis_sdk.evaluation.storage import atomic_write_text, dumps
 
 if TYPE_CHECKING:
@@ -46,6 +59,11 @@ def flat_row(r: PolicyResult | dict[str, Any], estimators: tuple[str, ...]) -> d
     for k in ("exact", "fluid", "vaso"):
         row[f"agreement_{k}"] = _num(agreement.get(k, {}).get("value"))
     row["seconds"] = d["seconds"]
+    row["smoke_test"] = is_smoke_test(d)
+    for e in estimators:
+        row[f"{e}_flags"] = ",".join(
+            ((d.get("ope") or {}).get("estimates", {}).get(e) or {}).get("flags") or ()
+        )
     return row
 
 
@@ -124,11 +142,39 @@ def _write_header(w: Any, report: EvaluationReport) -> None:
         w(f"Exact reference values on ICU-Sepsis: {refs}.\n\n")
 
 
-def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]) -> None:
-    cfg = report.config
-    est = tuple(cfg.ope.estimators)
-    rows = [flat_row(d, est) for d in dicts]
-    w("## Results\n\n")
+def ranked(dicts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(results, smoke tests)``: the rows scored on enough patients, ranked by true value (rows without
+    one keep their order after the ranked ones), and the smoke tests in run order."""
+    full = [d for d in dicts if not is_smoke_test(d)]
+    smoke = [d for d in dicts if is_smoke_test(d)]
+
+    def key(d: dict[str, Any]) -> float:
+        v = (d.get("true_value") or {}).get("value")
+        return float("inf") if v is None else -float(v)
+
+    return sorted(full, key=key), smoke  # sorted() is stable: unranked rows keep the run order
+
+
+def _ope_cell(r: dict[str, Any], e: str, marks: dict[str, str]) -> str:
+    flags = set(filter(None, str(r.get(f"{e}_flags") or "").split(",")))
+    if "undefined" in flags or r[e] is None or not np.isfinite(r[e]):
+        marks["undefined"] = "undefined"
+        return "undefined"
+    if "out_of_range" in flags:
+        marks["invalid"] = "invalid"
+        return f"invalid ({r[e]:.3f})"
+    cell = _fmt_value(r[e], r[f"{e}_ci_low"], r[f"{e}_ci_high"])
+    if "low_support" in flags:
+        marks["support"] = "support"
+        cell += " †"
+    if "at_bound" in flags:
+        marks["bound"] = "bound"
+        cell += " (clipped)"
+    return cell
+
+
+def _write_table(w: Any, report: EvaluationReport, rows: list[dict[str, Any]], marks: dict[str, str]) -> None:
+    est = tuple(report.config.ope.estimators)
     refs = report.meta.get("reference_values") or {}
     clin, opt = refs.get("clinician (stored policy)"), refs.get("optimal")
     gap = clin is not None and opt is not None and opt > clin
@@ -148,15 +194,34 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
             cells.append(
                 "n/a" if r["true_value"] is None else f"{100 * (r['true_value'] - clin) / (opt - clin):.0f}"
             )
-        cells += [_fmt_value(r[e], r[f"{e}_ci_low"], r[f"{e}_ci_high"]) for e in est]
+        cells += [_ope_cell(r, e, marks) for e in est]
         if has_mb:
             cells.append(_fmt_value(r["model_based"], r["model_based_ci_low"], r["model_based_ci_high"]))
         cells.append(_fmt_pct(r["adherence"], r["adherence_ci_low"], r["adherence_ci_high"]))
         cells += [_fmt_pct(r[d], r[f"{d}_ci_low"], r[f"{d}_ci_high"]) for d in _DEFS]
         cells += [_fmt_pct(r["agreement_exact"]), str(r["n_patients"])]
         w("| " + " | ".join(cells) + " |\n")
+
+
+def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]) -> None:
+    cfg = report.config
+    est = tuple(cfg.ope.estimators)
+    full, smoke = ranked(dicts)
+    refs = report.meta.get("reference_values") or {}
+    clin, opt = refs.get("clinician (stored policy)"), refs.get("optimal")
+    gap = clin is not None and opt is not None and opt > clin
+    marks: dict[str, str] = {}
+    w("## Results\n\n")
+    _write_table(w, report, [flat_row(d, est) for d in full], marks)
+    has_truth = any((d.get("true_value") or {}).get("value") is not None for d in full)
     w(
-        "\nIntervals: 95 % percentile bootstrap over patients "
+        "\nRanked by true value (exact where the policy is Markov, else Monte Carlo marked MC); "
+        "rows without one follow, unranked. "
+        if has_truth
+        else "\nNot ranked: no ground truth is known for this cohort, and an estimate is no ranking. "
+    )
+    w(
+        "Intervals: 95 % percentile bootstrap over patients "
         f"({cfg.ope.n_bootstrap} resamples for OPE, {cfg.safety.n_bootstrap} for rates). True value: exact "
         "(linear solve on the policy's state table) for Markov policies, Monte Carlo in the true MDP "
         f"({cfg.truth.monte_carlo_episodes} episodes, marked MC) for history-dependent ones."
@@ -167,6 +232,60 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
         )
         + "\n\n"
     )
+    _write_ope_notes(w, report, full + smoke, marks)
+    if smoke:
+        w(
+            f"## Smoke tests (fewer than {SMOKE_TEST_PATIENTS} patients)\n\n"
+            "These rows show that the policy runs end to end, not what it is worth: on so few patients "
+            "an estimate of 1.000 [1.000, 1.000] or 100 % adherence means nothing. They are not ranked "
+            "and not plotted.\n\n"
+        )
+        _write_table(w, report, [flat_row(d, est) for d in smoke], marks)
+        w("\n")
+
+
+def _write_ope_notes(
+    w: Any, report: EvaluationReport, dicts: list[dict[str, Any]], marks: dict[str, str]
+) -> None:
+    """Footnotes of the flagged OPE cells: the range, and each low-support policy's weights."""
+    if not marks:
+        return
+    vr = next(
+        ((d.get("ope") or {}).get("value_range") for d in dicts if (d.get("ope") or {}).get("value_range")),
+        None,
+    )
+    rng = f"[{vr[0]:g}, {vr[1]:g}]" if vr else "the range of possible values"
+    if "undefined" in marks:
+        w(
+            "**undefined**: no estimate (e.g. WIS when every importance weight is 0: the target never takes "
+            "the recorded actions).\n\n"
+        )
+    if "invalid" in marks:
+        w(
+            f"**invalid (x)**: the estimate x lies outside {rng}, the values a policy can have: it is not a "
+            "result (heavy-tailed importance weights); read a bounded estimator (WIS, PHWIS, DR_CLIP, "
+            "WDR_CLIP) or FQE instead.\n\n"
+        )
+    if "bound" in marks:
+        w(
+            f"**(clipped)**: a bounded estimator on an end of {rng}: the unclipped estimate was at or beyond it.\n\n"
+        )
+    if "support" in marks:
+        w(
+            "**†** low support: the target leaves the clinicians' support, so importance weighting rests on a few patients:\n\n"
+        )
+        for d in dicts:
+            wts = (d.get("ope") or {}).get("weights") or {}
+            flagged = any(
+                "low_support" in (e.get("flags") or ())
+                for e in ((d.get("ope") or {}).get("estimates") or {}).values()
+            )
+            if flagged:
+                w(
+                    f"- {d['name']}: ESS {float(wts.get('ess', float('nan'))):.1f} of {d['n_patients']} patients, "
+                    f"{100 * float(wts.get('zero_fraction', float('nan'))):.0f} % with weight 0.\n"
+                )
+        w("\n")
 
 
 def _write_rules(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]) -> None:

@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from sepsis_sdk.evaluation.config import EvaluationConfig
 
 _HEAD = ("name", "kind", "markov", "n_patients", "n_decisions")
+
+SMOKE_TEST_PATIENTS = 30
+"""A row scored on fewer test patients than this is a **smoke test**: it shows the policy runs end to end,
+not what it is worth (3 patients can give DR/WIS 1.000 [1.000, 1.000] and 100 % adherence). The report
+lists smoke tests apart, never ranks them and leaves them out of the plots."""
+
+
+def is_smoke_test(result: PolicyResult | Mapping[str, Any], min_patients: int = SMOKE_TEST_PATIENTS) -> bool:
+    """Whether a result (or its ``to_dict()``) was scored on fewer than ``min_patients`` patients."""
+    n = result["n_patients"] if isinstance(result, Mapping) else result.n_patients
+    return int(n) < min_patients
+
+
 _TAIL = ("action_distribution", "seconds", "notes")
 
 
@@ -57,6 +70,11 @@ class PolicyResult:
     notes: list[str] = field(default_factory=list)
 
     # The built-in scorers' results by name (None when skipped or not run).
+    @property
+    def smoke_test(self) -> bool:
+        """Scored on fewer than :data:`SMOKE_TEST_PATIENTS` patients: not a result (see there)."""
+        return is_smoke_test(self)
+
     @property
     def ope(self) -> Any:
         """The :class:`~sepsis_sdk.evaluation.ope.OPEResult`."""
@@ -127,4 +145,4 @@ class EvaluationReport:
         }
 
 
-__all__ = ["EvaluationReport", "PolicyResult", "ResultLoader"]
+__all__ = ["SMOKE_TEST_PATIENTS", "EvaluationReport", "PolicyResult", "ResultLoader", "is_smoke_test"]

@@ -173,7 +173,7 @@ class OPEScorer:
         from sepsis_sdk.evaluation.ope import evaluate_ope
 
         o = ctx.config.ope
-        return evaluate_ope(
+        res = evaluate_ope(
             ctx.cohort,
             ctx.probabilities,
             behaviour=ctx.behaviour,
@@ -181,7 +181,11 @@ class OPEScorer:
             n_bootstrap=o.n_bootstrap,
             seed=ctx.seed,
             fqe_model=o.fqe_model,
+            warn=False,  # the problems go into the policy's notes and the report's flags instead
         )
+        for message in res.warnings:
+            ctx.note(f"OPE: {message}")
+        return res
 
     def load(self, data: Mapping[str, Any]) -> Any:
         from sepsis_sdk.evaluation.ope import OPEResult
