@@ -42,6 +42,19 @@ if TYPE_CHECKING:
 REQUIRED = ("patient_id", "t", "action", "reward", "done")
 _META_KEY = b"sepsis_sdk"
 
+MAX_ABS_REWARD = 1e6
+"""Largest reward magnitude :meth:`Cohort.validate` accepts.
+
+The built-in rewards stay within +-16 (survival 0/1; Raghu-style +-15 terminal plus small per-step terms);
+a user's reward scaled by 1000 still fits. Anything beyond 1e6 is a sentinel or unit mistake (-1e300,
+9999999) that would dominate every off-policy estimate, so it is rejected, as are NaN and infinities."""
+
+MAX_ABS_FEATURE = 1e12
+"""Largest feature magnitude :meth:`Cohort.validate` accepts (NaN, meaning missing, is allowed).
+
+Far beyond any measurement in any clinical unit (a cumulative balance of 1e12 mL is a billion litres) and
+far inside float32 (3.4e38), whose overflow turned inputs of 1e100 into NaN predictions."""
+
 
 @dataclass(frozen=True)
 class Transitions:
@@ -93,7 +106,13 @@ class Cohort:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Check columns, types, action range and time order; raise :class:`CohortValidationError`."""
+        """Check columns, types, values, action range and time order; raise :class:`CohortValidationError`.
+
+        Values: rewards must be finite with ``|r| <= MAX_ABS_REWARD`` (1e6); features and static columns
+        may be NaN (missing) but not infinite nor beyond ``MAX_ABS_FEATURE`` (1e12); ``t`` must be
+        integers; ``outcome`` (when present) 1, 0 or -1; ``behaviour_prob`` (when present) in (0, 1] or NaN.
+        The error names the source, the column and the first offending rows.
+        """
         from pandas.api.types import is_bool_dtype, is_integer_dtype, is_numeric_dtype
 
         df = self.data
@@ -101,19 +120,24 @@ class Cohort:
         missing = [c for c in (*REQUIRED, *self.schema.names) if c not in df.columns]
         if missing:
             raise CohortValidationError(f"missing required columns {missing}", source=src)
+        if len(df) == 0:
+            raise CohortValidationError("the table has no rows (an empty cohort)", source=src)
         for c in self.schema.names:
             if not is_numeric_dtype(df[c].dtype) or is_bool_dtype(df[c].dtype):
                 raise CohortValidationError(
                     f"feature column has non-numeric type {df[c].dtype}", source=src, column=c
                 )
-        if not is_integer_dtype(df["action"].dtype):
-            raise CohortValidationError(
-                f"action must be integers, got {df['action'].dtype}", source=src, column="action"
-            )
+        for c in ("action", "t"):
+            if not is_integer_dtype(df[c].dtype):
+                raise CohortValidationError(f"{c} must be integers, got {df[c].dtype}", source=src, column=c)
         act = df["action"].to_numpy()
         bad = np.flatnonzero((act < 0) | (act > 24))
         if bad.size:
             raise CohortValidationError("action outside 0-24", source=src, column="action", rows=bad.tolist())
+        self._validate_values()
+        if df["patient_id"].isna().any():
+            rows = np.flatnonzero(df["patient_id"].isna().to_numpy()).tolist()
+            raise CohortValidationError("missing patient id", source=src, column="patient_id", rows=rows)
         pid = df["patient_id"].to_numpy()
         t = df["t"].to_numpy()
         same = pid[1:] == pid[:-1]
@@ -140,6 +164,70 @@ class Cohort:
             raise CohortValidationError(
                 "done must be True exactly on each episode's last row", source=src, column="done", rows=rows
             )
+
+    def _validate_values(self) -> None:
+        """Rewards, features, static columns, outcome and behaviour probabilities hold sane numbers."""
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        df, src = self.data, self.source
+        if not is_numeric_dtype(df["reward"].dtype) or is_bool_dtype(df["reward"].dtype):
+            raise CohortValidationError(
+                f"reward must be numbers, got {df['reward'].dtype}", source=src, column="reward"
+            )
+        r = df["reward"].to_numpy(dtype=np.float64)
+        finite = np.isfinite(r)
+        for label, bad in (
+            ("reward is NaN", np.isnan(r)),
+            ("reward is infinite", np.isinf(r)),
+            (f"reward beyond +-{MAX_ABS_REWARD:g} (a sentinel or unit mistake?)",
+             finite & (np.abs(np.where(finite, r, 0.0)) > MAX_ABS_REWARD)),
+        ):  # fmt: skip
+            rows = np.flatnonzero(bad)
+            if rows.size:
+                raise CohortValidationError(label, source=src, column="reward", rows=rows.tolist())
+        numeric = [*self.schema.names, *(c for c in self.schema.static if c in df.columns)]
+        for c in numeric:
+            if not is_numeric_dtype(df[c].dtype) or is_bool_dtype(df[c].dtype):
+                raise CohortValidationError(f"non-numeric type {df[c].dtype}", source=src, column=c)
+            x = df[c].to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                rows = np.flatnonzero(np.isinf(x))
+                if rows.size:
+                    raise CohortValidationError(
+                        "infinite value (use NaN for a missing value)",
+                        source=src,
+                        column=c,
+                        rows=rows.tolist(),
+                    )
+                rows = np.flatnonzero(np.abs(x) > MAX_ABS_FEATURE)
+            if rows.size:
+                raise CohortValidationError(
+                    f"value beyond +-{MAX_ABS_FEATURE:g} (a sentinel or unit mistake?)",
+                    source=src,
+                    column=c,
+                    rows=rows.tolist(),
+                )
+        if "outcome" in df.columns:
+            o = df["outcome"].to_numpy()
+            rows = np.flatnonzero(~np.isin(o, (-1, 0, 1)))
+            if rows.size:
+                raise CohortValidationError(
+                    "outcome must be 1 (survived), 0 (died) or -1 (unknown)",
+                    source=src,
+                    column="outcome",
+                    rows=rows.tolist(),
+                )
+        if "behaviour_prob" in df.columns:
+            b = df["behaviour_prob"].to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                rows = np.flatnonzero(~np.isnan(b) & ~((b > 0) & (b <= 1)))
+            if rows.size:
+                raise CohortValidationError(
+                    "behaviour_prob must be in (0, 1] (or NaN when unknown)",
+                    source=src,
+                    column="behaviour_prob",
+                    rows=rows.tolist(),
+                )
 
     # ------------------------------------------------------------------ basic views
     def __len__(self) -> int:
@@ -359,9 +447,26 @@ class Cohort:
             raise CohortValidationError(
                 "Parquet file has no sepsis_sdk metadata (not written by Cohort.to_parquet)", source=str(path)
             )
-        info = json.loads(md[_META_KEY])
-        schema = FeatureSchema.model_validate(info["schema"])
-        return cls(table.to_pandas(), schema, source=info.get("source", str(path)), meta=info.get("meta", {}))
+        info = _read_meta(md[_META_KEY], str(path))
+        try:
+            schema = FeatureSchema.model_validate(info["schema"])
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            first = str(exc).strip().splitlines()
+            raise CohortValidationError(
+                "the feature schema in the sepsis_sdk metadata is invalid: " + "; ".join(first[:3]),
+                source=str(path),
+            ) from None
+        meta = info.get("meta", {})
+        if not isinstance(meta, dict):
+            raise CohortValidationError(
+                f"the sepsis_sdk metadata 'meta' must be a mapping, got {type(meta).__name__}",
+                source=str(path),
+            )
+        # Errors name the file that was read (the stored source can be an old path or a source name).
+        cohort = cls(table.to_pandas(), schema, source=str(path), meta=meta, validate=False)
+        cohort.validate()
+        cohort.source = str(info.get("source", path))
+        return cohort
 
     def summary(self) -> dict[str, Any]:
         lengths = self.lengths()
@@ -380,6 +485,27 @@ class Cohort:
         return out
 
 
+def _read_meta(raw: bytes, source: str) -> dict[str, Any]:
+    """The ``sepsis_sdk`` metadata of a cohort Parquet, checked; one error type for every way it is bad."""
+    try:
+        info = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise CohortValidationError(
+            f"the sepsis_sdk metadata is not valid JSON ({exc})", source=source
+        ) from None
+    if not isinstance(info, dict):
+        raise CohortValidationError(
+            f"the sepsis_sdk metadata must be a JSON object, got {type(info).__name__}", source=source
+        )
+    if "schema" not in info:
+        raise CohortValidationError(
+            "the sepsis_sdk metadata has no 'schema' (the feature list); rewrite the file with "
+            "Cohort.to_parquet",
+            source=source,
+        )
+    return info
+
+
 @dataclass(frozen=True)
 class CohortSplit:
     """Patient-level train / validation / test parts of one cohort."""
@@ -392,4 +518,4 @@ class CohortSplit:
         return iter((self.train, self.validation, self.test))
 
 
-__all__ = ["Cohort", "CohortSplit", "Transitions"]
+__all__ = ["MAX_ABS_FEATURE", "MAX_ABS_REWARD", "Cohort", "CohortSplit", "Transitions"]

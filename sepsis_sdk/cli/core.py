@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sepsis_sdk.cli._common import console, friendly_errors
+from sepsis_sdk.cli._common import console, ensure_writable, esc, friendly_errors
 
 app = typer.Typer()
 
@@ -36,18 +36,20 @@ def truth(
     from rich.table import Table
 
     with friendly_errors():
+        if json_out:
+            ensure_writable(json_out)  # before a long Monte Carlo run
         rows = truth_table(mc, seed)
     table = Table(title="ICU-Sepsis: exact policy values (linear solve; gamma = 1)")
     table.add_column("policy")
     table.add_column("true value", justify="right")
     if mc:
-        table.add_column(f"Monte Carlo ({mc} ep.) [95% CI]", justify="right")
+        table.add_column(esc(f"Monte Carlo ({mc} ep.) [95% CI]"), justify="right")
     table.add_column("description")
     for r in rows:
-        cells = [r["policy"], f"{r['true_value']:.4f}"]
+        cells = [esc(r["policy"]), f"{r['true_value']:.4f}"]
         if mc:
-            cells.append(f"{r['mc_value']:.4f} [{r['mc_ci_low']:.4f}, {r['mc_ci_high']:.4f}]")
-        cells.append(r["description"])
+            cells.append(esc(f"{r['mc_value']:.4f} [{r['mc_ci_low']:.4f}, {r['mc_ci_high']:.4f}]"))
+        cells.append(esc(r["description"]))
         table.add_row(*cells)
     console.print(table)
     if json_out:
@@ -61,6 +63,7 @@ def demo(
 ) -> None:
     """Run the embedded benchmark on ICU-Sepsis (no keys, no network): data, ground truth, baselines, agent."""
     with friendly_errors():
+        ensure_writable(out, directory=True)
         run_demo(out, quick=quick)
 
 
@@ -72,11 +75,11 @@ def run_demo(out: Path, *, quick: bool = False) -> None:
     console.rule("[bold]1. An offline cohort from the ICU-Sepsis MDP")
     cohort = sample_cohort(n, seed=0)
     cohort.to_parquet(out / "icu_sepsis_cohort.parquet")
-    console.print(cohort.summary())
+    console.print(esc(cohort.summary()))
     console.rule("[bold]2. Exact ground truth of the built-in policies")
     rows = truth_table()
     for r in rows:
-        console.print(f"  {r['policy']:<18} {r['true_value']:.4f}  {r['description']}")
+        console.print(esc(f"  {r['policy']:<18} {r['true_value']:.4f}  {r['description']}"))
     (out / "truth.json").write_text(json.dumps(rows, indent=2))
     from sepsis_sdk.demo import run_demo_benchmark
 

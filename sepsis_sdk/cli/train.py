@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sepsis_sdk.cli._common import console, friendly_errors
+from sepsis_sdk.cli._common import console, ensure_writable, esc, friendly_errors
 
 app = typer.Typer(
     help="Fine-tune local LLMs (PEFT/LoRA) into SepsisAgent-style policies.", no_args_is_help=True
@@ -46,6 +46,7 @@ def llm(
     from sepsis_sdk.training.llm_stages import StageConfig, run_pipeline
 
     with friendly_errors():
+        ensure_writable(out, directory=True)  # before minutes of fine-tuning
         data = load(cohort, episodes=patients, seed=seed)
         if world_model == "fake":
             from sepsis_sdk.world_model import FakeWorldModel
@@ -67,10 +68,10 @@ def llm(
         )
     for stage, info in results.items():
         console.print(
-            f"{stage:<9} steps={info['steps']:<4} loss {info['first_loss']} -> {info['last_loss']}"
+            f"{esc(stage):<9} steps={info['steps']:<4} loss {info['first_loss']} -> {info['last_loss']}"
             + (f"  mean reward {sum(info['rewards']) / len(info['rewards']):+.3f}" if info["rewards"] else "")
         )
     final = out / list(results)[-1]
     name = "smollm2" if base in {"smollm2", "local/smollm2"} else base
-    console.print(f"final adapter: {final}\nuse it as model string: local/{name}?adapter={final}")
+    console.print(esc(f"final adapter: {final}\nuse it as model string: local/{name}?adapter={final}"))
     (out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

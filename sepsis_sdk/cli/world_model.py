@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from sepsis_sdk.cli._common import friendly_errors
+from sepsis_sdk.cli._common import ensure_writable, esc, friendly_errors
 
 app = typer.Typer(
     help="Train and evaluate clinical world models (any registered backend).", no_args_is_help=True
@@ -82,6 +82,7 @@ def train(
 
     console = Console()
     with friendly_errors():
+        ensure_writable(out, directory=True)  # before the training, not after it
         data = _load(cohort, episodes, seed)
         flags: dict[str, Any] = {"seed": model_seed, "arch": arch, "likelihood": likelihood, "epochs": epochs,
                                  "hidden": hidden, "n_estimators": n_estimators}  # fmt: skip
@@ -91,7 +92,9 @@ def train(
             flags["window"] = window
         cfg = _settings(backend, flags, settings)
     tr, te = _split(data, split_seed)
-    console.print(f"{data!r}: training on {tr.n_patients} patients, {te.n_patients} held out for eval")
+    console.print(
+        f"{esc(repr(data))}: training on {tr.n_patients} patients, {te.n_patients} held out for eval"
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -99,10 +102,10 @@ def train(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task(f"training {backend}", total=None)
+        task = bar.add_task(esc(f"training {backend}"), total=None)
 
         def progress(done: int, total: int, metrics: dict[str, float]) -> None:
-            desc = f"training {backend}" + "".join(f" {k}={v:.4f}" for k, v in metrics.items())
+            desc = esc(f"training {backend}" + "".join(f" {k}={v:.4f}" for k, v in metrics.items()))
             bar.update(task, completed=done, total=total, description=desc)
 
         model = train_world_model(
@@ -115,7 +118,9 @@ def train(
         )
     model.info["cohort"] = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
     model.save(out)
-    console.print(f"saved {model!r} to {out} ({model.info.get('seconds')} s on {model.info.get('device')})")
+    console.print(
+        esc(f"saved {model!r} to {out} ({model.info.get('seconds')} s on {model.info.get('device')})")
+    )
 
 
 @app.command("eval")
@@ -144,6 +149,7 @@ def evaluate(
     console = Console()
     here = {"spec": cohort, "episodes": episodes, "seed": seed, "split_seed": split_seed}
     with friendly_errors():
+        ensure_writable(out, directory=True)
         wm = load_world_model(model, device=None if device == "auto" else device)
         data = _load(cohort, episodes, seed)
         if list(data.schema.names) != list(wm.schema.names):
@@ -159,9 +165,11 @@ def evaluate(
         torch.set_num_threads(threads)
     trained_on = wm.info.get("cohort")
     if trained_on and trained_on != here:
-        console.print(f"[yellow]note: model was trained on {trained_on}; evaluating on {here}[/yellow]")
+        console.print(
+            f"[yellow]note: model was trained on {esc(trained_on)}; evaluating on {esc(here)}[/yellow]"
+        )
     tr, te = _split(data, split_seed)
-    with console.status(f"evaluating {wm!r} on {te.n_patients} held-out patients"):
+    with console.status(esc(f"evaluating {wm!r} on {te.n_patients} held-out patients")):
         rep = evaluate_world_model(
             wm, tr, te, n_samples=n_samples, rollout_starts=rollout_starts, truth_states=truth_states
         )
@@ -173,5 +181,5 @@ def evaluate(
         f"mean change {o['mean_change']['mae_norm']:.4f}; 90% coverage {rep['calibration']['coverage']:.3f}; "
         f"death AUROC {rep['termination']['death']['auroc']:.3f}"
     )
-    console.print(f"report: {paths['markdown']}")
+    console.print(f"report: {esc(paths['markdown'])}")
     console.print_json(json.dumps({k: str(v) for k, v in paths.items()}))

@@ -4,6 +4,14 @@ Layout of ``out_dir``: ``manifest.json`` (config fingerprint and each policy's s
 ``policies/<name>.json`` (one finished policy's result, written atomically), ``work/<name>/chunk_*.npy``
 (action probabilities of finished patient chunks of history-dependent policies). After a crash, finished
 policies are loaded instead of recomputed and finished chunks are reused.
+
+Damaged files (every file is written atomically, so only an outside hand or a broken disk damages one):
+
+- a ``manifest.json`` that is not valid JSON or not a manifest stops the run with a :class:`DataError`
+  naming it: without it, the finished results cannot be matched to a config, and guessing could mix two
+  runs. Nothing is deleted; ``--fresh`` (``fresh=True``) starts over, or use another ``out_dir``.
+- a ``policies/<name>.json`` that cannot be read is moved aside to ``<name>.json.corrupt`` and that one
+  policy is computed again (same config, same numbers); the manifest records the note.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sepsis_sdk.errors import UserError
+from sepsis_sdk.errors import DataError, UserError
 from sepsis_sdk.evaluation.results import PolicyResult, ResultLoader
 
 
@@ -80,19 +88,52 @@ class Manifest:
         self.fingerprint = fingerprint
         self.data: dict[str, Any] = {"fingerprint": fingerprint, "policies": {}, "created": time.time()}
         if self.path.exists():
-            old = json.loads(self.path.read_text())
+            old = self._read()
             if old.get("fingerprint") != fingerprint:
                 raise UserError(
-                    f"{self.path}: this directory holds a run with a different config; use another out_dir "
-                    "or fresh=True (--fresh) to start over"
+                    f"{self.path}: this directory holds a run with a different config (or the content of an "
+                    "input file such as the cohort changed); use another out_dir or fresh=True (--fresh) to "
+                    "start over"
                 )
             self.data = old
+
+    def _read(self) -> dict[str, Any]:
+        """The manifest on disk, checked: a damaged one raises DataError (never a silent fresh start)."""
+        how = (
+            "its finished results cannot be matched to a config, so nothing was reused or deleted; rerun "
+            "with --fresh (fresh=True) to start over, or use another out_dir"
+        )
+        try:
+            old = json.loads(self.path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise DataError(f"{self.path}: the run's manifest is not valid JSON ({exc}); {how}") from None
+        if (
+            not isinstance(old, dict)
+            or not isinstance(old.get("fingerprint"), str)
+            or not isinstance(old.get("policies"), dict)
+            or not all(isinstance(v, dict) for v in old["policies"].values())
+        ):
+            raise DataError(
+                f"{self.path}: not a run manifest (needs a 'fingerprint' string and a 'policies' mapping); {how}"
+            )
+        return old
 
     def done(self, name: str) -> bool:
         return self.data["policies"].get(name, {}).get("status") == "done"
 
     def mark(self, name: str, status: str, **extra: Any) -> None:
-        self.data["policies"][name] = {"status": status, "time": time.time(), **extra}
+        """Record ``name``'s status (its notes are kept across status changes)."""
+        notes = self.data["policies"].get(name, {}).get("notes")
+        entry: dict[str, Any] = {"status": status, "time": time.time(), **extra}
+        if notes:
+            entry["notes"] = list(notes)
+        self.data["policies"][name] = entry
+        atomic_write_text(self.path, dumps(self.data))
+
+    def note(self, name: str, text: str) -> None:
+        """Append a note to ``name``'s entry (e.g. why its result was computed again)."""
+        entry = self.data["policies"].setdefault(name, {"status": "pending", "time": time.time()})
+        entry.setdefault("notes", []).append(text)
         atomic_write_text(self.path, dumps(self.data))
 
 
@@ -133,7 +174,18 @@ class RunStore:
         f = self.result_file(name)
         if not (self.manifest.done(name) and f.exists()):
             return None
-        return PolicyResult.from_dict(json.loads(f.read_text()), scorers)
+        try:
+            return PolicyResult.from_dict(json.loads(f.read_text(encoding="utf-8")), scorers)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+            # The result is computed again from the same config; the damaged file is kept for a look.
+            aside = f.with_name(f.name + ".corrupt")
+            os.replace(f, aside)
+            note = (
+                f"{f.name} could not be read ({type(exc).__name__}: {exc}); moved to {aside.name}, recomputed"
+            )
+            self.manifest.mark(name, "redo")
+            self.manifest.note(name, note)
+            return None
 
     def start(self, name: str) -> None:
         self.manifest.mark(name, "running")

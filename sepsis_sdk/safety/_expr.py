@@ -5,6 +5,11 @@ to ``eval``. Every value is a pair ``(values, known)`` of equal-shaped arrays, s
 single decision (arrays of length 1) and a whole cohort at once.
 
 Logic is Kleene's: ``unknown and False`` is False, ``unknown or True`` is True, otherwise unknown.
+
+Size limits (:data:`MAX_CHARS`, :data:`MAX_NODES`, :data:`MAX_DEPTH`) are checked before anything is built:
+a rule file is input, and a 100,000-term expression must be an :class:`ExpressionError`, not a
+``RecursionError`` or ``MemoryError`` deep in the parser. The packaged rules use at most 65 characters,
+25 nodes and depth 6.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from sepsis_sdk.errors import DataError
+
+MAX_CHARS = 4000
+"""Longest rule expression accepted, in characters."""
+MAX_NODES = 1000
+"""Most syntax-tree nodes (names, numbers, operators) in one rule expression."""
+MAX_DEPTH = 40
+"""Deepest nesting of one rule expression (operators inside operators)."""
 
 _CMP: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Lt: operator.lt,
@@ -32,8 +46,42 @@ _ARITH: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-class ExpressionError(ValueError):
-    """An expression uses syntax or names the rule language does not allow."""
+class ExpressionError(DataError):
+    """An expression uses syntax or names the rule language does not allow, or is too large.
+
+    A :class:`~sepsis_sdk.errors.DataError` (and so still a ``ValueError``): rule files are input.
+    """
+
+
+def _short(text: str, n: int = 80) -> str:
+    """``text`` quoted for an error message, cut to ``n`` characters (a rule can be huge)."""
+    return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text)} characters)"
+
+
+def _parse_bounded(text: str) -> ast.Expression:
+    """``ast.parse`` behind the size limits; every failure is an ExpressionError."""
+    if len(text) > MAX_CHARS:
+        raise ExpressionError(
+            f"{_short(text)}: a rule expression may have at most {MAX_CHARS} characters, this one has {len(text)}"
+        )
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"cannot parse {_short(text)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{_short(text)}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    # Iterative walk: the size checks must not recurse themselves.
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise ExpressionError(f"{_short(text)}: more than {MAX_NODES} terms; split the rule")
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"{_short(text)}: nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return tree
 
 
 @dataclass(frozen=True)
@@ -72,10 +120,7 @@ class Expression:
 
 def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
     """Parse ``text`` and check that it only uses allowed syntax and variable names."""
-    try:
-        tree = ast.parse(str(text), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"cannot parse {text!r}: {exc.msg}") from None
+    tree = _parse_bounded(str(text))
     names: set[str] = set()
     in_missing: set[str] = set()
 
@@ -87,13 +132,13 @@ def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
             visit(node.operand, under_missing)
         elif isinstance(node, ast.Compare):
             if not all(type(op) in _CMP for op in node.ops):
-                raise ExpressionError(f"{text!r}: only < <= > >= == != comparisons are allowed")
+                raise ExpressionError(f"{_short(text)}: only < <= > >= == != comparisons are allowed")
             visit(node.left, under_missing)
             for c in node.comparators:
                 visit(c, under_missing)
         elif isinstance(node, ast.BinOp):
             if type(node.op) not in _ARITH:
-                raise ExpressionError(f"{text!r}: only + - * / arithmetic is allowed")
+                raise ExpressionError(f"{_short(text)}: only + - * / arithmetic is allowed")
             visit(node.left, under_missing)
             visit(node.right, under_missing)
         elif isinstance(node, ast.Call):
@@ -104,19 +149,25 @@ def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
                 and not node.keywords
                 and isinstance(node.args[0], ast.Name)
             ):
-                raise ExpressionError(f"{text!r}: the only function is missing(<variable>)")
+                raise ExpressionError(f"{_short(text)}: the only function is missing(<variable>)")
             visit(node.args[0], True)
         elif isinstance(node, ast.Name):
             if node.id not in allowed:
-                raise ExpressionError(f"{text!r}: unknown variable {node.id!r}; known: {sorted(allowed)}")
+                raise ExpressionError(
+                    f"{_short(text)}: unknown variable {node.id!r}; known: {sorted(allowed)}"
+                )
             names.add(node.id)
             if under_missing:
                 in_missing.add(node.id)
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise ExpressionError(f"{text!r}: only numeric constants are allowed, got {node.value!r}")
+                raise ExpressionError(
+                    f"{_short(text)}: only numeric constants are allowed, got {node.value!r}"
+                )
         else:
-            raise ExpressionError(f"{text!r}: {type(node).__name__} is not allowed in a rule expression")
+            raise ExpressionError(
+                f"{_short(text)}: {type(node).__name__} is not allowed in a rule expression"
+            )
 
     visit(tree.body, False)
     return Expression(
@@ -130,7 +181,7 @@ def parse(text: str, allowed: set[str] | frozenset[str]) -> Expression:
 
 def _as_bool(v: Value, text: str) -> Value:
     if v.values.dtype != bool:
-        raise ExpressionError(f"{text!r}: a number was used where a condition is needed")
+        raise ExpressionError(f"{_short(text)}: a number was used where a condition is needed")
     return v
 
 
@@ -209,4 +260,4 @@ def _compile(node: ast.AST, text: str) -> _Fn:
     if isinstance(node, ast.Constant):
         const = Value(np.asarray(float(node.value)), np.asarray(True))
         return lambda env: const
-    raise ExpressionError(f"{text!r}: cannot evaluate {type(node).__name__}")  # pragma: no cover
+    raise ExpressionError(f"{_short(text)}: cannot evaluate {type(node).__name__}")  # pragma: no cover

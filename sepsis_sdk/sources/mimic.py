@@ -128,6 +128,40 @@ class _Problems:
 # ------------------------------------------------------------------------------------------ reading
 
 
+# Leading bytes of compressed files pandas reads as CSV (it infers the codec from the suffix).
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"PK\x03\x04", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
+def _sniff(p: Path) -> Literal["parquet", "csv", "compressed", "json", "binary"]:
+    """What a file holds, from its first bytes (not its suffix): the check before a table is read.
+
+    A JSON file (a PatientHistory, a trace) read as CSV would report "a header but no data rows"; a binary
+    file would report a decoding error deep in the CSV parser. Both are named for what they are instead.
+    """
+    with p.open("rb") as fh:
+        head = fh.read(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(_COMPRESSED_MAGIC):
+        return "compressed"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text[:1] in (b"{", b"["):
+        return "json"
+    if b"\x00" in head:
+        return "binary"
+    return "csv"
+
+
+def _not_a_table(kind: str, src: str) -> CohortValidationError:
+    if kind == "json":
+        return CohortValidationError(
+            "a JSON file, not a CSV or Parquet table (a PatientHistory JSON is read by "
+            "`sepsis-sdk recommend --patient`, not by `data validate`)",
+            source=src,
+        )
+    return CohortValidationError("not a text CSV file (binary content) nor a Parquet file", source=src)
+
+
 def _read_table(path: str | Path) -> pd.DataFrame:
     """Read CSV (optionally compressed) or Parquet into a DataFrame; raise CohortValidationError if unreadable."""
     import pandas as pd
@@ -140,9 +174,10 @@ def _read_table(path: str | Path) -> pd.DataFrame:
         raise CohortValidationError("is a directory, not a file", source=src)
     if p.stat().st_size == 0:
         raise CohortValidationError("file is empty (0 bytes)", source=src)
-    with p.open("rb") as fh:
-        magic = fh.read(4)
-    if magic == b"PAR1" or p.suffix.lower() in _PARQUET_SUFFIXES:
+    kind = _sniff(p)
+    if kind in ("json", "binary") and p.suffix.lower() not in _PARQUET_SUFFIXES:
+        raise _not_a_table(kind, src)
+    if kind == "parquet" or p.suffix.lower() in _PARQUET_SUFFIXES:
         try:
             df = pd.read_parquet(p)
         except Exception as exc:
@@ -181,10 +216,11 @@ def detect_format(path: str | Path) -> Format:
     p = Path(path)
     if not p.is_file():
         raise CohortValidationError("file does not exist", source=str(p))
-    with p.open("rb") as fh:
-        magic = fh.read(4)
+    kind = _sniff(p)
+    if kind in ("json", "binary") and p.suffix.lower() not in _PARQUET_SUFFIXES:
+        raise _not_a_table(kind, str(p))
     try:
-        if magic == b"PAR1" or p.suffix.lower() in _PARQUET_SUFFIXES:
+        if kind == "parquet" or p.suffix.lower() in _PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
             columns = pq.read_schema(p).names
