@@ -162,6 +162,7 @@ def write_report(
     plots: bool = True,
     scoring: str = "project",
     benchmark: object = None,
+    empty_checklist: str = "zero",
 ) -> ReportFiles:
     """Write ``report.md``, ``summary.csv``, ``tasks.csv``, ``agreement.csv`` and two bar charts.
 
@@ -172,10 +173,17 @@ def write_report(
         plots: draw ``by_dimension.png`` and ``by_category.png``.
         scoring: ``"project"`` (default) or ``"reference"`` (see :func:`summarize`); the report names it.
         benchmark: passed to :func:`summarize` (reference mode on old result files).
+        empty_checklist: passed to :func:`summarize` (reference mode, ``d11..d55`` rubrics graded here).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(records, n_tasks=n_tasks, scoring=scoring, benchmark=benchmark)  # type: ignore[arg-type]
+    summaries = summarize(
+        records,
+        n_tasks=n_tasks,
+        scoring=scoring,  # type: ignore[arg-type]
+        benchmark=benchmark,
+        empty_checklist=empty_checklist,  # type: ignore[arg-type]
+    )
     agree = agreement(records)
     md = out / "report.md"
     md.write_text(render_markdown(summaries, agree), encoding="utf-8")

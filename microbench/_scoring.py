@@ -260,6 +260,7 @@ def summarize(
     n_tasks: int = 459,
     scoring: Scoring = "project",
     benchmark: Any = None,
+    empty_checklist: Literal["zero", "drop"] = "zero",
 ) -> list[Summary]:
     """One :class:`Summary` per (video set, judge), sorted by overall score (best first).
 
@@ -270,19 +271,34 @@ def summarize(
             MicroVerse scripts' numbers; see the module docstring for every rule).
         benchmark: the loaded :class:`~sepsis_sdk.microbench.Benchmark`; only needed in reference mode
             for result files written before records carried each criterion's upstream number.
+        empty_checklist: reference mode, records graded here on a ``d11..d55`` rubric (the reference
+            would have asked its judge with an empty checklist, which was never done here): ``"zero"``
+            (default) scores them 0/0 and keeps the task, as the reference does when that judge answers
+            a non-empty list; ``"drop"`` drops the task, as it does when the judge answers ``[]``. Records
+            imported from the reference carry the real answer and ignore this.
 
     Raises:
-        UserError: an unknown ``scoring``.
+        UserError: an unknown ``scoring`` or ``empty_checklist``.
     """
     if scoring not in SCORING_MODES:
         raise UserError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
+    if empty_checklist not in ("zero", "drop"):
+        raise UserError(f"empty_checklist must be 'zero' or 'drop', got {empty_checklist!r}")
     groups: dict[tuple[str, str], dict[int, dict[str, VerdictRecord]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     for r in records:
         groups[(r.model, r.judge)][r.task][r.dimension] = r
     out = [
-        _summarize_group(model, judge, tasks, n_tasks=n_tasks, scoring=scoring, benchmark=benchmark)
+        _summarize_group(
+            model,
+            judge,
+            tasks,
+            n_tasks=n_tasks,
+            scoring=scoring,
+            benchmark=benchmark,
+            drop_blind=empty_checklist == "drop",
+        )
         for (model, judge), tasks in groups.items()
     ]
     out.sort(key=lambda x: (-(x.overall if x.overall is not None else -1.0), x.model, x.judge))
@@ -297,13 +313,16 @@ def _keys_of(r: VerdictRecord, benchmark: Any) -> tuple[str, ...]:
     return tuple(str(k) for k in range(1, len(r.scores) + 1))  # files from before keys were recorded
 
 
-def _score_record(r: VerdictRecord, scoring: str, benchmark: Any) -> DimensionScore | None:
+def _score_record(r: VerdictRecord, scoring: str, benchmark: Any, drop_blind: bool) -> DimensionScore | None:
     if scoring == "project":
         return score_dimension(r.scores, r.weights, r.signs)
+    keys = _keys_of(r, benchmark)
     scores: Sequence[Any] | None = r.reference_scores
-    if scores is None:
+    if scores is None and not r.blind:  # graded here
         scores = r.scores if r.error is None else None  # a failed or rejected verdict: no reply upstream
-    return score_dimension_reference(scores, _keys_of(r, benchmark), r.weights, r.signs)
+        if drop_blind and not reference_checklist(keys):
+            scores = None  # assume the judge answered the empty checklist with []
+    return score_dimension_reference(scores, keys, r.weights, r.signs)
 
 
 def _count_record(s: Summary, r: VerdictRecord, errors: dict[str, int], usage: dict[str, float]) -> None:
@@ -326,6 +345,7 @@ def _summarize_group(
     n_tasks: int,
     scoring: str,
     benchmark: Any,
+    drop_blind: bool,
 ) -> Summary:
     s = Summary(model=model, judge=judge, n_tasks=n_tasks, scoring=scoring)
     usage: dict[str, float] = defaultdict(float)
@@ -338,7 +358,7 @@ def _summarize_group(
             _count_record(s, r, errors, usage)
         if set(dims) != set(DIMENSIONS):
             continue
-        scored = {d: _score_record(dims[d], scoring, benchmark) for d in DIMENSIONS}
+        scored = {d: _score_record(dims[d], scoring, benchmark, drop_blind) for d in DIMENSIONS}
         if any(v is None for v in scored.values()):
             continue
         ts = score_task(task, dims["scientific"].category, scored)  # type: ignore[arg-type]

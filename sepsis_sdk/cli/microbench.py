@@ -222,6 +222,13 @@ def report(
         help="Benchmark folder; only needed with --scoring reference for result files written before "
         "records carried criterion numbers.",
     ),
+    empty_checklist: str = typer.Option(
+        "zero",
+        "--empty-checklist",
+        help="--scoring reference, d11..d55 rubrics graded by this SDK (the reference would have shown an "
+        "empty checklist): zero (score 0/0, keep the task) or drop (drop the task, as the reference does "
+        "when its judge answers []). Imported reference results carry the real answer.",
+    ),
 ) -> None:
     """Write report.md, summary.csv, tasks.csv, agreement.csv and plots per dimension and category."""
     from sepsis_sdk.microbench import load_benchmark, read_many, write_report
@@ -229,7 +236,13 @@ def report(
     with friendly_errors():
         bench = load_benchmark(source) if source is not None else None
         files = write_report(
-            read_many(results), out, n_tasks=n_tasks, plots=plots, scoring=scoring, benchmark=bench
+            read_many(results),
+            out,
+            n_tasks=n_tasks,
+            plots=plots,
+            scoring=scoring,
+            benchmark=bench,
+            empty_checklist=empty_checklist,
         )
     console.print(files.markdown.read_text(encoding="utf-8"), markup=False)
     console.print(
