@@ -41,17 +41,23 @@ class AgentOptions:
             (on top of the chat model's own retries) before the guard's fallback acts.
         history_steps: steps of history shown in the prompt.
         system_prompt: replaces the default system prompt.
+        deadline_s: the decision's total deadline in seconds (every model call, tool and retry of one
+            ``invoke``); once it passes, no further model call is made, the fallback acts and the trace
+            says so (``failure_kind`` ``"deadline"``). ``None``: no deadline.
     """
 
     max_retries: int = 1
     history_steps: int = 6
     system_prompt: str | None = None
+    deadline_s: float | None = 300.0
 
     def __post_init__(self) -> None:
         if self.max_retries < 0 or self.history_steps < 1:
             raise UserError(
                 f"need max_retries >= 0 and history_steps >= 1; got {self.max_retries}, {self.history_steps}"
             )
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise UserError(f"deadline_s must be > 0 seconds or None, got {self.deadline_s}")
 
     def replace(self, **changes: Any) -> Any:
         """A copy with ``changes`` (validated again)."""
@@ -203,8 +209,12 @@ class AgentContext(Generic[OptionsT]):
             from sepsis_sdk.world_model.value import as_continuation
 
             continuation = as_continuation(continuation, world_model=world_model)
+        chat = as_chat_model(model)
+        check = getattr(chat, "check_config", None)
+        if callable(check):  # configuration errors raise here, at graph build, not as a fallback later
+            check()
         return cls(
-            model=as_chat_model(model),
+            model=chat,
             tools=as_registry(tools).copy(),
             guard=configured_guard(guard, fallback, safety, world_model, continuation),
             world_model=world_model,

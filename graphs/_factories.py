@@ -68,6 +68,7 @@ def build_psr_graph(
     max_retries: int | None = None,
     history_steps: int | None = None,
     system_prompt: str | None = None,
+    deadline_s: float | None = None,
     options: PSROptions | None = None,
     name: str = "psr",
 ) -> Any:
@@ -96,6 +97,8 @@ def build_psr_graph(
         max_retries: extra attempts of a failed LLM call, after the chat model's own retries (default 1).
         history_steps: steps of history in the prompt (default 6).
         system_prompt: replaces the default system prompt.
+        deadline_s: the decision's total deadline in seconds (default 300): after it no model call is
+            made, the fallback acts and the trace says so (``fallback_reason.kind == "deadline"``).
         options: a :class:`PSROptions` holding all of the above options at once; keyword arguments given
             here override its values.
         name: the graph's name.
@@ -105,7 +108,7 @@ def build_psr_graph(
     """
     opts = _options(PSROptions, options, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
                     n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
-                    system_prompt=system_prompt)  # fmt: skip
+                    system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
     ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
                               fallback=fallback, safety=safety, options=opts, graph=name,
                               continuation=continuation)  # fmt: skip
@@ -135,6 +138,7 @@ def build_direct_graph(
     max_retries: int | None = None,
     history_steps: int | None = None,
     system_prompt: str | None = None,
+    deadline_s: float | None = None,
     options: DirectOptions | None = None,
     name: str = "direct",
 ) -> Any:
@@ -145,7 +149,7 @@ def build_direct_graph(
     :func:`build_psr_graph`.
     """
     opts = _options(DirectOptions, options, max_retries=max_retries, history_steps=history_steps,
-                    system_prompt=system_prompt)  # fmt: skip
+                    system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
     ctx = AgentContext.create(model, tools=[], world_model=world_model, guard=guard, fallback=fallback,
                               safety=safety, options=opts, graph=name, continuation=continuation)  # fmt: skip
     b = _builder(ctx, {"observe": N.observe, "decide": N.decide, "guard": N.guard, "prescribe": N.prescribe})
@@ -177,6 +181,7 @@ def build_tool_calling_graph(
     max_retries: int | None = None,
     history_steps: int | None = None,
     system_prompt: str | None = None,
+    deadline_s: float | None = None,
     options: ToolCallingOptions | None = None,
     name: str = "tool_calling",
 ) -> Any:
@@ -200,7 +205,7 @@ def build_tool_calling_graph(
     """
     opts = _options(ToolCallingOptions, options, horizon=horizon, n_samples=n_samples, max_turns=max_turns,
                     extra_tools=extra_tools, seed=seed, max_retries=max_retries, history_steps=history_steps,
-                    system_prompt=system_prompt)  # fmt: skip
+                    system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
     ctx = AgentContext.create(model, tools=protocol_registry(tools, opts.extra_tools), world_model=world_model,
                               guard=guard, fallback=fallback, safety=safety, options=opts, graph=name,
                               continuation=continuation)  # fmt: skip

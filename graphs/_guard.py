@@ -55,6 +55,8 @@ class GuardResult:
         reasons: why (rule ids and values, inadmissibility, failures).
         fallback: name of the policy that acted on a failure, if any.
         fallback_detail: what the fallback reported (e.g. the planner's scores).
+        failure_kind: why the fallback acted (``"transport"``, ``"timeout"``, ``"deadline"``,
+            ``"invalid_output"``, ``"no_action"``); ``None`` when it did not.
     """
 
     action: int
@@ -64,6 +66,7 @@ class GuardResult:
     reasons: list[str] = field(default_factory=list)
     fallback: str | None = None
     fallback_detail: dict[str, Any] | None = None
+    failure_kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The verdict as a JSON-serialisable dict (with the final action's levels)."""
@@ -78,6 +81,7 @@ class GuardResult:
             "reasons": self.reasons,
             "fallback": self.fallback,
             "fallback_detail": self.fallback_detail,
+            "failure_kind": self.failure_kind,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -187,10 +191,12 @@ class Guard:
         schema: FeatureSchema | None = None,
         *,
         failure: str | None = None,
+        failure_kind: str | None = None,
     ) -> GuardResult:
         """The final action for ``history`` given the model's ``action`` (or its ``failure``).
 
         ``schema`` says how the history's values are stored (default: inferred from its feature names).
+        ``failure_kind`` says why the model failed (recorded in the result when the fallback acts).
         """
         schema = schema if schema is not None else infer_schema(history)
         proposed = 0
@@ -198,13 +204,15 @@ class Guard:
             try:
                 proposed = validate_index(action)
             except InvalidActionError as exc:
-                failure = f"invalid action from the model: {exc}"
+                failure, failure_kind = f"invalid action from the model: {exc}", "invalid_output"
         elif failure is None:
-            failure = "the model gave no action"
+            failure, failure_kind = "the model gave no action", "no_action"
         notes: list[str] = []
         ok = self._allowed(history, schema, notes)
         if failure is not None:
-            return self._on_failure(history, schema, ok, failure, notes)
+            result = self._on_failure(history, schema, ok, failure, notes)
+            result.failure_kind = failure_kind or "invalid_output"
+            return result
         if ok[proposed]:
             return GuardResult(action=proposed, proposed=proposed, source="model", reasons=notes)
         why = self._why(history, proposed, schema)

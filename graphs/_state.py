@@ -40,6 +40,11 @@ class AgentState(TypedDict, total=False):
         critique: the judge's per-candidate critique of the current round.
         choice: the model's chosen action ``{action, rationale, decision}`` before the guard.
         failure: why the model could not decide (beyond retries); the guard then uses the fallback.
+        failure_kind: what kind of failure (see :data:`FAILURE_KINDS`): ``"transport"`` (429/5xx or a
+            lost connection, after retries), ``"timeout"`` (a call's total deadline), ``"deadline"`` (the
+            decision's deadline), ``"invalid_output"`` (replies that never validated or no valid
+            prescription), ``"no_action"``. Configuration errors never get here: they raise.
+        deadline_at: wall-clock time (``time.time()``) by which the decision must be made (by ``observe``).
         final: the prescription ``{action, fluid, vaso, rationale, source, overridden, reasons}``.
         events: the trace: one JSON-serialisable record per notable step (appended to).
         usage: LLM tokens, calls and latency (summed).
@@ -55,10 +60,16 @@ class AgentState(TypedDict, total=False):
     critique: dict[str, Any] | None
     choice: dict[str, Any] | None
     failure: str | None
+    failure_kind: str | None
+    deadline_at: float | None
     final: dict[str, Any] | None
     events: Annotated[list[dict[str, Any]], operator.add]
     usage: Annotated[dict[str, Any], merge_usage]
     turns: int
+
+
+#: Why a fallback acted (``final["failure_kind"]`` and ``trace["fallback_reason"]["kind"]``).
+FAILURE_KINDS = ("transport", "timeout", "deadline", "invalid_output", "no_action")
 
 
 # ---------------------------------------------------------------------------------------------- LLM outputs

@@ -6,9 +6,12 @@ import json
 import math
 from typing import Any
 
+from sepsis_sdk.llm import redact_obj
+
 
 def _clean(x: Any) -> Any:
-    """Make a value strict-JSON safe (NaN/inf -> None, tuples -> lists, objects -> str)."""
+    """Make a value strict-JSON safe (NaN/inf -> None, tuples -> lists, objects -> str); secrets are
+    redacted from the result by :func:`build_trace` and :func:`dump_trace`."""
     if isinstance(x, dict):
         return {str(k): _clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -29,7 +32,9 @@ def build_trace(state: dict[str, Any]) -> dict[str, Any]:
 
     Keys: ``graph``, ``patient_id``, ``t``, ``final`` (action, levels, source, rationale, guard reasons),
     ``proposals``, ``simulations``, ``critiques``, ``choices``, ``tool_calls``, ``errors``, ``guard``,
-    ``fallback`` (``None`` unless the fallback acted), ``usage`` (tokens, calls, LLM latency),
+    ``fallback`` (``None`` unless the fallback acted), ``fallback_reason`` (``{"kind", "detail"}`` when
+    it acted: ``kind`` one of ``"transport"``, ``"timeout"``, ``"deadline"``, ``"invalid_output"``,
+    ``"no_action"``), ``usage`` (tokens, calls, LLM latency),
     ``latency_s`` (wall time of the run), ``events`` (everything, in order).
     """
     events = list(state.get("events", []))
@@ -52,6 +57,11 @@ def build_trace(state: dict[str, Any]) -> dict[str, Any]:
         "overridden": bool(final.get("overridden")),
         "guard_reasons": final.get("reasons", []),
         "fallback": final.get("fallback") if final.get("source") == "fallback" else None,
+        "fallback_reason": (
+            {"kind": final.get("failure_kind"), "detail": (final.get("reasons") or [None])[0]}
+            if final.get("source") == "fallback"
+            else None
+        ),
         "proposals": of("proposal"),
         "simulations": of("simulation"),
         "critiques": of("critique"),
@@ -64,7 +74,7 @@ def build_trace(state: dict[str, Any]) -> dict[str, Any]:
         "rounds": state.get("round", 0),
         "events": events,
     }
-    return _clean(trace)
+    return redact_obj(_clean(trace))
 
 
 def dump_trace(state_or_trace: dict[str, Any], path: str | None = None, *, indent: int = 2) -> str:
@@ -74,7 +84,7 @@ def dump_trace(state_or_trace: dict[str, Any], path: str | None = None, *, inden
         if "events" in state_or_trace and "final" in state_or_trace and "graph" in state_or_trace
         else build_trace(state_or_trace)
     )
-    text = json.dumps(_clean(trace), indent=indent, allow_nan=False)
+    text = json.dumps(redact_obj(_clean(trace)), indent=indent, allow_nan=False)
     if path is not None:
         from pathlib import Path
 

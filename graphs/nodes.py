@@ -15,7 +15,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sepsis_sdk.actions import Action
-from sepsis_sdk.errors import LLMError
+from sepsis_sdk.errors import (
+    InvalidActionError,
+    LLMConfigError,
+    LLMError,
+    LLMOutputError,
+    LLMTimeoutError,
+    ModelError,
+    PatientSchemaError,
+    RealRequestBlockedError,
+)
 from sepsis_sdk.graphs import _prompts as P
 from sepsis_sdk.graphs._context import AgentContext, context_of
 from sepsis_sdk.graphs._critique import candidate_evidence, render_critique, simulation_rubric, verdict_score
@@ -27,7 +36,7 @@ from sepsis_sdk.graphs._state import (
     action_dict,
     as_history,
 )
-from sepsis_sdk.llm import call_structured
+from sepsis_sdk.llm import call_deadline, call_structured, redact
 from sepsis_sdk.render import render_history
 from sepsis_sdk.safety import hard_rule_mask, violations
 from sepsis_sdk.tools import ToolContext, ToolResult
@@ -47,7 +56,23 @@ def tool_context(state: AgentState, context: Any) -> ToolContext:
 def _failure(step: str, ctx: AgentContext[Any], events: list[dict[str, Any]]) -> str:
     """The trace's failure text after a model call that never gave valid output."""
     last = events[-1]["error"] if events else "no output"
-    return f"{step} failed after {1 + ctx.options.max_retries} attempt(s): {last}"
+    tries = len([e for e in events if e.get("type") == "error" and e.get("kind") != "deadline"])
+    return f"{step} failed after {tries} attempt(s): {last}"
+
+
+def _failure_update(step: str, ctx: AgentContext[Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """``failure`` and ``failure_kind`` for the state after a model call that never gave valid output."""
+    kind = events[-1].get("kind", "invalid_output") if events else "invalid_output"
+    return {"failure": _failure(step, ctx, events), "failure_kind": kind}
+
+
+def failure_kind_of(exc: BaseException) -> str:
+    """The fallback reason kind of a run-time model failure (configuration errors never get one)."""
+    if isinstance(exc, LLMTimeoutError):
+        return "timeout"
+    if isinstance(exc, LLMOutputError):
+        return "invalid_output"
+    return "transport"
 
 
 def _usage_update(reply: Any, latency: float) -> dict[str, Any]:
@@ -64,13 +89,25 @@ def _usage_update(reply: Any, latency: float) -> dict[str, Any]:
 
 
 def call_model(
-    context: Any, node: str, fn: Callable[[], Any]
+    context: Any, node: str, fn: Callable[[], Any], *, deadline_at: float | None = None
 ) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
-    """Call the model (``fn``) with up to ``options.max_retries`` extra attempts on :class:`LLMError`.
+    """Call the model (``fn``) with up to ``options.max_retries`` extra attempts on a run-time failure.
 
     ``fn`` returns a :class:`~sepsis_sdk.llm.ChatResponse` or a :class:`~sepsis_sdk.llm.StructuredResponse`
     (see :func:`~sepsis_sdk.llm.call_structured`); tokens and cost are that reply's own, so concurrent
     decisions on one model each record exactly theirs. Latency is measured here.
+
+    Only run-time failures are caught (transport errors after the chat model's own retries, timeouts,
+    replies that do not validate): each becomes an error event with its ``kind``, and after the last
+    attempt the caller hands the decision to the fallback. Configuration errors
+    (:class:`~sepsis_sdk.errors.LLMConfigError`, a missing dependency, a bad model path) raise.
+
+    Args:
+        context: the run context (or a node's ``runtime``).
+        node: the node's name in events.
+        fn: the call.
+        deadline_at: the decision's deadline (``time.time()``, from ``state["deadline_at"]``): no attempt
+            starts after it, and each runs within the time left (:func:`~sepsis_sdk.llm.call_deadline`).
 
     Returns:
         ``(reply, or its value for a structured reply, or None; usage update; error events)``.
@@ -79,23 +116,35 @@ def call_model(
     events: list[dict[str, Any]] = []
     usage: dict[str, Any] = {}
     for attempt in range(1 + max(0, ctx.options.max_retries)):
+        left = None if deadline_at is None else deadline_at - time.time()
+        if left is not None and left <= 0:
+            events.append(_deadline_event(node, attempt + 1, ctx))
+            break
         t0 = time.perf_counter()
         try:
-            out = fn()
+            with call_deadline(left):
+                out = fn()
+        except (LLMConfigError, RealRequestBlockedError):
+            raise  # configuration (or a test's blocked request) is not a model failure: never a fallback
         except LLMError as exc:
             usage = _add(usage, {"llm_latency_s": time.perf_counter() - t0, "llm_errors": 1})
-            events.append(
-                {
-                    "node": node,
-                    "type": "error",
-                    "attempt": attempt + 1,
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-            )
+            kind = failure_kind_of(exc)
+            if kind == "timeout" and deadline_at is not None and time.time() >= deadline_at - 0.05:
+                kind = "deadline"
+            events.append({"node": node, "type": "error", "attempt": attempt + 1, "kind": kind,
+                           "error": redact(f"{type(exc).__name__}: {exc}")})  # fmt: skip
+            if kind == "deadline":
+                break
             continue
         usage = _add(usage, _usage_update(out, time.perf_counter() - t0))
         return getattr(out, "value", out), usage, events
     return None, usage, events
+
+
+def _deadline_event(node: str, attempt: int, ctx: AgentContext[Any]) -> dict[str, Any]:
+    return {"node": node, "type": "error", "attempt": attempt, "kind": "deadline",
+            "error": f"the decision's deadline ({ctx.options.deadline_s} s) passed before {node} could "
+                     "call the model"}  # fmt: skip
 
 
 def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -110,17 +159,48 @@ def _system(ctx: AgentContext[Any], default: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- nodes
+def check_patient(ctx: AgentContext[Any], history: Any) -> None:
+    """Raise :class:`~sepsis_sdk.errors.PatientSchemaError` if ``history`` does not fit the world model.
+
+    Every graph runs this in ``observe``, before any model call: a patient with other features than the
+    world model's schema (names, count, NaN marked observed, past actions outside 0-24) is bad input, not
+    something to discover in a simulation error after the LLM has been paid.
+    """
+    wm = ctx.world_model
+    batch = getattr(wm, "batch", None)
+    if wm is None or not callable(batch):
+        return
+    try:
+        batch([history])
+    except (ModelError, InvalidActionError) as exc:
+        schema = getattr(wm, "schema", None)
+        n = len(schema) if schema is not None else "?"
+        raise PatientSchemaError(
+            f"patient {history.patient_id!r} ({len(history.feature_names or history.current.values)} "
+            f"features) does not fit the world model's schema {getattr(schema, 'name', '?')!r} ({n} "
+            f"features): {exc}"
+        ) from exc
+
+
 def observe(state: AgentState, runtime: Runtime[AgentContext[Any]]) -> dict[str, Any]:
-    """Validate the history and render it as prompt text."""
+    """Validate the history against the world model's schema and render it as prompt text.
+
+    Raises:
+        PatientSchemaError: the patient does not fit the world model (see :func:`check_patient`).
+    """
     ctx = context_of(runtime)
     h = as_history(state["history"])
+    check_patient(ctx, h)
     text = render_history(h, ctx.schema_for(h), ctx.options.history_steps)
+    deadline_s = ctx.options.deadline_s
     return {
         "history": h,
         "observation": text,
         "round": 0,
         "turns": 0,
         "failure": None,
+        "failure_kind": None,
+        "deadline_at": None if deadline_s is None else time.time() + float(deadline_s),
         "choice": None,
         "candidates": [],
         "simulation": None,
@@ -145,9 +225,10 @@ def propose(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> di
         _system(ctx, P.SYSTEM),
         {"role": "user", "content": P.propose_prompt(state["observation"], k, feedback)},
     ]
-    out, usage, events = call_model(ctx, "propose", lambda: call_structured(ctx.model, messages, Proposals))
+    out, usage, events = call_model(ctx, "propose", lambda: call_structured(ctx.model, messages, Proposals),
+                                    deadline_at=state.get("deadline_at"))  # fmt: skip
     if out is None:
-        return {"round": rnd, "failure": _failure("propose", ctx, events), "usage": usage, "events": events}
+        return {"round": rnd, **_failure_update("propose", ctx, events), "usage": usage, "events": events}
     seen: list[int] = []
     cands = []
     for c in out.candidates:
@@ -259,10 +340,11 @@ def refine(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dic
     events: list[dict[str, Any]] = [
         {"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}
     ]
-    out, usage, errs = call_model(ctx, "refine", lambda: call_structured(ctx.model, messages, RefineDecision))
+    out, usage, errs = call_model(ctx, "refine", lambda: call_structured(ctx.model, messages, RefineDecision),
+                                  deadline_at=state.get("deadline_at"))  # fmt: skip
     events += errs
     if out is None:
-        return {"critique": crit, "failure": _failure("refine", ctx, errs), "usage": usage, "events": events}
+        return {"critique": crit, **_failure_update("refine", ctx, errs), "usage": usage, "events": events}
     decision = out.decision if rounds_left > 0 else "commit"
     choice = action_dict(
         Action(fluid=out.fluid, vaso=out.vaso).index,
@@ -279,9 +361,10 @@ def decide(state: AgentState, runtime: Runtime[AgentContext[DirectOptions]]) -> 
     """Direct graph: the model prescribes from the patient text alone (no tools)."""
     ctx = context_of(runtime)
     messages = [_system(ctx, P.SYSTEM), {"role": "user", "content": P.direct_prompt(state["observation"])}]
-    out, usage, events = call_model(ctx, "decide", lambda: call_structured(ctx.model, messages, Prescription))
+    out, usage, events = call_model(ctx, "decide", lambda: call_structured(ctx.model, messages, Prescription),
+                                    deadline_at=state.get("deadline_at"))  # fmt: skip
     if out is None:
-        return {"failure": _failure("decide", ctx, events), "usage": usage, "events": events}
+        return {**_failure_update("decide", ctx, events), "usage": usage, "events": events}
     choice = action_dict(
         Action(fluid=out.fluid, vaso=out.vaso).index, rationale=out.rationale, decision="commit"
     )
@@ -297,7 +380,11 @@ def guard(state: AgentState, runtime: Runtime[AgentContext[Any]]) -> dict[str, A
     failure = state.get("failure")
     t0 = time.perf_counter()
     res = ctx.guard.check(
-        h, choice.get("action") if not failure else None, ctx.schema_for(h), failure=failure
+        h,
+        choice.get("action") if not failure else None,
+        ctx.schema_for(h),
+        failure=failure,
+        failure_kind=state.get("failure_kind"),
     )
     ev = {
         "node": "guard",
@@ -360,15 +447,13 @@ def agent(state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]])
     turn = int(state.get("turns", 0)) + 1
     msgs = list(state.get("messages", []))
     out, usage, events = call_model(
-        ctx, "agent", lambda: ctx.model.complete(msgs, tools=protocol_tools(ctx), tool_choice="auto")
+        ctx,
+        "agent",
+        lambda: ctx.model.complete(msgs, tools=protocol_tools(ctx), tool_choice="auto"),
+        deadline_at=state.get("deadline_at"),
     )
     if out is None:
-        return {
-            "turns": turn,
-            "failure": _failure("model call", ctx, events),
-            "usage": usage,
-            "events": events,
-        }
+        return {"turns": turn, **_failure_update("model call", ctx, events), "usage": usage, "events": events}
     new: list[dict[str, Any]] = [out.as_message()]
     calls = list(out.tool_calls)
     events.append({"node": "agent", "type": "model_turn", "turn": turn, "text": out.text, "usage": usage,
@@ -384,6 +469,7 @@ def agent(state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]])
             upd["messages"] = new
             if turn >= max_turns:
                 upd["failure"] = f"no valid prescription after {turn} turns: {res.content}"
+                upd["failure_kind"] = "invalid_output"
             return upd
         new.append({"role": "tool", "tool_call_id": presc.id, "content": res.content})
         upd["messages"] = new
@@ -393,9 +479,10 @@ def agent(state: AgentState, runtime: Runtime[AgentContext[ToolCallingOptions]])
     if not calls:
         new.append({"role": "user", "content": P.NUDGE})
         if turn >= max_turns:
-            upd["failure"] = f"no prescription after {turn} turns"
+            upd["failure"], upd["failure_kind"] = f"no prescription after {turn} turns", "no_action"
     elif turn >= max_turns:
         upd["failure"] = f"no prescription after {turn} turns (still calling tools)"
+        upd["failure_kind"] = "no_action"
     return upd
 
 

@@ -25,7 +25,15 @@ from typing import Any
 
 
 class SepsisSDKError(Exception):
-    """Root of every error raised on purpose by sepsis-sdk."""
+    """Root of every error raised on purpose by sepsis-sdk.
+
+    Attributes:
+        exit_code: the exit status of a ``sepsis-sdk`` command that this error ends (class attribute).
+            2 means bad input or usage, the default for every error raised on purpose; a subclass for a
+            failure of the SDK itself may set 1. See the exit-code table in ``docs/cli.md``.
+    """
+
+    exit_code: int = 2
 
 
 class UserError(SepsisSDKError, ValueError):
@@ -121,7 +129,12 @@ class VideoError(SepsisSDKError, RuntimeError):
     """A video could not be decoded or sampled."""
 
 
+class ClusterError(SepsisSDKError, RuntimeError):
+    """A Ray cluster could not be reached (the message names the address) or lost a task for good."""
+
+
 __all__ = [
+    "ClusterError",
     "CohortValidationError",
     "DataError",
     "InvalidActionError",
@@ -129,15 +142,67 @@ __all__ = [
     "LLMCallError",
     "LLMError",
     "LLMOutputError",
-class ClusterError(SepsisSDKError, RuntimeError):
-    """A Ray cluster could not be reached (the message names the address) or lost a task for good."""
-
-
     "MissingDependencyError",
-    "ClusterError",
     "ModelError",
     "RealRequestBlockedError",
     "SepsisSDKError",
     "UserError",
     "VideoError",
 ]
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+# Appended (fail loudly): configuration errors raise, transient failures and deadlines may use a fallback.
+#
+#   LLMCallError
+#   ├── LLMConfigError   the model cannot work as configured (also a UserError): raise, never fall back
+#   └── LLMTimeoutError  a call ran past its total deadline (transient: a graph's fallback may act)
+#   DataError
+#   └── PatientSchemaError  a patient's features do not match the world model's schema
+
+
+class LLMConfigError(LLMCallError, UserError):
+    """A chat model cannot work as configured; raised at graph build or the first call, never a fallback.
+
+    Examples: an unknown provider, a local model or adapter path that does not exist, rejected credentials
+    (401/403), an unknown model or endpoint (404), a request the server refuses as malformed (400), or no
+    server at the address on the first call (connection refused; a *timeout* is transient instead).
+
+    Attributes:
+        kind: a short label of the problem (``"auth"``, ``"not_found"``, ``"bad_request"``,
+            ``"unreachable"``, ``"provider"``, ``"path"``, ``"dependency"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status_code: int | None = None,
+        attempts: int = 1,
+        kind: str = "config",
+    ):
+        super().__init__(message, model=model, status_code=status_code, attempts=attempts)
+        self.kind = kind
+
+
+class LLMTimeoutError(LLMCallError):
+    """A call (all its attempts, waits and re-asks) ran past its total deadline.
+
+    Attributes:
+        deadline_s: the deadline in seconds that was exceeded.
+    """
+
+    def __init__(self, message: str, *, model: str = "", deadline_s: float | None = None, attempts: int = 1):
+        super().__init__(message, model=model, status_code=None, attempts=attempts)
+        self.deadline_s = deadline_s
+
+
+class PatientSchemaError(DataError):
+    """A patient history does not fit the world model's feature schema (names, count or values).
+
+    Raised by the graphs before any model call, so a mismatch never reaches the LLM or the trace only.
+    """
+
+
+__all__ += ["LLMConfigError", "LLMTimeoutError", "PatientSchemaError"]

@@ -24,12 +24,14 @@ from sepsis_sdk.llm._base import (
     acall_structured,
     call_structured,
 )
+from sepsis_sdk.llm._deadline import call_deadline
 from sepsis_sdk.llm._guard import (
     allow_real_requests,
     block_real_requests,
     real_requests_allowed,
     set_real_requests_allowed,
 )
+from sepsis_sdk.llm._redact import redact, redact_obj, register_secret
 from sepsis_sdk.llm._retry import Backoff
 
 _LAZY: dict[str, str] = {
@@ -57,8 +59,12 @@ __all__ = sorted(
         "acall_structured",
         "allow_real_requests",
         "block_real_requests",
+        "call_deadline",
         "call_structured",
         "real_requests_allowed",
+        "redact",
+        "redact_obj",
+        "register_secret",
         "set_real_requests_allowed",
         *_LAZY,
     ]

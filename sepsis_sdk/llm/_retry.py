@@ -57,6 +57,65 @@ def is_retryable(exc: BaseException) -> bool:
     return bool(names.intersection(_TRANSIENT_NAMES))
 
 
+# Client errors that say the configuration is wrong (not this one request): raised, never a fallback.
+CONFIG_STATUS = {400: "bad_request", 401: "auth", 403: "auth", 404: "not_found"}
+# 400s that are about this one request (its length, its content), not the configuration.
+_PER_REQUEST_NAMES = frozenset({"ContextWindowExceededError", "ContentPolicyViolationError"})
+_CONNECT_NAMES = frozenset(
+    {"ConnectError", "ConnectionRefusedError", "APIConnectionError", "ConnectionError"}
+)
+_CONNECT_TEXT = (
+    "connection refused",
+    "connection error",
+    "name or service not known",
+    "nodename nor servname",
+)
+
+
+def _chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < limit and current not in out:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A timeout anywhere in the exception chain (transient: retried, then a fallback may act)."""
+    return any(isinstance(e, TimeoutError) or any("Timeout" in n for n in _names(e)) for e in _chain(exc))
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """No connection could be made (refused, unknown host); LiteLLM reports these as HTTP 500."""
+    if is_timeout(exc):
+        return False
+    for e in _chain(exc):
+        if _names(e) & _CONNECT_NAMES or isinstance(e, ConnectionRefusedError):
+            return True
+        text = str(e).lower()
+        if any(marker in text for marker in _CONNECT_TEXT):
+            return True
+    return False
+
+
+def config_kind(exc: BaseException) -> str | None:
+    """Why ``exc`` is a configuration error (``"auth"``, ``"not_found"``, ``"bad_request"``,
+    ``"provider"``), or ``None`` when it is not one (transient, or about this one request)."""
+    status = status_code_of(exc)
+    if status not in CONFIG_STATUS:
+        return None
+    if _names(exc) & _PER_REQUEST_NAMES:
+        return None
+    if status == 400 and "provider not provided" in str(exc).lower():
+        return "provider"
+    return CONFIG_STATUS[status]
+
+
 def is_payload_too_large(exc: BaseException) -> bool:
     """HTTP 413, or a provider's "request too large" message (used by the judge to shrink images)."""
     if status_code_of(exc) == 413:

@@ -204,9 +204,14 @@ class WorldModelBase:
     def _inputs(self, hb: HistoryBatch) -> Windows:
         nz = self.normaliser
         mask = hb.mask.astype(bool) & hb.valid.astype(bool)[..., None]
-        zraw = np.where(mask, nz.to_model(np.where(mask, hb.x, 0.0)), np.nan)
+        # Observed values are clipped to the schema's plausible bounds, as the training data were
+        # (Normaliser.fit): a value such as 1e100 would overflow float32 and come back as NaN states and
+        # NaN probabilities. Non-finite values marked observed were rejected by batch() already.
+        x = np.clip(np.where(mask, hb.x, 0.0), nz.lower, nz.upper)
+        zraw = np.where(mask, nz.to_model(x), np.nan)
         z, last = fill_window(zraw, mask)
-        s = nz.static_to_model(np.asarray(hb.static, dtype=np.float64)).astype(np.float32)
+        # static features have no bounds: keep them within +-1e4 SD so float32 stays finite
+        s = np.clip(nz.static_to_model(np.asarray(hb.static, dtype=np.float64)), -1e4, 1e4).astype(np.float32)
         return Windows(
             z,
             mask.astype(np.float32),
