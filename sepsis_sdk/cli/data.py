@@ -127,8 +127,17 @@ def export_history(cohort: Cohort, patient: str | None = None, step: int | None 
     t = len(ep) - 1 if step is None else step
     if not 0 <= t < len(ep):
         raise UserError(f"patient {pid!r} has decision steps 0-{len(ep) - 1}, not {t}")
-    # The hidden ICU-Sepsis state is ground truth, never an input: it does not leave the cohort.
-    return ep.history(t).model_copy(update={"state_id": None})
+    from sepsis_sdk.types import PatientHistory
+
+    h = ep.history(t)
+    # Only what a clinician sees is exported: the hidden ICU-Sepsis state (ground truth) stays behind.
+    return PatientHistory(
+        patient_id=h.patient_id,
+        observations=h.observations,
+        actions=h.actions,
+        static=h.static,
+        feature_names=h.feature_names,
+    )
 
 
 @app.command("export-history")
