@@ -1,10 +1,12 @@
 """A cluster-wide concurrency limit: one Ray actor holds the permits, every worker asks it.
 
 N workers that each allow ``c`` calls in flight would send ``N * c`` requests to a hosted model; a
-:class:`ConcurrencyLimit` caps the sum instead. It is a named, async Ray actor holding an
-``asyncio.Semaphore``; workers ``acquire`` a lease (a token), make their call, and ``release`` it.
-A lease held by a worker that died is reclaimed after ``lease_s`` seconds, so a crash cannot leak permits
-for good.
+:class:`ConcurrencyLimit` caps the sum instead. It is an async Ray actor holding an ``asyncio.Semaphore``;
+workers ``acquire`` a lease (a token), make their call, and ``release`` it.
+
+A worker killed while it holds permits never releases them. So a lease lives ``lease_s`` seconds unless
+renewed: each process that holds leases renews them from one daemon thread every ``lease_s / 3``
+seconds. Slow calls keep their permits; a dead worker's permits come back within ``lease_s``.
 
 :func:`limited` wraps a chat model or a judge so that every call goes through the limit.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Any
 
 from sepsis_sdk.errors import UserError
@@ -57,6 +60,14 @@ class _Permits:
         self.peak = max(self.peak, len(self.leases))
         return self.next_token
 
+    def renew(self, tokens: list[int]) -> None:
+        import time
+
+        until = time.monotonic() + self.lease_s
+        for tok in tokens:
+            if tok in self.leases:
+                self.leases[tok] = until
+
     def release(self, token: int) -> None:
         if self.leases.pop(token, None) is not None:  # a reclaimed lease released late is ignored
             self.sem.release()
@@ -74,15 +85,17 @@ class _Permits:
 class ConcurrencyLimit:
     """At most ``limit`` holders at once across every worker of the cluster.
 
-    Hold a permit with ``with limit:`` (sync), or ``token = await limit.aacquire()`` ... ``limit.release(token)``. It pickles (its
-    actor handle travels), so bind it into the functions you ship to workers. Runs that name the same
-    limit share it: two sweeps against one endpoint stay under one cap.
+    Hold a permit with ``with limit:``, or ``token = limit.acquire()`` (``await limit.aacquire()``) and
+    ``limit.release(token)``; or wrap a model with :func:`limited`. It pickles (its actor handle travels),
+    so bind it into the functions you ship to workers. Runs that name the same limit share it: two sweeps
+    against one endpoint stay under one cap.
 
     Args:
         limit: permits in total (e.g. the provider's concurrent-request allowance).
-        name: the actor's name in the cluster; the same name joins the existing limit (its ``limit`` wins).
-        lease_s: a permit not released within this many seconds is reclaimed (its holder is taken as
-            dead); make it longer than your slowest call.
+        name: the actor's name in the cluster; the same name joins the existing limit (its ``limit`` wins)
+            and the limit outlives the run (detached) until :meth:`kill`.
+        lease_s: a permit not renewed for this long is reclaimed (its holder is taken as dead); holders
+            renew theirs every ``lease_s / 3`` seconds while they hold them.
         address: the cluster (see :func:`sepsis_sdk.scale.connect`), used when Ray is not yet initialised.
 
     Example:
@@ -91,7 +104,7 @@ class ConcurrencyLimit:
     """
 
     def __init__(
-        self, limit: int, *, name: str | None = None, lease_s: float = 600.0, address: str | None = None
+        self, limit: int, *, name: str | None = None, lease_s: float = 30.0, address: str | None = None
     ) -> None:
         if limit < 1:
             raise UserError("a concurrency limit needs limit >= 1")
@@ -104,17 +117,50 @@ class ConcurrencyLimit:
             cls = cls.options(name=name, get_if_exists=True, lifetime="detached")
         self.limit, self.name, self.lease_s = int(limit), name, float(lease_s)
         self._actor = cls.remote(int(limit), float(lease_s))
+        self._local()
+
+    def _local(self) -> None:
+        """Per-process state (not pickled): the leases held here and the thread renewing them."""
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._tls = threading.local()  # `with limit:` tokens, per thread
+
+    def _hold(self, token: int) -> int:
+        with self._lock:
+            self._held.add(token)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew_loop, daemon=True, name="lease-renewer")
+                self._renewer.start()
+        return token
+
+    def _renew_loop(self) -> None:
+        import time
+
+        while True:
+            time.sleep(self.lease_s / 3)
+            with self._lock:
+                held = list(self._held)
+                if not held:
+                    self._renewer = None
+                    return
+            try:
+                self._actor.renew.remote(held)
+            except Exception:  # the cluster is going away; the leases expire on their own
+                return
 
     def acquire(self) -> int:
         """Block until a permit is free; returns the lease token to :meth:`release`."""
-        return int(ray_module().get(self._actor.acquire.remote()))
+        return self._hold(int(ray_module().get(self._actor.acquire.remote())))
 
     async def aacquire(self) -> int:
         """Await a free permit without blocking the event loop."""
-        return int(await self._actor.acquire.remote())
+        return self._hold(int(await self._actor.acquire.remote()))
 
     def release(self, token: int) -> None:
         """Give a permit back (fire and forget)."""
+        with self._lock:
+            self._held.discard(token)
         self._actor.release.remote(token)
 
     def stats(self) -> dict[str, Any]:
@@ -126,17 +172,19 @@ class ConcurrencyLimit:
         ray_module().kill(self._actor)
 
     def __enter__(self) -> ConcurrencyLimit:
-        self._tokens = [*getattr(self, "_tokens", []), self.acquire()]
+        stack = self._tls.__dict__.setdefault("stack", [])
+        stack.append(self.acquire())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.release(self._tokens.pop())
+        self.release(self._tls.stack.pop())
 
     def __getstate__(self) -> dict[str, Any]:
         return {"limit": self.limit, "name": self.name, "lease_s": self.lease_s, "_actor": self._actor}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._local()
 
 
 # The call methods of ChatModel (sepsis_sdk.llm) and Judge (sepsis_sdk.judge); names, not imports, so this
