@@ -74,4 +74,4 @@ def test_recommend_bad_file(tmp_path):
     p = tmp_path / "x.json"
     p.write_text("{nope")
     res = CliRunner().invoke(app, ["recommend", "--patient", str(p), *ARGS])
-    assert res.exit_code == 1 and "not JSON" in res.output
+    assert res.exit_code == 2 and "not JSON" in res.output  # bad input: exit 2 (one convention)

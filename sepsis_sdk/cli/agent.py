@@ -74,8 +74,23 @@ def _model(model: str, api_base: str | None, api_key: str | None, temperature: f
     return LiteLLMChat(model, **kw)
 
 
+EXIT_FALLBACK = 3
+"""``recommend --strict`` exits with this code when the fallback acted instead of the model (the
+recommendation is still printed and the trace still written). Other codes follow the convention of every
+command: 0 ok, 2 bad input or configuration (a patient that does not fit the world model, rejected
+credentials, no server, a missing extra), 1 internal error."""
+
+
 def build_graph(
-    graph: str, model: Any, wm: Any, *, n_candidates: int, max_rounds: int, horizon: int, seed: int
+    graph: str,
+    model: Any,
+    wm: Any,
+    *,
+    n_candidates: int,
+    max_rounds: int,
+    horizon: int,
+    seed: int,
+    deadline_s: float | None = None,
 ) -> Any:
     """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``)."""
     from sepsis_sdk.errors import UserError
@@ -89,52 +104,101 @@ def build_graph(
             max_rounds=max_rounds,
             horizon=horizon,
             seed=seed,
+            deadline_s=deadline_s,
         )
     if graph == "direct":
-        return build_direct_graph(model, world_model=wm)
+        return build_direct_graph(model, world_model=wm, deadline_s=deadline_s)
     if graph in ("tool-calling", "tool_calling", "sepsisagent"):
-        return build_tool_calling_graph(model, world_model=wm, horizon=horizon, seed=seed)
+        return build_tool_calling_graph(
+            model, world_model=wm, horizon=horizon, seed=seed, deadline_s=deadline_s
+        )
     raise UserError(f"unknown graph {graph!r}; choose psr, direct or tool-calling")
 
 
-def render(trace: dict[str, Any], console: Any) -> None:
-    """Print a trace: the recommendation, the candidates' simulated outcomes, the rationale, the guard."""
+def _end_of(path: dict[str, Any]) -> str:
+    return next((d for d in reversed(path["display"]) if d != "ended"), "ended")
+
+
+def _candidate_table(trace: dict[str, Any], prescribed: dict[str, Any] | None) -> Any:
+    """The simulated candidates; the prescribed action gets its own row when the guard replaced the
+    model's choice (or the fallback chose) with an action that was not among them."""
     from rich.table import Table
 
+    from sepsis_sdk.cli._common import esc
+
+    final = trace["final"]
+    report = (trace.get("simulations") or [{}])[-1].get("report") or {}
+    rows = list(report.get("candidates") or [])
+    table = Table(
+        title=esc(
+            f"Simulated candidates (horizon {report.get('horizon')} x 4 h, {report.get('n_samples')} samples)"
+        )
+    )
+    for col in ("fluid", "vaso", "P(death)", "P(discharge)", "support", "uncertainty"):
+        table.add_column(col, justify="right")
+    roles = [p["role"] for p in (rows or [prescribed or {}])[0].get("paths", [])][:4]
+    for r in roles:
+        table.add_column(esc(f"{r} (end)"), justify="right")
+    if prescribed is not None and all(c["action"] != prescribed["action"] for c in rows):
+        rows.append({**prescribed, "_label": f" * ({final.get('source')})"})
+    for c in rows:
+        mark = c.get("_label") or (" *" if c["action"] == final["action"] else "")
+        ends = [_end_of(p) for p in c.get("paths", [])[: len(roles)]]
+        table.add_row(esc(f"{c['fluid']}{mark}"), esc(c["vaso"]), f"{c['p_death']:.3f}",
+                      f"{c['p_discharge']:.3f}", f"{c['support']:.2f}", f"{c['uncertainty']:.2f}",
+                      *map(esc, ends))  # fmt: skip
+    return table
+
+
+def _prescribed_outcome(trace: dict[str, Any], wm: Any, history: Any, horizon: int, seed: int) -> Any:
+    """The prescribed action's simulated outcome when it is not among the simulated candidates."""
+    sims = trace.get("simulations") or []
+    report = (sims[-1].get("report") or {}) if sims else {}
+    action = trace["final"]["action"]
+    if not sims or any(c["action"] == action for c in report.get("candidates") or []):
+        return None
+    from sepsis_sdk.tools import simulate_actions
+
+    out = simulate_actions(wm, history, [action], horizon=int(report.get("horizon") or horizon),
+                           n_samples=int(report.get("n_samples") or 8), seed=seed)  # fmt: skip
+    return out.candidates[0].to_dict()
+
+
+def render(trace: dict[str, Any], console: Any, prescribed: dict[str, Any] | None = None) -> None:
+    """Print a trace: the recommendation, the candidates' simulated outcomes, the rationale, the guard.
+
+    Every dynamic string is escaped (a reason such as ``[fluid 0, vaso 0] replaced by ...`` is text, not
+    rich markup). When the fallback acted, a banner says so before anything else.
+    """
+    from rich.panel import Panel
+
     from sepsis_sdk.actions import Action
+    from sepsis_sdk.cli._common import esc
 
     final = trace["final"]
     a = Action.from_index(final["action"])
-    console.print(f"[bold]Recommendation[/bold] for {trace.get('patient_id')} at t={trace.get('t')}: "
-                  f"fluid {a.fluid}, vasopressor {a.vaso}  ({a.describe()})")  # fmt: skip
-    sims = trace.get("simulations") or []
-    if sims:
-        report = sims[-1].get("report") or {}
-        table = Table(
-            title=f"Simulated candidates (horizon {report.get('horizon')} x 4 h, {report.get('n_samples')} samples)"
-        )
-        for col in ("fluid", "vaso", "P(death)", "P(discharge)", "support", "uncertainty"):
-            table.add_column(col, justify="right")
-        roles = [p["role"] for p in (report.get("candidates") or [{}])[0].get("paths", [])][:4]
-        for r in roles:
-            table.add_column(f"{r} (end)", justify="right")
-        for c in report.get("candidates", []):
-            ends = []
-            for p in c["paths"][: len(roles)]:
-                ends.append(next((d for d in reversed(p["display"]) if d != "ended"), "ended"))
-            mark = " *" if c["action"] == final["action"] else ""
-            table.add_row(str(c["fluid"]) + mark, str(c["vaso"]), f"{c['p_death']:.3f}", f"{c['p_discharge']:.3f}",
-                          f"{c['support']:.2f}", f"{c['uncertainty']:.2f}", *ends)  # fmt: skip
-        console.print(table)
+    if final.get("source") == "fallback":
+        reason = trace.get("fallback_reason") or {}
+        console.print(Panel(
+            esc(f"The model did not decide: the fallback policy {final.get('fallback')} chose this action "
+                f"({reason.get('kind') or 'failure'}: {reason.get('detail') or '; '.join(final.get('reasons', []))})."),
+            title="FALLBACK ACTED", border_style="bold yellow", expand=False,
+        ))  # fmt: skip
+    console.print(f"[bold]Recommendation[/bold] for {esc(trace.get('patient_id'))} at t={esc(trace.get('t'))}: "
+                  f"fluid {a.fluid}, vasopressor {a.vaso}  ({esc(a.describe())})"
+                  + ("  [bold yellow](fallback, not the model)[/bold yellow]" if final.get("source") == "fallback" else ""))  # fmt: skip
+    if trace.get("simulations"):
+        console.print(_candidate_table(trace, prescribed))
     else:
         console.print("No simulation was run.")
-    console.print(f"[bold]Rationale[/bold]: {final.get('rationale') or '(none given)'}")
+    console.print(f"[bold]Rationale[/bold]: {esc(final.get('rationale') or '(none given)')}")
     if final.get("source") == "fallback":
         console.print(
-            f"[yellow]Fallback[/yellow] ({final.get('fallback')}): " + "; ".join(final.get("reasons", []))
+            f"[yellow]Fallback[/yellow] ({esc(final.get('fallback'))}): "
+            + esc("; ".join(final.get("reasons", [])))
         )
     elif final.get("overridden"):
-        console.print("[red]Guard override[/red]: " + "; ".join(final.get("reasons", [])))
+        console.print("[red]Guard override[/red]: " + esc("; ".join(final.get("reasons", []))))
     else:
         console.print("Guard: no override.")
     usage = trace.get("usage") or {}
@@ -175,28 +239,40 @@ def recommend(
     max_rounds: int = typer.Option(3, "--max-rounds", min=1),
     horizon: int = typer.Option(6, "--horizon", min=1),
     seed: int = typer.Option(0, "--seed"),
+    deadline: float = typer.Option(
+        300.0, "--deadline", min=0.001, help="seconds the whole decision may take; then the fallback acts"
+    ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help=f"exit with code {EXIT_FALLBACK} when the fallback acted instead of the model "
+        "(transport failure, timeout, deadline, invalid replies)",
+    ),
 ) -> None:
-    """Recommend a treatment for one patient with an agent graph, show the simulated candidates and the guard."""
+    """Recommend a treatment for one patient with an agent graph, show the simulated candidates and the guard.
+
+    Exit codes: 0 ok; 2 bad input or configuration (the patient does not fit the world model, rejected
+    credentials, no server, a missing extra); 3 with --strict when the fallback acted; 1 internal error.
+    """
     from rich.console import Console
 
-    from sepsis_sdk.errors import SepsisSDKError
+    from sepsis_sdk.cli._common import ensure_writable, esc
     from sepsis_sdk.graphs import build_trace, dump_trace
 
     console = Console()
-    try:
-        history = _load_history(patient, patient_id, t)
-        wm = _load_world_model(world_model, history)
-        chat = _model(model, api_base, api_key, temperature)
-        g = build_graph(
-            graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon, seed=seed
-        )
-        with console.status(f"{graph} agent with {model} is deciding..."):
-            state = g.invoke({"history": history}, {"recursion_limit": 100})
-    except SepsisSDKError as exc:
-        console.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from exc
+    if trace is not None:
+        ensure_writable(trace)  # before paying for the agent call, not after it
+    history = _load_history(patient, patient_id, t)
+    wm = _load_world_model(world_model, history)
+    chat = _model(model, api_base, api_key, temperature)
+    g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
+                    seed=seed, deadline_s=deadline)  # fmt: skip
+    with console.status(esc(f"{graph} agent with {model} is deciding...")):
+        state = g.invoke({"history": history}, {"recursion_limit": 100})
     tr = build_trace(state)
-    render(tr, console)
+    render(tr, console, _prescribed_outcome(tr, wm, history, horizon, seed))
     if trace is not None:
         dump_trace(tr, str(trace))
-        console.print(f"Trace written to {trace}")
+        console.print(f"Trace written to {esc(trace)}")
+    if strict and tr["final"].get("source") == "fallback":
+        raise typer.Exit(code=EXIT_FALLBACK)
