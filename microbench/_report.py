@@ -35,6 +35,22 @@ _MODE_TEXT = {
 }
 
 
+def _flag_lines(summaries: Sequence[Summary]) -> list[str]:
+    lines: list[str] = []
+    for s in summaries:
+        if s.blind_tasks:
+            lines.append(
+                f"- {s.model} / {s.judge}: {s.blind_tasks} valid tasks rest on verdicts made against an"
+                " empty checklist (the reference evaluator's `d11..d55` rubrics; `blind` in tasks.csv)."
+            )
+        if s.repeated_frames:
+            lines.append(
+                f"- {s.model} / {s.judge}: {s.repeated_frames} verdicts on videos shorter than the frames"
+                " shown (frames repeated)."
+            )
+    return ["", *lines] if lines else []
+
+
 def render_markdown(summaries: Sequence[Summary], agreements: Sequence[Agreement] = ()) -> str:
     """The markdown report: coverage, overall + category, overall + dimension, per-model detail, agreement.
 
@@ -80,19 +96,7 @@ def render_markdown(summaries: Sequence[Summary], agreements: Sequence[Agreement
         for s in summaries:
             if s.undefined:
                 lines.append(f"- {s.model} / {s.judge}: {s.undefined}")
-    if any(s.blind_tasks or s.repeated_frames for s in summaries):
-        lines += [""]
-        for s in summaries:
-            if s.blind_tasks:
-                lines.append(
-                    f"- {s.model} / {s.judge}: {s.blind_tasks} valid tasks rest on verdicts made against an"
-                    " empty checklist (the reference evaluator's `d11..d55` rubrics; `blind` in tasks.csv)."
-                )
-            if s.repeated_frames:
-                lines.append(
-                    f"- {s.model} / {s.judge}: {s.repeated_frames} verdicts on videos shorter than the frames"
-                    " shown (frames repeated)."
-                )
+    lines += _flag_lines(summaries)
     lines += [
         "",
         "## Judge usage",

@@ -130,6 +130,17 @@ class _Emitter:
             self.streak[rec.judge] = 0
 
 
+def _frame_options(max_side: int | None, quality: int, short_videos: str) -> dict[str, Any]:
+    """The sampler's options, checked before any video is opened."""
+    if not 1 <= int(quality) <= 100 or (max_side is not None and max_side < 1):
+        raise UserError(
+            f"frames: quality must be in 1..100 and max_side >= 1 or None, got {quality}, {max_side}"
+        )
+    if short_videos not in ("repeat", "reject"):
+        raise UserError(f"short_videos must be 'repeat' or 'reject', got {short_videos!r}")
+    return {"max_side": max_side, "quality": int(quality), "short": short_videos}
+
+
 async def arun_benchmark(
     benchmark: Benchmark,
     videos: str | Path | Mapping[int, str | Path],
@@ -189,12 +200,7 @@ async def arun_benchmark(
     names = list(by_name)
     if concurrency < 1 or frame_workers < 1:
         raise UserError("concurrency and frame_workers must be >= 1")
-    if not 1 <= int(quality) <= 100 or (max_side is not None and max_side < 1):
-        raise UserError(
-            f"frames: quality must be in 1..100 and max_side >= 1 or None, got {quality}, {max_side}"
-        )
-    if short_videos not in ("repeat", "reject"):
-        raise UserError(f"short_videos must be 'repeat' or 'reject', got {short_videos!r}")
+    frame_options = _frame_options(max_side, quality, short_videos)
     video_map = (
         find_videos(videos)
         if isinstance(videos, (str, Path))
@@ -240,28 +246,12 @@ async def arun_benchmark(
                     return
                 try:
                     async with decode:
-                        frames = await asyncio.to_thread(
-                            sample_frames,
-                            video,
-                            n_frames,
-                            max_side=max_side,
-                            quality=quality,
-                            short=short_videos,  # type: ignore[arg-type]
-                        )
+                        frames = await asyncio.to_thread(sample_frames, video, n_frames, **frame_options)
                 except VideoError as exc:
                     report.video_errors += 1
                     for judge, dim in pending:
-                        emit(
-                            record_for(
-                                task,
-                                dim,
-                                model=model,
-                                judge=judge,
-                                video=str(video),
-                                error=str(exc),
-                                error_kind="video",
-                            )
-                        )
+                        emit(record_for(task, dim, model=model, judge=judge, video=str(video), error=str(exc),
+                                        error_kind="video"))  # fmt: skip
                     continue
                 await asyncio.gather(*(one_call(task, j, d, frames) for j, d in pending))
 
