@@ -207,44 +207,31 @@ def openai_schema(t: Tool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- docstrings
-_SECTION = re.compile(
-    r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Example|Examples|Note|Notes):\s*$"
-)
-
-
 def parse_google_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into (description, {argument: description})."""
-    if not doc:
+    """Split a docstring into (description, {argument: description}), through ``docstring_parser``.
+
+    Google style is the SDK's; ReST (``:param x:``), NumPy and Epydoc docstrings are read too (the
+    library detects the style). The description is the first paragraph on one line (what the model
+    needs; later paragraphs stay for humans); ``*args``/``**kwargs`` are listed without their stars.
+
+    Example:
+        >>> parse_google_docstring("Recent lactate.\\n\\nArgs:\\n    n_steps: how many\\n        4-hour steps.")
+        ('Recent lactate.', {'n_steps': 'how many 4-hour steps.'})
+    """
+    if not doc or not doc.strip():
         return "", {}
-    lines = inspect.cleandoc(doc).splitlines()
-    summary: list[str] = []
-    args: dict[str, str] = {}
-    section: str | None = None
-    current: str | None = None
-    arg_indent: int | None = None
-    for line in lines:
-        m = _SECTION.match(line)
-        if m:
-            section = m.group(1)
-            current, arg_indent = None, None
-            continue
-        if section is None:
-            summary.append(line)
-            continue
-        if section not in ("Args", "Arguments", "Parameters") or not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        if arg_indent is None:
-            arg_indent = indent
-        am = re.match(r"^\s*\*{0,2}(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", line)
-        if am and indent == arg_indent:
-            current = am.group(1)
-            args[current] = am.group(3).strip()
-        elif current is not None:
-            args[current] = (args[current] + " " + line.strip()).strip()
-    description = "\n".join(summary).strip()
-    # The first paragraph is what the model needs; later paragraphs stay for humans.
-    description = description.split("\n\n")[0].replace("\n", " ").strip()
+    import docstring_parser
+
+    parsed = docstring_parser.parse(inspect.cleandoc(doc))
+    summary = parsed.short_description or ""
+    if parsed.long_description and not parsed.blank_after_short_description:
+        summary += "\n" + parsed.long_description  # the first paragraph ran over several lines
+    description = " ".join(summary.split("\n\n")[0].split())
+    args = {
+        p.arg_name.lstrip("*"): " ".join((p.description or "").split())
+        for p in parsed.params
+        if p.args and p.args[0] in ("param", "parameter", "arg", "argument", "key", "keyword")
+    }
     return description, args
 
 
