@@ -245,7 +245,7 @@ class Cohort:
     def patient_ids(self) -> np.ndarray:
         """Patient ids in table order (each once)."""
         pid = self.data["patient_id"].to_numpy()
-        first = np.r_[True, pid[1:] != pid[:-1]]
+        first = np.r_[True, pid[1:] != pid[:-1]][: len(pid)]  # an empty part of a split has no ids
         return pid[first]
 
     @property
@@ -255,7 +255,7 @@ class Cohort:
     def episode_index(self) -> np.ndarray:
         """Row -> 0-based episode number."""
         pid = self.data["patient_id"].to_numpy()
-        return np.cumsum(np.r_[True, pid[1:] != pid[:-1]]) - 1
+        return np.cumsum(np.r_[True, pid[1:] != pid[:-1]][: len(pid)]) - 1
 
     def lengths(self) -> np.ndarray:
         return np.bincount(self.episode_index())

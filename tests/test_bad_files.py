@@ -294,3 +294,37 @@ def test_a_rule_file_with_a_huge_expression_is_a_data_error(tmp_path):
         load_rules(path)
     res = runner.invoke(app, ["safety-rules", "--rules", str(path)])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------------------ siblings found on the way
+
+
+def test_a_folder_given_as_a_cohort_file_is_named_as_a_folder(tmp_path):
+    from sepsis_sdk.sources import load
+
+    with pytest.raises(CohortValidationError, match="is a directory"):
+        load(str(tmp_path))
+    res = runner.invoke(app, ["evaluate", "--cohort", str(tmp_path), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 2 and "is a directory" in res.output and "does not exist" not in res.output
+
+
+def test_an_empty_part_of_a_split_has_no_patients_instead_of_an_index_error(small_cohort):
+    empty = small_cohort.select([])  # e.g. the test part of a 5-patient cohort
+    assert empty.n_patients == 0 and len(empty.patient_ids) == 0
+    assert empty.episode_index().tolist() == [] and empty.lengths().tolist() == []
+    assert empty.summary()["patients"] == 0
+
+
+@pytest.mark.parametrize("kind", ["binary", "folder"])
+def test_a_rule_file_that_is_binary_or_a_folder_is_a_data_error(tmp_path, kind):
+    from sepsis_sdk.safety import load_rules
+
+    path = tmp_path / "rules.yaml"
+    if kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage\x81")
+    else:
+        path.mkdir()
+    with pytest.raises(DataError, match=r"rules\.yaml"):
+        load_rules(path)
+    res = runner.invoke(app, ["safety-rules", "--rules", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output

@@ -141,7 +141,12 @@ def read_rule_file(path: str | Path | None = None) -> tuple[RuleFile, str]:
         p = Path(path)
         if not p.exists():
             raise DataError(f"{p}: rule file does not exist")
-        text = p.read_text(encoding="utf-8")
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory, not a rule file")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not a UTF-8 text (YAML) file ({exc.reason} at byte {exc.start})") from None
         where = str(p)
     try:
         raw = yaml.safe_load(text)

@@ -214,6 +214,8 @@ def detect_format(path: str | Path) -> Format:
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise CohortValidationError("is a directory, not a cohort file", source=str(p))
     if not p.is_file():
         raise CohortValidationError("file does not exist", source=str(p))
     kind = _sniff(p)
