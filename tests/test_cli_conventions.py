@@ -61,6 +61,9 @@ def _bad_inputs(tmp: Path, cohort_file: Path) -> dict[str, list[str]]:
         "world-model eval a missing model": [
             "world-model", "eval", "--model", str(tmp / "nomodel"), "--out", str(tmp / "wm-eval"),
         ],
+        "world-model eval --out a file": [
+            "world-model", "eval", "--model", str(tmp / "nomodel"), "--out", str(a_file),
+        ],
         "train llm --out a file": ["train", "llm", "--out", str(a_file), "--patients", "5"],
         "recommend a missing file": ["recommend", "--patient", missing],
         "microbench info an empty source folder": ["microbench", "info", "--source", str(tmp)],
@@ -81,13 +84,9 @@ BAD_CASES = [
     "safety-rules a bad file",
     "world-model train --out a file",
     "world-model eval a missing model",
+    "world-model eval --out a file",
     "train llm --out a file",
-    pytest.param(
-        "recommend a missing file",
-        marks=pytest.mark.xfail(
-            reason="cli/agent.py (another owner) still maps SDK errors to exit 1 itself", strict=False
-        ),
-    ),
+    "recommend a missing file",
     "microbench info an empty source folder",
 ]
 
@@ -278,7 +277,7 @@ def test_root_help_states_the_exit_codes():
 
 def test_the_cli_doc_has_the_exit_code_table():
     doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
-    for row in ("| 0 |", "| 1 |", "| 2 |"):
+    for row in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
         assert row in doc
     assert "export-history" in doc and "ensure_writable" in doc
 
