@@ -139,9 +139,8 @@ def _train_world_model(train: Any, quick: bool, console: Console) -> Any:
         from sepsis_sdk.world_model import train_world_model
 
         console.print(f"training the world model on {train.n_patients} patients ...")
-        wm = train_world_model(
-            train, "torch", n_members=3, epochs=4 if quick else 8, hidden=128, window=2, threads=2
-        )
+        # the default thread count (one: fastest on 2 shared cores) and progress lines, as in the CLI
+        wm = train_world_model(train, "torch", n_members=3, epochs=4 if quick else 8, hidden=128, window=2)
         console.print(f"  done in {time.time() - t0:.0f} s")
         return wm
     except Exception as exc:  # the report still runs without a world model

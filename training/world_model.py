@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sepsis_sdk.world_model import load_world_model, train_world_model
+from sepsis_sdk.world_model import DEFAULT_THREADS, load_world_model, train_world_model
 
 
 def split_cohort(cohort: Any, split_seed: int = 0) -> tuple[Any, Any]:
@@ -40,7 +40,8 @@ def train_on_cohort(
     seed: int = 0,
     split_seed: int = 0,
     device: str | None = None,
-    threads: int | None = None,
+    threads: int | None = DEFAULT_THREADS,
+    progress: Any = True,
     **config: Any,
 ) -> tuple[Any, Any]:
     """Train a world model on the training patients of ``cohort`` and optionally save it.
@@ -52,7 +53,8 @@ def train_on_cohort(
         out: directory to save into (not saved when None).
         episodes, seed: cohort size and sampling seed (generated cohorts only).
         split_seed: seed of the patient-level split (85 % train, 15 % test).
-        device, threads: see :func:`sepsis_sdk.world_model.train_world_model`.
+        device, threads, progress: see :func:`sepsis_sdk.world_model.train_world_model` (defaults: one
+            CPU thread, progress lines on stderr; ``progress=False`` is silent).
         **config: backend config fields (``TorchConfig`` / ``XGBoostConfig``).
 
     Returns:
@@ -62,7 +64,7 @@ def train_on_cohort(
 
     data = load(cohort, episodes=episodes, seed=seed)
     train, test = split_cohort(data, split_seed)
-    model = train_world_model(train, backend, device=device, threads=threads, **config)
+    model = train_world_model(train, backend, device=device, threads=threads, progress=progress, **config)
     if isinstance(cohort, (str, Path)):
         model.info["cohort"] = {
             "spec": str(cohort),

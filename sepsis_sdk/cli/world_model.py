@@ -67,7 +67,7 @@ def train(
     n_estimators: int = typer.Option(200, help="xgboost: trees per regressor"),
     device: str = typer.Option("auto", help="torch: auto | cpu | cuda"),
     threads: int = typer.Option(
-        0, help="CPU threads (0 = library default; 1 is fastest on a busy shared CPU)"
+        1, help="CPU threads while training (1, as in the API: fastest on 2 shared cores; 0 = all cores)"
     ),
     model_seed: int = typer.Option(0, help="training seed"),
     settings: list[str] = typer.Option(

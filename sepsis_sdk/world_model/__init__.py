@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "WorldModelEnv": "sepsis_sdk.world_model.env",
     "load_world_model": "sepsis_sdk.world_model._io",
     "train_world_model": "sepsis_sdk.world_model._io",
+    "DEFAULT_THREADS": "sepsis_sdk.world_model._io",
     "register_backend": "sepsis_sdk.world_model._io",
     "backend_names": "sepsis_sdk.world_model._io",
     "get_backend": "sepsis_sdk.world_model._io",
