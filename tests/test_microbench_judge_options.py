@@ -199,7 +199,7 @@ def test_full_length_videos_are_not_marked_repeated(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".flv", ".wmv"])
 def test_flv_and_wmv_are_picked_up_and_decoded(tmp_path, suffix):
-    synthesize_video(tmp_path / f"7{suffix}", n_frames=24)
+    synthesize_video(tmp_path / f"7{suffix}", n_frames=24, codec={".flv": "flv", ".wmv": "wmv2"}[suffix])
     found = find_videos(tmp_path)
     assert list(found) == [7]
     fs = sample_frames(found[7], 8)
@@ -309,3 +309,14 @@ def test_cli_errors_keep_their_bracketed_parts(tmp_path):
     res = CliRunner().invoke(app, ["microbench", "run", "--videos", str(tmp_path / "nope[1]"), "--model", "m",
                                    "--judge", "openai/x", "--source", str(src)])  # fmt: skip
     assert res.exit_code == 2 and "nope[1]" in res.output
+
+
+def test_cli_info_keeps_bracketed_paths(tmp_path):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    src = _write_source(tmp_path / "data[v2]", [make_task(1)])
+    res = CliRunner().invoke(app, ["microbench", "info", "--source", str(src)])
+    assert res.exit_code == 0, res.output
+    assert "data[v2]" in res.output.replace("\n", "")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from sepsis_sdk.cli._common import console, friendly_errors, progress
+from sepsis_sdk.cli._common import console, esc, friendly_errors, progress
 
 app = typer.Typer(
     help="Grade generated videos against MicroWorldBench's 459 rubric tasks.", no_args_is_help=True
@@ -62,7 +62,7 @@ def info(
     with friendly_errors():
         bench = load_benchmark(source, weights=weights)  # type: ignore[arg-type]
     c = bench.counts()
-    table = Table(title=f"MicroWorldBench ({bench.source}, weights={bench.weights})", show_header=False)
+    table = Table(title=f"MicroWorldBench ({esc(bench.source)}, weights={bench.weights})", show_header=False)
     table.add_row("tasks", str(c["tasks"]))
     table.add_row("criteria", str(c["criteria"]))
     for d, n in c["criteria_per_dimension"].items():
@@ -70,7 +70,7 @@ def info(
     table.add_row("positive / penalty", f"{c['positive']} / {c['penalty']}")
     table.add_row("zero-weight criteria", str(c["zero_weight"]))
     for cat, n in sorted(c["categories"].items()):
-        table.add_row(f"  {cat}", str(n))
+        table.add_row(f"  {esc(cat)}", str(n))
     console.print(table)
     console.print(f"{c['tasks']} tasks, {c['criteria']} criteria")
 
@@ -82,7 +82,7 @@ def fetch(cache_dir: Path | None = typer.Option(None, help="Where to cache the f
 
     with friendly_errors():
         folder = fetch_upstream(cache_dir)
-    console.print(f"benchmark files in {folder}")
+    console.print(f"benchmark files in {folder}", markup=False, soft_wrap=True)
 
 
 @app.command("run")
