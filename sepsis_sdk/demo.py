@@ -58,7 +58,8 @@ def demo_config(out_dir: str | Path, *, quick: bool = False) -> EvaluationConfig
         seed=0,
         cohort=CohortConfig(n_episodes=1000 if quick else 3000, seed=0),
         policies=demo_policies(quick),
-        ope=OPEConfig(estimators=("dr", "wis", "wpdis"), n_bootstrap=200 if quick else 500),
+        # FQE is the accurate estimator here; DR_CLIP is DR kept inside the range of possible values
+        ope=OPEConfig(estimators=("dr", "dr_clip", "wis", "wpdis", "fqe"), n_bootstrap=200 if quick else 500),
         safety=SafetyConfig(n_bootstrap=200 if quick else 500),
         truth=TruthConfig(monte_carlo_episodes=100 if quick else 300),
         model_based=ModelBasedConfig(enabled=True, horizon=4 if quick else 6, n_samples=4 if quick else 8),

@@ -55,20 +55,25 @@ class QModel(Protocol):
 
 # ---------------------------------------------------------------------------------------------- backends
 class _Linear:
-    def __init__(self, phi: np.ndarray, actions: np.ndarray, ridge: float) -> None:
+    def __init__(
+        self, phi: np.ndarray, actions: np.ndarray, ridge: float, weight: np.ndarray | None = None
+    ) -> None:
         scipy_linalg = require("scipy.linalg", "xgboost", "linear FQE")
         n, d = phi.shape
         self.d = d
+        w = np.ones(n) if weight is None else weight
         onehot = np.zeros((n, N_ACTIONS))
-        onehot[np.arange(n), actions] = 1.0
+        onehot[np.arange(n), actions] = w  # row weights ride on the one-hot (bootstrap counts)
         self.onehot = onehot
         self.phi = phi
+        self.w = w
         size = d * (N_ACTIONS + 1)
         m = np.zeros((size, size))
-        m[:d, :d] = phi.T @ phi + 1e-6 * n * np.eye(d)
+        m[:d, :d] = phi.T @ (phi * w[:, None]) + 1e-6 * n * np.eye(d)
         for a in range(N_ACTIONS):
-            pa = phi[actions == a]
-            g = pa.T @ pa
+            sel = actions == a
+            pa = phi[sel]
+            g = pa.T @ (pa * w[sel, None])
             s = slice(d * (a + 1), d * (a + 2))
             m[:d, s] = g
             m[s, :d] = g
@@ -78,7 +83,7 @@ class _Linear:
         self.coef = np.zeros((d, N_ACTIONS))
 
     def fit(self, y: np.ndarray) -> None:
-        b_shared = self.phi.T @ y
+        b_shared = self.phi.T @ (self.w * y)
         b_act = (self.onehot * y[:, None]).T @ self.phi  # (25, d)
         sol = self._solve(self._factor, np.concatenate([b_shared, b_act.ravel()]))
         beta, theta = sol[: self.d], sol[self.d :].reshape(N_ACTIONS, self.d)
@@ -94,9 +99,17 @@ def _with_intercept(z: np.ndarray) -> np.ndarray:
 
 class _Tabular:
     def __init__(
-        self, z: np.ndarray, actions: np.ndarray, *, max_states: int, prior: float, seed: int
+        self,
+        z: np.ndarray,
+        actions: np.ndarray,
+        *,
+        max_states: int,
+        prior: float,
+        seed: int,
+        weight: np.ndarray | None = None,
     ) -> None:
         self.prior = prior
+        self.weight = weight
         index = _StateIndex(z)
         self.kmeans = None
         if len(index) > max_states:
@@ -112,14 +125,17 @@ class _Tabular:
         self.cell = self.state * N_ACTIONS + actions
         size = self.n_states * N_ACTIONS
         self.count = (
-            np.bincount(self.cell, minlength=size).reshape(self.n_states, N_ACTIONS).astype(np.float64)
+            np.bincount(self.cell, weights=weight, minlength=size)
+            .reshape(self.n_states, N_ACTIONS)
+            .astype(np.float64)
         )
         self.state_count = self.count.sum(1)
         self.table = np.zeros((self.n_states, N_ACTIONS))
 
     def fit(self, y: np.ndarray) -> None:
         size = self.n_states * N_ACTIONS
-        sums = np.bincount(self.cell, weights=y, minlength=size).reshape(self.n_states, N_ACTIONS)
+        wy = y if self.weight is None else y * self.weight
+        sums = np.bincount(self.cell, weights=wy, minlength=size).reshape(self.n_states, N_ACTIONS)
         state_mean = sums.sum(1) / np.maximum(self.state_count, 1.0)
         self.table = (sums + self.prior * state_mean[:, None]) / (self.count + self.prior)
 
@@ -145,9 +161,17 @@ class _Tabular:
 
 class _XGB:
     def __init__(
-        self, z: np.ndarray, actions: np.ndarray, *, seed: int, rounds: int, params: dict[str, Any]
+        self,
+        z: np.ndarray,
+        actions: np.ndarray,
+        *,
+        seed: int,
+        rounds: int,
+        params: dict[str, Any],
+        weight: np.ndarray | None = None,
     ) -> None:
         self.xgb = require("xgboost", "xgboost", "xgboost FQE")
+        self.weight = weight
         self.params = {
             "max_depth": 6,
             "eta": 0.3,
@@ -164,7 +188,7 @@ class _XGB:
         self.booster = None
 
     def fit(self, y: np.ndarray) -> None:
-        dtrain = self.xgb.DMatrix(self.x, label=y)
+        dtrain = self.xgb.DMatrix(self.x, label=y, weight=self.weight)
         self.booster = self.xgb.train(
             self.params, dtrain, num_boost_round=self.rounds, xgb_model=self.booster
         )
@@ -256,6 +280,7 @@ def fit_fqe(
     max_states: int = 1000,
     prior: float = 1.0,
     rounds_per_iter: int = 5,
+    sample_weight: np.ndarray | None = None,
     **params: Any,
 ) -> FQEModel:
     """Fit the target policy's Q-function on a cohort by fitted-Q evaluation.
@@ -273,6 +298,8 @@ def fit_fqe(
         max_states: tabular model: above this many distinct feature vectors, cluster with k-means.
         prior: tabular model: pseudo-counts pulling ``Q(s, a)`` towards the state's mean target.
         rounds_per_iter: xgboost: boosting rounds added per FQE iteration.
+        sample_weight: optional ``(n_rows,)`` non-negative row weights (a bootstrap resample of patients is
+            each row weighted by its patient's draw count: how :func:`fqe_refit_bootstrap` refits).
         **params: xgboost booster parameters.
 
     Returns:
@@ -286,6 +313,11 @@ def fit_fqe(
     pe = np.asarray(target_probs, dtype=np.float64)
     if pe.shape != (n, N_ACTIONS):
         raise UserError(f"target_probs must have shape ({n}, {N_ACTIONS}), got {pe.shape}")
+    weight = None
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != (n,) or not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+            raise UserError(f"sample_weight must be ({n},) finite, non-negative and not all 0")
     x, static = cohort_inputs(cohort)
     featurizer = Featurizer.fit(x, static)
     z = featurizer.transform(x, static)
@@ -311,7 +343,7 @@ def fit_fqe(
     first = np.r_[True, ep[1:] != ep[:-1]]
     backend, predict_rows = _backend(
         model, z, actions, ridge=ridge, max_states=max_states, prior=prior, seed=seed,
-        rounds=rounds_per_iter, params=params,
+        rounds=rounds_per_iter, params=params, weight=weight,
     )  # fmt: skip
     it, converged, history = _iterate(
         backend, predict_rows, reward=reward, cont=cont, pe=pe, nxt=nxt, first=first, clip=(lo, hi),
@@ -374,16 +406,17 @@ def _backend(
     seed: int,
     rounds: int,
     params: dict[str, Any],
+    weight: np.ndarray | None = None,
 ) -> tuple[Any, Callable[[], np.ndarray]]:
     """The regression backend of ``model`` and a function predicting ``(n_rows, 25)`` on the data."""
     if model == "linear":
         phi = _with_intercept(z)
-        linear = _Linear(phi, actions, ridge)
+        linear = _Linear(phi, actions, ridge, weight)
         return linear, lambda: linear.predict(phi)
     if model == "tabular":
-        tab = _Tabular(z, actions, max_states=max_states, prior=prior, seed=seed)
+        tab = _Tabular(z, actions, max_states=max_states, prior=prior, seed=seed, weight=weight)
         return tab, tab.predict_rows
-    xgb = _XGB(z, actions, seed=seed, rounds=rounds, params=params)
+    xgb = _XGB(z, actions, seed=seed, rounds=rounds, params=params, weight=weight)
     return xgb, lambda: xgb.predict(z)
 
 

@@ -21,7 +21,8 @@ Estimators (``n`` episodes):
   intervals). WIS and PHWIS are bounded by construction (:data:`BOUNDED_ESTIMATORS`).
 
 **Never silently wrong.** Every estimate carries ``flags``: ``undefined`` (NaN: e.g. WIS with every weight 0),
-``out_of_range`` (outside the range of possible
+``extrapolated`` (the direct method, FQE, when the target leaves the support: its Q there is the model's
+guess, and its interval cannot see that bias), ``out_of_range`` (outside the range of possible
 values, e.g. a DR of 2.773 for a survival probability: not a result), ``low_support`` (an importance-weighted
 estimate when the target leaves the behaviour's support or the weights degenerate: most final weights zero,
 or a tiny effective sample size; thresholds :data:`SUPPORT_MAX_ZERO_FRACTION`, :data:`SUPPORT_MIN_ESS`,
@@ -46,8 +47,9 @@ Each estimator is one registered class (:mod:`sepsis_sdk.evaluation.estimators`;
 ``register_estimator``). Intervals come from a vectorised bootstrap over patients
 (:mod:`sepsis_sdk.evaluation.bootstrap`): all estimators are weighted sums of per-episode summaries, so
 ``B`` resamples of every requested estimator are one ``(B, n)`` count matrix times one ``(n, k)`` matrix of
-the summaries they declare. The Q-model is held fixed across resamples, so DR/WDR/FQE
-intervals do not include the model's fitting uncertainty (see docs/evaluation_ope.md for coverage).
+the summaries they declare. By default the Q-model is held fixed across resamples, so DR/WDR/FQE
+intervals do not include the model's fitting uncertainty; ``q_refits=`` refits it on each of that many
+resamples instead (measured coverage: ``benchmarks/bench_fqe_coverage.py`` and docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -107,10 +109,11 @@ class Estimate:
         n_episodes: number of episodes used.
         diagnostics: weight diagnostics and estimator-specific counts (see :func:`weight_diagnostics`).
         flags: what makes the estimate unreliable: ``"undefined"``, ``"out_of_range"``, ``"low_support"``,
-            ``"at_bound"``
+            ``"extrapolated"``, ``"at_bound"``
             (module docstring); empty when none applies.
-        interval: how ``ci_low``/``ci_high`` were made: ``"bootstrap"`` (resampled patients, Q-model fixed)
-            or ``"bootstrap_refit"`` (the Q-model refitted on every resample).
+        interval: how ``ci_low``/``ci_high`` were made: ``"bootstrap"`` (percentile, resampled patients,
+            any Q-model held fixed) or ``"bootstrap_refit_basic"`` / ``"bootstrap_refit_percentile"`` (the
+            Q-model refitted on every resample; see ``evaluate_ope(q_refits=...)``).
     """
 
     value: float
@@ -329,6 +332,8 @@ def evaluate_ope(
     fqe_model: str = "auto",
     value_range: tuple[float, float] | None = None,
     warn: bool = True,
+    q_refits: int = 0,
+    refit_interval: str = "basic",
 ) -> OPEResult:
     """Estimate a target policy's value on ``cohort`` with several OPE estimators and bootstrap intervals.
 
@@ -354,6 +359,15 @@ def evaluate_ope(
             returns and 0, i.e. ``(0, 1)`` for survival); estimates outside are flagged ``out_of_range``.
         warn: issue an :class:`OPEWarning` for each problem (they are kept in ``OPEResult.warnings``
             either way).
+        q_refits: for the estimators that read a Q-model (FQE, DR, WDR, ...): bootstrap resamples on
+            which the Q-model is **refitted** (FQE on the resampled patients) for their intervals. With 0
+            (default) their intervals hold the Q-model fixed and understate the uncertainty
+            (``benchmarks/bench_fqe_coverage.py``: FQE's fixed-Q intervals rarely cover the truth). Needs
+            the Q-model fitted here (``q_model=None``); costs one FQE fit per resample.
+        refit_interval: ``"basic"`` (default: the bootstrap interval reflected about the estimate,
+            ``[2 v - q_hi, 2 v - q_lo]``, which also corrects the estimator's bias as the refits see it:
+            FQE shrinks rarely seen actions toward the state's value, more so on a resample) or
+            ``"percentile"``. Both are clipped to ``value_range``.
 
     Returns:
         An :class:`OPEResult`. Check ``estimate.flags`` (or ``estimate.valid``) and ``result.warnings``
@@ -366,6 +380,13 @@ def evaluate_ope(
         raise UserError(f"cohort {cohort.source!r} is empty")
     pe = _check_probs(target_probs, len(cohort), "target_probs")
     pb_taken = _behaviour_taken(behaviour, cohort)  # checked before a Q-model is fitted
+    if refit_interval not in ("basic", "percentile"):
+        raise UserError(f"refit_interval must be 'basic' or 'percentile', got {refit_interval!r}")
+    if q_refits < 0:
+        raise UserError(f"q_refits must be >= 0, got {q_refits}")
+    fitted_here = q_model is None
+    if q_refits and not fitted_here:
+        raise UserError("q_refits needs the Q-model fitted here (pass q_model=None)")
     if q_model is None and any(e.needs_q for e in ests):
         from sepsis_sdk.evaluation.fqe import fit_fqe
 
@@ -377,12 +398,23 @@ def evaluate_ope(
     ones = np.ones((1, table.n_episodes))
     point = {k: float(fn(ones)[0]) for k, fn in stats.items()}
     boots = bootstrap_statistics(stats, table.n_episodes, n_bootstrap, seed=seed) if n_bootstrap else {}
+    refit: dict[str, np.ndarray] = {}
+    q_ests = [e for e in ests if e.needs_q]
+    if q_refits and q_ests:
+        refit = _refit_bootstrap(
+            cohort, pe, pb_taken, gamma, q_ests, q_refits, seed=seed, kind=q_model.kind,
+            value_range=table.value_range,
+        )  # fmt: skip
+        boots = {**boots, **refit}
     wdiag = weight_diagnostics(table.final_weight)
     support = support_problems(wdiag, table.n_episodes)
     estimates = {
-        e.estimator_name: _estimate(e, table, point[e.estimator_name], boots, wdiag, level, bool(support))
+        e.estimator_name: _estimate(
+            e, table, point[e.estimator_name], boots, wdiag, level, bool(support),
+            refit=refit_interval if e.estimator_name in refit else None,
+        )
         for e in ests
-    }
+    }  # fmt: skip
     messages = _messages(estimates, table.value_range, support)
     if warn:
         for m in messages:
@@ -399,6 +431,34 @@ def evaluate_ope(
         warnings=tuple(messages),
         value_range=table.value_range,
     )
+
+
+def _refit_bootstrap(
+    cohort: Cohort,
+    pe: np.ndarray,
+    pb_taken: np.ndarray,
+    gamma: float,
+    ests: Sequence[Estimator],
+    n_refits: int,
+    *,
+    seed: int,
+    kind: str,
+    value_range: tuple[float, float],
+) -> dict[str, np.ndarray]:
+    """Estimates of the Q-reading estimators on ``n_refits`` resamples of patients, the Q-model refitted
+    on each (rows weighted by their patient's draw count: no copy of the cohort)."""
+    from sepsis_sdk.evaluation.bootstrap import bootstrap_counts
+    from sepsis_sdk.evaluation.fqe import fit_fqe
+
+    ep = cohort.episode_index()
+    counts = bootstrap_counts(int(ep.max()) + 1, n_refits, np.random.default_rng([seed, 7]))
+    out = {e.estimator_name: np.full(n_refits, np.nan) for e in ests}
+    for b in range(n_refits):
+        q_b = fit_fqe(cohort, pe, gamma=gamma, model=kind, seed=seed + b, sample_weight=counts[b][ep])
+        table = _episode_table(cohort, pe, pb_taken, gamma, q_b, value_range)
+        for name, fn in make_statistics(table, ests).items():
+            out[name][b] = fn(counts[b : b + 1])[0]
+    return out
 
 
 def support_problems(weights: Mapping[str, float], n_episodes: int) -> list[str]:
@@ -432,6 +492,10 @@ def _flags(est: Estimator, value: float, lo: float, hi: float, low_support: bool
         flags.append("out_of_range")
     if est.weighted and low_support:
         flags.append("low_support")
+    if est.needs_q and not est.weighted and low_support:
+        # the direct method reads Q where the target acts; off the behaviour's support that Q is the
+        # model's extrapolation (FQE shrinks unseen actions toward the state's value): biased, not noisy
+        flags.append("extrapolated")
     if est.bounded and est.needs_q and np.isfinite(value) and (value <= lo + tol or value >= hi - tol):
         flags.append("at_bound")  # a clipped DR/WDR on its bound: the unclipped estimate was at or beyond it
     return tuple(flags)
@@ -484,9 +548,14 @@ def _estimate(
     wdiag: dict[str, float],
     level: float,
     low_support: bool = False,
+    refit: str | None = None,
 ) -> Estimate:
     samples = boots.get(est.estimator_name, np.zeros(0))
     lo, hi = percentile_interval(samples, level) if samples.size else (float("nan"), float("nan"))
+    if refit == "basic" and np.isfinite(value):  # reflect about the estimate: corrects the refits' bias
+        lo, hi = 2 * value - hi, 2 * value - lo
+    if refit is not None:
+        lo, hi = float(np.clip(lo, *table.value_range)), float(np.clip(hi, *table.value_range))
     diag = dict(wdiag) if est.weighted else {}
     diag["undefined_resamples"] = float((~np.isfinite(samples)).sum())
     diag.update(est.diagnostics(table))
@@ -499,6 +568,7 @@ def _estimate(
         n_episodes=table.n_episodes,
         diagnostics=diag,
         flags=_flags(est, value, *table.value_range, low_support),
+        interval="bootstrap" if refit is None else f"bootstrap_refit_{refit}",
     )
 
 

@@ -167,6 +167,9 @@ def _ope_cell(r: dict[str, Any], e: str, marks: dict[str, str]) -> str:
     if "low_support" in flags:
         marks["support"] = "support"
         cell += " †"
+    if "extrapolated" in flags:
+        marks["extrapolated"] = "extrapolated"
+        cell += " ‡"
     if "at_bound" in flags:
         marks["bound"] = "bound"
         cell += " (clipped)"
@@ -222,7 +225,13 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
     )
     w(
         "Intervals: 95 % percentile bootstrap over patients "
-        f"({cfg.ope.n_bootstrap} resamples for OPE, {cfg.safety.n_bootstrap} for rates). True value: exact "
+        f"({cfg.ope.n_bootstrap} resamples for OPE, {cfg.safety.n_bootstrap} for rates)"
+        + (
+            f"; DR/FQE intervals refit the Q-model on {getattr(cfg.ope, 'q_refits', 0)} resamples (basic interval)"
+            if getattr(cfg.ope, "q_refits", 0)
+            else "; DR/FQE intervals hold the Q-model fixed and understate its uncertainty"
+        )
+        + ". True value: exact "
         "(linear solve on the policy's state table) for Markov policies, Monte Carlo in the true MDP "
         f"({cfg.truth.monte_carlo_episodes} episodes, marked MC) for history-dependent ones."
         + (
@@ -269,6 +278,12 @@ def _write_ope_notes(
     if "bound" in marks:
         w(
             f"**(clipped)**: a bounded estimator on an end of {rng}: the unclipped estimate was at or beyond it.\n\n"
+        )
+    if "extrapolated" in marks:
+        w(
+            "**‡** extrapolated: the target acts where the clinicians rarely did, so the Q-model's values "
+            "there are its own guess (FQE shrinks them toward the state's value); the interval cannot show "
+            "that bias (measured: `benchmarks/bench_fqe_coverage.py`).\n\n"
         )
     if "support" in marks:
         w(

@@ -181,6 +181,8 @@ class OPEScorer:
             n_bootstrap=o.n_bootstrap,
             seed=ctx.seed,
             fqe_model=o.fqe_model,
+            # refitted-Q intervals for FQE/DR when the config asks for them (an OPEConfig field)
+            q_refits=int(getattr(o, "q_refits", 0) or 0),
             warn=False,  # the problems go into the policy's notes and the report's flags instead
         )
         for message in res.warnings:
