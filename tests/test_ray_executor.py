@@ -314,3 +314,85 @@ def test_evaluation_on_ray_equals_the_process_pool(ray_cluster, tmp_path, monkey
     for d in (by_pool, by_ray):
         d.pop("seconds", None)
     assert by_ray == by_pool
+
+
+# ---------------------------------------------------------------------------------------------- agent sweeps
+class _StayPolicy:
+    """History-dependent: more fluid the longer the stay, less when the mean blood pressure is high."""
+
+    name = "stay"
+    markov = False
+
+    def action_probabilities(self, histories):
+        out = np.full((len(histories), 25), 0.02)
+        for i, h in enumerate(histories):
+            out[i, 5 * min(4, len(h.observations) // 3) + (h.t % 2)] += 1.0
+        return out / out.sum(1, keepdims=True)
+
+
+class _StatePolicy(_StayPolicy):
+    """Markov: reads the current observation only (so its value is exact on the 713 states)."""
+
+    name, markov = "state", True
+
+    def action_probabilities(self, histories):
+        out = np.full((len(histories), 25), 0.02)
+        for i, h in enumerate(histories):
+            v = np.nan_to_num(np.asarray(h.observations[-1].values, dtype=float))
+            out[i, int(abs(v[:5].sum()) * 7) % 25] += 1.0
+        return out / out.sum(1, keepdims=True)
+
+
+def _make_state_policy():
+    return _StatePolicy()
+
+
+@pytest.mark.slow
+def test_distributed_policy_sweeps_equal_the_plain_policy(ray_cluster):
+    from sepsis_sdk.scale import DistributedPolicy
+    from sepsis_sdk.truth import ICUSepsisTruth
+
+    truth = ICUSepsisTruth()
+    with RayExecutor() as ex:  # Monte-Carlo episodes: each step's decisions fan out in chunks
+        dp = DistributedPolicy(_StayPolicy(), executor=ex, chunk_size=16)
+        assert (dp.name, dp.markov) == ("stay", False)
+        mc = truth.simulate(dp, episodes=40, seed=4, max_steps=8)
+        assert ex.stats["tasks"] > 10  # many steps, several chunks each
+    assert mc.to_dict() == truth.simulate(_StayPolicy(), episodes=40, seed=4, max_steps=8).to_dict()
+    # the exact 713-state value, one policy built per actor
+    dp = DistributedPolicy(factory=_make_state_policy, name="state", markov=True, n_actors=2, chunk_size=64)
+    try:
+        assert truth.exact_value(dp) == truth.exact_value(_StatePolicy())
+    finally:
+        dp.close()
+
+
+# ---------------------------------------------------------------------------------------------- training
+@pytest.mark.slow
+def test_world_model_members_fit_in_parallel_to_the_same_model(ray_cluster):
+    pytest.importorskip("xgboost")
+    from sepsis_sdk.sources import load
+    from sepsis_sdk.world_model.xgboost_backend import XGBoostConfig, XGBoostWorldModel
+
+    cohort = load("icu-sepsis", episodes=40, seed=2)
+    cfg = XGBoostConfig(n_members=2, n_estimators=1, n_jobs=1)  # 2 x 49 one-tree boosters: seconds
+    serial = XGBoostWorldModel.fit(cohort, cfg)
+    with RayExecutor() as ex:
+        seen = []
+        par = XGBoostWorldModel.fit(cohort, cfg, executor=ex, progress=lambda d, t, m: seen.append((d, t)))
+        assert ex.stats["tasks"] == 2 and ex.stats["puts"] == 1  # one task per member, the data put once
+    assert seen[-1][0] == seen[-1][1]  # progress still reaches the end
+    hist = list(cohort.select(cohort.patient_ids[:5].tolist()).histories())
+    a, b = serial.predict(hist, 7), par.predict(hist, 7)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+    np.testing.assert_array_equal(serial.noise, par.noise)
+
+
+def test_a_backend_that_trains_members_together_refuses_an_executor(ray_cluster):
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.sources import load
+    from sepsis_sdk.training.world_model import train_on_cohort
+
+    with pytest.raises(UserError, match="'neighbour' does not fit its ensemble members separately"):
+        train_on_cohort(load("icu-sepsis", episodes=40, seed=1), backend="neighbour", executor=RayExecutor())

@@ -42,6 +42,7 @@ def train_on_cohort(
     device: str | None = None,
     threads: int | None = DEFAULT_THREADS,
     progress: Any = True,
+    executor: Any = None,
     **config: Any,
 ) -> tuple[Any, Any]:
     """Train a world model on the training patients of ``cohort`` and optionally save it.
@@ -55,6 +56,10 @@ def train_on_cohort(
         split_seed: seed of the patient-level split (85 % train, 15 % test).
         device, threads, progress: see :func:`sepsis_sdk.world_model.train_world_model` (defaults: one
             CPU thread, progress lines on stderr; ``progress=False`` is silent).
+        executor: fit the ensemble members in parallel on it (a local process pool or
+            :class:`sepsis_sdk.scale.RayExecutor`); the same model as without one. For backends whose ``fit``
+            takes an ``executor`` (xgboost); the torch ensemble trains its members together (one optimiser,
+            one early stop), so it refuses one rather than train a different model.
         **config: backend config fields (``TorchConfig`` / ``XGBoostConfig``).
 
     Returns:
@@ -64,7 +69,10 @@ def train_on_cohort(
 
     data = load(cohort, episodes=episodes, seed=seed)
     train, test = split_cohort(data, split_seed)
-    model = train_world_model(train, backend, device=device, threads=threads, progress=progress, **config)
+    if executor is None:
+        model = train_world_model(train, backend, device=device, threads=threads, progress=progress, **config)
+    else:
+        model = _fit_members_on(executor, train, backend, threads=threads, **config)
     if isinstance(cohort, (str, Path)):
         model.info["cohort"] = {
             "spec": str(cohort),
@@ -75,6 +83,21 @@ def train_on_cohort(
     if out is not None:
         model.save(out)
     return model, test
+
+
+def _fit_members_on(executor: Any, train: Any, backend: str, *, threads: int | None, **config: Any) -> Any:
+    import inspect
+
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.world_model import get_backend, make_config
+
+    cls = get_backend(backend)
+    if "executor" not in inspect.signature(cls.fit).parameters:
+        raise UserError(
+            f"world-model backend {backend!r} does not fit its ensemble members separately; "
+            "executor= works with backends whose fit takes one (xgboost)"
+        )
+    return cls.fit(train, make_config(backend, **config), threads=threads, executor=executor)
 
 
 __all__ = ["load_world_model", "split_cohort", "train_on_cohort", "train_world_model"]

@@ -5,6 +5,8 @@
 - :class:`RayActorExecutor`: long-lived actors, one expensive object (a world model, a local LLM) each;
 - :class:`ConcurrencyLimit` and :func:`limited`: one cap on concurrent calls to a hosted model or judge,
   however many workers call it;
+- :class:`DistributedPolicy`: any policy's decisions in chunks over the cluster (agent sweeps: evaluation
+  chunks, the exact 713-state value, Monte-Carlo episodes), or one policy per actor from a factory;
 - :func:`connect`: join a cluster (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``) or start a local one;
   an unreachable address raises :class:`~sepsis_sdk.errors.ClusterError` naming it.
 
@@ -18,6 +20,7 @@ from sepsis_sdk._lazy import lazy_getattr
 _EXPORTS = {
     "ConcurrencyLimit": "sepsis_sdk.scale._limit",
     "LIMITED_METHODS": "sepsis_sdk.scale._limit",
+    "DistributedPolicy": "sepsis_sdk.scale._policy",
     "RayActorExecutor": "sepsis_sdk.scale._executor",
     "RayExecutor": "sepsis_sdk.scale._executor",
     "connect": "sepsis_sdk.scale._cluster",

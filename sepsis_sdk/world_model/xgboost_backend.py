@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +92,10 @@ class _Progress:
         if report and self.callback is not None:
             self.callback(self.done, self.total, {})
 
+    def steps(self, n: int) -> None:
+        for _ in range(n):
+            self.step()
+
 
 def _booster_params(cfg: XGBoostConfig) -> dict[str, Any]:
     params = {
@@ -162,6 +167,14 @@ def _fit_member(
         )
     counter.step()
     return member, clf
+
+
+def _fit_member_task(
+    cfg: XGBoostConfig, params: dict[str, Any], train: Any, val: Any, xv: Any, kw: tuple[int, np.ndarray]
+) -> tuple[list[Any | None], Any | None]:
+    """:func:`_fit_member` as a task for an executor (no progress callback across processes)."""
+    k, row_w = kw
+    return _fit_member(k, cfg, params, train, val, xv, row_w, _Progress(0, None))
 
 
 def _residual_noise(model: Any, ref: Any, cfg: XGBoostConfig) -> np.ndarray:
@@ -241,6 +254,7 @@ class XGBoostWorldModel(WorldModelBase):
         *,
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
         threads: int | None = None,
+        executor: Any = None,
     ) -> XGBoostWorldModel:
         """Train on a :class:`~sepsis_sdk.Cohort` (split off your test patients first).
 
@@ -249,6 +263,8 @@ class XGBoostWorldModel(WorldModelBase):
             config: hyper-parameters (default :class:`XGBoostConfig`).
             progress: called after each fitted regressor with ``(done, total, {})``.
             threads: CPU threads, used as ``n_jobs`` unless the config sets ``n_jobs`` itself.
+            executor: fit the ensemble members in parallel on it (any ``Executor``: a local process pool
+                or :class:`sepsis_sdk.scale.RayExecutor`); the model is the same as without one.
         """
         cfg = config or XGBoostConfig()
         if threads and "n_jobs" not in cfg.model_fields_set:
@@ -266,9 +282,18 @@ class XGBoostWorldModel(WorldModelBase):
         clfs: list[Any | None] = []
         counter = _Progress(cfg.n_members * (d + 1), progress)
         params = _booster_params(cfg)
-        for k in range(cfg.n_members):
-            row_w = _member_weights(rng, eps, train.episode, cfg.n_members)
-            member, clf = _fit_member(k, cfg, params, train, val, xv, row_w, counter)
+        # every member's bootstrap drawn first, in member order: the same draws as one member at a time
+        weights = [_member_weights(rng, eps, train.episode, cfg.n_members) for _ in range(cfg.n_members)]
+        if executor is None:
+            fitted = [_fit_member(k, cfg, params, train, val, xv, w, counter) for k, w in enumerate(weights)]
+        else:  # members are independent: one task each (the data travel once, bound into the function)
+            fitted = []
+            for res in executor.map(
+                partial(_fit_member_task, cfg, params, train, val, xv), list(enumerate(weights))
+            ):
+                counter.steps(d + 1)
+                fitted.append(res)
+        for member, clf in fitted:
             regs.append(member)
             clfs.append(clf)
         model = cls(
