@@ -396,3 +396,29 @@ def test_a_backend_that_trains_members_together_refuses_an_executor(ray_cluster)
 
     with pytest.raises(UserError, match="'neighbour' does not fit its ensemble members separately"):
         train_on_cohort(load("icu-sepsis", episodes=40, seed=1), backend="neighbour", executor=RayExecutor())
+
+
+def test_cli_evaluate_names_an_unreachable_ray_address(ray_cluster, tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        "evaluate",
+        "--episodes",
+        "50",
+        "--policies",
+        "random",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+    ]
+    res = CliRunner().invoke(app, [*args, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    assert res.exit_code == 2 and f"127.0.0.1:{port}" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, [*args, "--executor", "process", "--ray-address", "auto"])
+    assert res.exit_code == 2 and "needs executor 'ray'" in res.output

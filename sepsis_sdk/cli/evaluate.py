@@ -131,12 +131,14 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 
 
 def _ray_executor(cfg, address: str | None):
-    """The Ray executor for ``--ray-address`` (None: the runner makes the config's executor)."""
-    if address is None:
+    """The Ray executor, connected before any work so a wrong address fails now (None: not on Ray)."""
+    if address is None and cfg.executor != "ray":
         return None
     from sepsis_sdk.evaluation.executor import make_executor
 
-    return make_executor(cfg.executor, workers=cfg.workers, address=address)
+    ex = make_executor(cfg.executor, workers=cfg.workers, address=address)
+    ex.connect()  # ClusterError naming the address (exit code 2) instead of a failure after training
+    return ex
 
 
 def _world_model_loader(path: str | None):
