@@ -82,12 +82,14 @@ def run_benchmark_ray(
     n_frames: int = 8,
     max_side: int | None = 768,
     quality: int = 85,
+    short_videos: str = "repeat",
     tasks: Iterable[int] | None = None,
     retry_errors: bool = False,
     fsync: bool = True,
     on_record: Callable[[VerdictRecord], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     max_consecutive_failures: int | None = 12,
+    frame_workers: int | None = None,
     **frame_options: Any,
 ) -> RunReport:
     """:func:`~sepsis_sdk.microbench.run_benchmark` with the tasks spread over a Ray cluster.
@@ -102,7 +104,10 @@ def run_benchmark_ray(
         concurrency: judge calls in flight at most, over the whole cluster.
         limit: a :class:`sepsis_sdk.scale.ConcurrencyLimit` to use instead (e.g. a named one shared with
             other runs against the same endpoint); ``concurrency`` is then ignored.
-        **frame_options: more :func:`~sepsis_sdk.microbench.sample_frames` options (``short``, ...).
+        short_videos: as for :func:`~sepsis_sdk.microbench.run_benchmark` (``sample_frames``' ``short``).
+        frame_workers: accepted for the same call to work locally and on Ray; each worker decodes its
+            own video, so the cluster's task count bounds decoding instead.
+        **frame_options: more :func:`~sepsis_sdk.microbench.sample_frames` options (``seek_gap``, ...).
 
     Returns:
         The :class:`~sepsis_sdk.microbench.RunReport`.
@@ -141,7 +146,13 @@ def run_benchmark_ray(
         if on_plan is not None:
             on_plan(sum(len(p) for _, _, p in work))
         emit = _Emitter(writer, report, list(by_name), on_record, max_consecutive_failures, out_path)
-        frames = {"n": n_frames, "max_side": max_side, "quality": quality, **frame_options}
+        frames = {
+            "n": n_frames,
+            "max_side": max_side,
+            "quality": quality,
+            "short": short_videos,
+            **frame_options,
+        }
         job = partial(grade_task, by_name, lim, model, frames)
         results = ex.map_unordered(job, work)
         try:
