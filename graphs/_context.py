@@ -336,7 +336,9 @@ def bind(node: Callable[..., Any], context: Any) -> Callable[..., Any]:
 
     @functools.wraps(node)
     def bound(state: Any, runtime: Any) -> Any:
-        if getattr(runtime, "context", None) is None:
+        # None, or the empty context LangGraph's server sends with every run ({}), leaves the default
+        given = getattr(runtime, "context", None)
+        if given is None or (isinstance(given, dict) and not given):
             runtime = runtime.override(context=ctx)
         return node(state, runtime=runtime)
 

@@ -9,11 +9,17 @@ Each factory builds its graph with defaults, configurable through environment va
 
 LangGraph's server supplies its own checkpointer, so none is set here. Input: ``{"history": {...}}``
 (a :class:`~sepsis_sdk.PatientHistory` as JSON).
+
+``psr``/``direct``/``tool_calling`` build a graph (blocking: the world model loads). ``langgraph.json``
+names the async ``apsr``/``adirect``/``atool_calling``, which build in a worker thread once per process:
+LangGraph's server calls factories on its event loop and rejects blocking calls there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from typing import Any
 
 from sepsis_sdk.graphs._factories import build_direct_graph, build_psr_graph, build_tool_calling_graph
@@ -39,16 +45,65 @@ def default_world_model() -> Any:
     return FakeWorldModel()
 
 
+_FACTORIES = {"psr": build_psr_graph, "direct": build_direct_graph, "tool_calling": build_tool_calling_graph}
+_BUILT: dict[tuple[str | None, ...], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _settings() -> tuple[str | None, ...]:
+    return tuple(
+        os.environ.get(k) for k in ("SEPSIS_SDK_MODEL", "SEPSIS_SDK_API_BASE", "SEPSIS_SDK_WORLD_MODEL")
+    )
+
+
+def build(kind: str) -> Any:
+    """A new ``kind`` graph (``"psr"``, ``"direct"``, ``"tool_calling"``) with the defaults (blocking)."""
+    return _FACTORIES[kind](default_model(), world_model=default_world_model())
+
+
+def _built(kind: str) -> Any:
+    # One graph per kind and settings per process: the server asks for the graph on every request, and
+    # loading the world model each time would cost seconds (compiled graphs hold no run state; the
+    # server copies them with its own checkpointer).
+    key = (kind, *_settings())
+    with _LOCK:
+        if key not in _BUILT:
+            # The server sends every run an empty context ({}); LangGraph would coerce it into the
+            # context schema (AgentContext(), which has required fields) and fail. These graphs are
+            # configured by their factory, so they take no context: the nodes keep their bound default.
+            _BUILT[key] = build(kind).copy(update={"context_schema": None})
+        return _BUILT[key]
+
+
 def psr(config: Any = None) -> Any:
-    """The propose–simulate–refine graph with defaults."""
-    return build_psr_graph(default_model(), world_model=default_world_model())
+    """The propose–simulate–refine graph with defaults (sync; blocks while the world model loads)."""
+    return build("psr")
 
 
 def direct(config: Any = None) -> Any:
-    """The direct (no tools) baseline graph with defaults."""
-    return build_direct_graph(default_model(), world_model=default_world_model())
+    """The direct (no tools) baseline graph with defaults (sync)."""
+    return build("direct")
 
 
 def tool_calling(config: Any = None) -> Any:
-    """The SepsisAgent tool-protocol graph with defaults."""
-    return build_tool_calling_graph(default_model(), world_model=default_world_model())
+    """The SepsisAgent tool-protocol graph with defaults (sync)."""
+    return build("tool_calling")
+
+
+# The server's entry points (langgraph.json). LangGraph's server calls a graph factory on its event loop
+# for every request and guards the loop with blockbuster: loading a saved torch world model there
+# (``import torch``, file reads) failed with BlockingError (HTTP 500) and left torch half-imported. These
+# async factories build in a worker thread, once per process and settings.
+async def apsr(config: Any = None) -> Any:
+    """:func:`psr` for LangGraph's server: built off the event loop, once."""
+    return await asyncio.to_thread(_built, "psr")
+
+
+async def adirect(config: Any = None) -> Any:
+    """:func:`direct` for LangGraph's server: built off the event loop, once."""
+    return await asyncio.to_thread(_built, "direct")
+
+
+async def atool_calling(config: Any = None) -> Any:
+    """:func:`tool_calling` for LangGraph's server: built off the event loop, once."""
+    return await asyncio.to_thread(_built, "tool_calling")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import json
 from pathlib import Path
 
@@ -33,7 +35,9 @@ def test_langgraph_json_entries_build(name, monkeypatch):
     monkeypatch.setenv("SEPSIS_SDK_MODEL", "openai/gpt-4o-mini")  # constructing a model makes no request
     config = json.loads((ROOT / "langgraph.json").read_text())
     assert set(config["graphs"]) == set(NODES)
-    graph = _load(config["graphs"][name])({})
+    factory = _load(config["graphs"][name])
+    # the server's entry points are async (built off its event loop); a plain call gives a coroutine
+    graph = asyncio.run(factory({})) if inspect.iscoroutinefunction(factory) else factory({})
     assert set(graph.get_graph().nodes) - {"__start__", "__end__"} == NODES[name]
     assert graph.name == name
 
