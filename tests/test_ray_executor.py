@@ -270,8 +270,10 @@ class HistoryPolicy:
 
     name = "history"
     markov = False
+    calls = 0
 
     def action_probabilities(self, histories):
+        self.calls += 1
         out = np.full((len(histories), 25), 0.01)
         for i, h in enumerate(histories):
             out[i, 5 * min(4, h.t // 2)] += 0.75
@@ -297,14 +299,14 @@ def test_evaluation_on_ray_equals_the_process_pool(ray_cluster, tmp_path, monkey
 
     ray.cloudpickle.register_pickle_by_value(ray_test_policies)
 
-    def run(executor, name):
+    def run(executor, name, policy=None):
         cfg = EvaluationConfig(
             out_dir=str(tmp_path / name), cohort=CohortConfig(n_episodes=200, seed=3), policies=(),
             ope=OPEConfig(estimators=("wis", "wpdis"), n_bootstrap=30), safety=SafetyConfig(n_bootstrap=30),
             truth=TruthConfig(monte_carlo_episodes=40), chunk_patients=8,
         )  # fmt: skip
-        rep = run_evaluation(cfg, policies={"history": ray_test_policies.HistoryPolicy()}, executor=executor,
-                             progress=False)  # fmt: skip
+        rep = run_evaluation(cfg, policies={"history": policy or ray_test_policies.HistoryPolicy()},
+                             executor=executor, progress=False)  # fmt: skip
         probs = np.concatenate([np.load(f) for f in sorted((tmp_path / name).rglob("chunk_*.npy"))])
         return rep.results["history"].to_dict(), probs
 
@@ -320,6 +322,18 @@ def test_evaluation_on_ray_equals_the_process_pool(ray_cluster, tmp_path, monkey
     for d in (by_pool, by_ray):
         d.pop("seconds", None)
     assert by_ray == by_pool
+    # a Ray run killed mid-policy resumes locally from the same files: only the missing chunks are redone
+    chunks = sorted((tmp_path / "ray").rglob("chunk_*.npy"))
+    (tmp_path / "ray" / "policies" / "history.json").unlink()
+    for f in chunks[1::2]:
+        f.unlink()
+    fresh, resumed = ray_test_policies.HistoryPolicy(), ray_test_policies.HistoryPolicy()
+    run(SerialExecutor(), "serial", fresh)  # counts every chunk's call plus the Monte-Carlo truth's
+    by_resumed, probs_resumed = run(SerialExecutor(), "ray", resumed)
+    assert fresh.calls - resumed.calls == len(chunks) - len(chunks[1::2])  # the kept chunks were not redone
+    by_resumed.pop("seconds", None)
+    assert by_resumed == by_pool
+    np.testing.assert_array_equal(probs_resumed, probs_pool)
 
 
 # ---------------------------------------------------------------------------------------------- agent sweeps
