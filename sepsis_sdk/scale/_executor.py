@@ -251,9 +251,7 @@ class RayActorExecutor(_RayBase):
 
     Args:
         factory: builds the object, in the actor (picklable: a module-level function or a
-            ``functools.partial``; it is put in the object store once).
-        fn: the default per-item function ``fn(obj, item)`` for :meth:`map_items`; :meth:`map` takes
-            ``fn(item)`` style callables that accept the object as first argument.
+            ``functools.partial``); it travels with each actor's creation, so a restarted actor finds it.
         n_actors: actors to start (default: the cluster's CPUs divided by ``num_cpus_per_actor``).
         address, num_cpus, max_in_flight, init_kwargs: as for :class:`RayExecutor`.
         max_retries: restarts of a dead actor and re-runs of the items it held.
@@ -298,7 +296,10 @@ class RayActorExecutor(_RayBase):
         return self._actors
 
     def map(self, fn: Callable[[Any, T], R], items: Iterable[T]) -> Iterator[R]:  # type: ignore[override]
-        """Yield ``fn(obj, item)`` for every item, in the order of ``items`` (``obj`` is the actor's)."""
+        """Yield ``fn(obj, item)`` for every item, in the order of ``items`` (``obj`` is the actor's).
+
+        ``fn`` is put in the object store once per call, like :meth:`RayExecutor.map`.
+        """
         ray = ray_module()
         actors = self.actors()
         fn_ref = self.put(fn)
