@@ -171,6 +171,13 @@ def _videos(n: int, d: Path) -> Path:
     return d
 
 
+def _warm(_):
+    import sepsis_sdk.microbench._distributed  # noqa: F401
+
+    time.sleep(0.3)  # hold the slot so every worker of the window is started
+    return os.getpid()
+
+
 def bench_judge(n_videos: int, latency: float, limit: int, workers: list[int], tmp: Path) -> dict:
     import ray
 
@@ -193,6 +200,7 @@ def bench_judge(n_videos: int, latency: float, limit: int, workers: list[int], t
             lim = ConcurrencyLimit(limit)
             judge = RecordingJudge(name="mock", delay_s=latency)
             ex = RayExecutor(max_in_flight=w)
+            list(ex.map(_warm, range(2 * w)))  # worker processes started and imports done before timing
             out = tmp / f"ray-{w}.jsonl"
             t = time.perf_counter()
             rep = run_benchmark_ray(
@@ -240,6 +248,7 @@ def bench_nodes(n_nodes: int, n_videos: int, latency: float, limit: int, tmp: Pa
     try:
         ex = RayExecutor(cluster.address)  # joins it, as `--ray-address host:port` would
         ex.connect()
+        list(ex.map(_warm, range(2 * n_nodes)))
         nodes = [n["NodeID"][:8] for n in ray.nodes() if n["Alive"]]
         lim = ConcurrencyLimit(limit)
         t = time.perf_counter()
@@ -308,11 +317,17 @@ def main() -> None:
             out["nodes"] = bench_nodes(
                 args.nodes, min(args.videos, 120), args.latency, args.limit, tmp / "judge"
             )
-    out["command"] = "python benchmarks/bench_scale.py " + " ".join(
+    command = "python benchmarks/bench_scale.py " + " ".join(
         f"--{k} {v}" if not isinstance(v, bool) else (f"--{k}" if v else "")
         for k, v in vars(args).items()
         if k != "only" and v not in (None, False)
     )
+    command += "".join(f" --only {o}" for o in args.only or [])
+    for sec in only:  # each section says how it was made (sections may come from separate runs)
+        out[sec]["command"] = command
+        out[sec]["load_avg_1min_at_end"] = round(os.getloadavg()[0], 1)
+        out[sec]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out.pop("command", None)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
