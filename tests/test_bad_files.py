@@ -328,3 +328,23 @@ def test_a_rule_file_that_is_binary_or_a_folder_is_a_data_error(tmp_path, kind):
         load_rules(path)
     res = runner.invoke(app, ["safety-rules", "--rules", str(path)])
     assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_a_mimictable_with_a_missing_sofa_is_rejected_not_loaded_with_nan_rewards(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from sepsis_sdk.sources.mimic import load_mimictable
+
+    helper = Path(__file__).with_name("test_mimic_mimictable.py")  # builds a valid MIMICtable frame
+    spec = importlib.util.spec_from_file_location("_mimictable_helper", helper)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df, _ = mod.mimictable_frame(n=10)
+    df["SOFA"] = df["SOFA"].astype(float)
+    df.loc[3, "SOFA"] = np.nan
+    path = tmp_path / "MIMICtable.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(CohortValidationError, match="SOFA is missing") as err:
+        load_mimictable(path)
+    assert err.value.column == "SOFA" and err.value.rows == [3]

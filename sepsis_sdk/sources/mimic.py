@@ -709,9 +709,20 @@ def _finish(
     from sepsis_sdk.rewards import RaghuReward
 
     cohort = Cohort(df, schema, source=source, meta=meta)
+    if sofa in df.columns:
+        missing = np.flatnonzero(df[sofa].isna().to_numpy())
+        if missing.size:  # the Raghu reward differences SOFA: one gap makes two rewards NaN
+            raise CohortValidationError(
+                "SOFA is missing; the Raghu-style reward needs it on every row",
+                source=source,
+                column=sofa,
+                rows=missing.tolist(),
+            )
     out = RaghuReward(sofa=sofa, lactate=lactate).relabel(cohort)
     out.meta.update(meta)
     out.meta["reward"] = "raghu"
+    # The reward is computed here, not read: check it like a read one (a missing SOFA would make it NaN).
+    out.validate()
     return out
 
 

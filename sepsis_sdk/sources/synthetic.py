@@ -901,6 +901,7 @@ class SyntheticSepsisModel:
         # lactate was not re-measured is 0 under LOCF (as in SepsisAgent-style extracts).
         cohort = RaghuReward(sofa=SOFA_COLUMN, lactate="lactate").relabel(cohort)
         cohort.meta["synthetic"] = True
+        cohort.validate()  # the computed rewards, checked like read ones
         return cohort
 
 
