@@ -13,6 +13,9 @@ Policies (``--policies``, default all but the slow ones marked *):
     planner-oracle-2    the same with lookahead 2
     planner-neighbour   one-step improvement with the neighbour world model (exact on its support)
     planner-neighbour-2 the same with lookahead 2
+    planner-oracle-pi   pessimistic policy iteration to convergence (lookahead="converge") with the oracle
+    planner-neighbour-pi  the same with the neighbour world model (the learned model's best form; §4 of
+                        docs/decisions.md)
     planner-xgboost*    one-step improvement with the xgboost world model (Monte Carlo)
     planner-torch*      one-step improvement with the torch world model (Monte Carlo)
     cql* / bcq*         d3rlpy offline RL
@@ -37,7 +40,7 @@ import numpy as np
 
 FAST = (
     "clinicians", "behaviour", "counting", "tabular-300", "planner-oracle", "planner-oracle-2",
-    "planner-neighbour", "planner-neighbour-2",
+    "planner-neighbour", "planner-neighbour-2", "planner-oracle-pi", "planner-neighbour-pi",
 )  # fmt: skip
 SLOW = ("planner-xgboost", "planner-torch", "cql", "bcq")
 
@@ -59,7 +62,7 @@ def state_histories() -> list[Any]:
     ]
 
 
-def _planner(world_model: Any, cohort: Any, lookahead: int, seed: int) -> Any:
+def _planner(world_model: Any, cohort: Any, lookahead: int | str, seed: int) -> Any:
     from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
 
     kw: dict[str, Any] = {"lookahead": lookahead, "seed": seed}
@@ -90,10 +93,12 @@ def build(name: str, cohort: Any, seed: int, n_steps: int) -> Any:
     if name == "tabular-300":
         from sepsis_sdk.policies.tabular import fit_tabular_policy
 
-        return fit_tabular_policy(cohort, n_clusters=300, backup_pessimism=0.0, seed=seed, name="tabular-300")
+        return fit_tabular_policy(
+            cohort, n_clusters=300, backup_pessimism=0.0, gamma=0.99, seed=seed, name="tabular-300"
+        )
     if name.startswith("planner-"):
         backend, _, k = name[len("planner-") :].partition("-")
-        lookahead = int(k) if k else 1
+        lookahead: int | str = "converge" if k == "pi" else (int(k) if k else 1)
         if backend == "oracle":
             from sepsis_sdk.truth.oracle import OracleWorldModel
 
@@ -101,7 +106,9 @@ def build(name: str, cohort: Any, seed: int, n_steps: int) -> Any:
         elif backend == "neighbour":
             from sepsis_sdk.world_model import NeighbourWorldModel
 
-            wm = NeighbourWorldModel.fit(cohort)
+            # "-pi" plans on the sharp model (k=1, no prior): the counted law where the pair was seen,
+            # the nearest look-alike given the same action elsewhere (measured best for it, docs §4)
+            wm = NeighbourWorldModel.fit(cohort, **({"k": 1, "prior_count": 0} if k == "pi" else {}))
         else:
             from sepsis_sdk.world_model import get_backend
 

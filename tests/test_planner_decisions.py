@@ -151,7 +151,7 @@ def test_planner_bad_inputs_raise_clear_errors(oracle):
         WorldModelPlannerPolicy(oracle, mode="improve")
     with pytest.raises(UserError, match="unknown planner mode"):
         WorldModelPlannerPolicy(oracle, mode="greedy")
-    with pytest.raises(UserError, match="lookahead must be >= 1"):
+    with pytest.raises(UserError, match="lookahead must be an integer >= 1"):
         WorldModelPlannerPolicy(oracle, continuation=CLIN, lookahead=0)
     with pytest.raises(UserError, match="value_horizon must be >= 1"):
         WorldModelPlannerPolicy(oracle, value_horizon=0)

@@ -275,3 +275,126 @@ def test_neighbour_model_is_exact_on_discrete_data_and_monte_carlo_on_continuous
         action_values(
             wm2, wm2.batch(list(syn.histories())[:2]), [0], continuation=fit_continuation(syn), method="exact"
         )
+
+
+# ------------------------------------------------------------------ pessimistic policy iteration (converge)
+from sepsis_sdk.policies.planner import WorldModelPlannerPolicy  # noqa: E402
+from sepsis_sdk.world_model.optimize import mean_transitions, optimize_on_support  # noqa: E402
+
+
+class CountedToy(ToyMDP):
+    """The toy MDP with data counts: action 24 (the best) was seen only ``rare`` times, the rest 100."""
+
+    def __init__(self, rare: float = 1.0) -> None:
+        super().__init__()
+        self.rare = rare
+
+    def data_counts(self, batch):
+        n = np.full((batch.size, 25), 100.0)
+        n[:, 24] = self.rare
+        return n
+
+
+def _v_star(t: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    v = np.zeros(M)
+    q_mask = np.ones((M, 25), bool) if allowed is None else allowed
+    for _ in range(5000):
+        v = np.where(q_mask, t[:, :, M + 1] + t[:, :, :M] @ v, -np.inf).max(1)
+    return v
+
+
+def test_without_pessimism_it_finds_the_optimum_of_the_model():
+    wm = CountedToy(rare=100.0)
+    op = optimize_on_support(wm, backup_pessimism=0.0, min_count=0.0, gamma=1.0)
+    assert op.converged and op.iterations <= 10
+    np.testing.assert_allclose(op.v, _v_star(wm.t), atol=1e-7)
+    assert (op.actions == 24).all()  # the toy's best action everywhere
+    np.testing.assert_array_equal(op.table().argmax(1), op.actions)
+
+
+def test_penalty_inside_the_backup_avoids_a_rarely_tried_action_and_min_count_excludes_it():
+    wm = CountedToy(rare=1.0)
+    free = optimize_on_support(wm, backup_pessimism=0.0, min_count=0.0, gamma=1.0)
+    pess = optimize_on_support(wm, backup_pessimism=0.5, min_count=0.0, gamma=1.0)
+    assert (free.actions == 24).all()
+    assert (pess.actions != 24).all()  # a 0.5 penalty on one observation outweighs its small advantage
+    assert (pess.q[:, 24] < free.q[:, 24] - 0.4).all()
+    cut = optimize_on_support(wm, backup_pessimism=0.0, min_count=5.0, gamma=1.0)
+    assert not cut.allowed[:, 24].any() and (cut.actions != 24).all()
+    allowed = np.ones((M, 25), bool)
+    allowed[:, 24] = False
+    np.testing.assert_allclose(cut.v, _v_star(wm.t, allowed), atol=1e-7)  # the optimum without action 24
+
+
+def test_planner_converge_uses_the_optimised_table_on_support_and_one_step_elsewhere():
+    wm = CountedToy(rare=100.0)
+    planner = WorldModelPlannerPolicy(
+        wm, continuation=TableBehaviour(), lookahead="converge", backup_pessimism=0.1, min_count=5, safety=False
+    )
+    sb = wm.support_batch()
+    scores = planner.scores(sb)
+    op = planner.optimized
+    np.testing.assert_array_equal(scores.argmax(1), op.actions)
+    np.testing.assert_allclose(scores, op.q)
+    off = wm.batch(np.array([[4.0, 2.0]]))  # not a support observation: one penalised step over the table
+    got = planner.scores(off)
+    av = action_values(wm, off, None, continuation=planner._inner)
+    np.testing.assert_allclose(got, av.value - 0.1 / np.sqrt(100.0))
+
+
+def test_bad_settings_and_models_raise_clear_errors():
+    with pytest.raises(UserError, match="lookahead"):
+        WorldModelPlannerPolicy(ToyMDP(), continuation=TableBehaviour(), lookahead="forever")
+    with pytest.raises(UserError, match="gamma"):
+        WorldModelPlannerPolicy(ToyMDP(), continuation=TableBehaviour(), lookahead="converge", gamma=0.0)
+    with pytest.raises(UserError, match="data_counts"):
+        optimize_on_support(ToyMDP())  # no data counts but a penalty asked for
+    assert optimize_on_support(ToyMDP(), backup_pessimism=0.0, min_count=0.0).converged
+
+    class NoSupport:
+        schema = ToyMDP.schema
+
+    with pytest.raises(UserError, match="finite next-state support"):
+        optimize_on_support(NoSupport())
+    with pytest.raises(UserError, match="allowed"):
+        optimize_on_support(CountedToy(), allowed=np.ones((2, 25), bool))
+
+
+def test_neighbour_point_law_and_counts_are_the_counted_model_on_icu_sepsis():
+    pytest.importorskip("sklearn")
+    from sepsis_sdk.policies.tabular import fit_tabular_policy
+    from sepsis_sdk.sources.icu_sepsis import sample_cohort
+    from sepsis_sdk.world_model import NeighbourWorldModel
+    from sepsis_sdk.world_model.value import support_states
+
+    cohort = sample_cohort(400, seed=3)
+    wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
+    tab = fit_tabular_policy(cohort)
+    sb = support_states(wm)
+    x = np.where(sb.mask[:, -1], sb.x[:, -1], np.nan)
+    cl = tab.clusters(np.where(np.isfinite(x), x, tab.fill[None]))
+    seen = tab.counts[cl] >= 1
+    n = wm.data_counts(sb)
+    np.testing.assert_allclose(n[seen], tab.counts[cl][seen])  # exact look-alikes: the plain count
+    # the point law's death + discharge share equals the counted terminal share
+    rows, cols, probs = mean_transitions(wm)
+    m = sb.size
+    term = np.bincount(rows, weights=probs * (cols >= m), minlength=m * 25).reshape(m, 25)
+    a = cohort.actions
+    done = cohort.data["done"].to_numpy(bool)
+    xs = np.where(cohort.masks(), cohort.features(), np.nan)
+    s = tab.clusters(np.where(np.isfinite(xs), xs, tab.fill[None]))
+    ends = np.zeros_like(tab.counts)
+    np.add.at(ends, (s[done], a[done]), 1.0)
+    counted = ends[cl] / np.maximum(tab.counts[cl], 1.0)
+    np.testing.assert_allclose(term[seen], counted[seen], atol=1e-12)
+
+
+def test_oracle_converge_reaches_the_exact_optimum():
+    from sepsis_sdk.truth import true_value
+    from sepsis_sdk.truth.oracle import OracleWorldModel
+
+    op = optimize_on_support(OracleWorldModel(), backup_pessimism=0.0, min_count=0.0, gamma=1.0)
+    assert op.converged
+    # the oracle's support states are the 713 clinical states, in order
+    assert true_value(op.table()) == pytest.approx(true_value("optimal"), abs=1e-6)

@@ -10,6 +10,14 @@ at least ``min_support``. ``lookahead=k`` does k rounds of this improvement (the
 is the planner of round k - 1; policy iteration in the model). On exact ICU-Sepsis dynamics one round
 reaches 0.862 and two rounds 0.8747, against 0.782 for the clinicians (DESIGN.md §6).
 
+``lookahead="converge"`` plans to convergence instead, on finite-support models: policy iteration in the
+model's *pessimistic* MDP, a penalty ``backup_pessimism / sqrt(n(s, a))`` inside every backup and actions
+with fewer than ``min_count`` supporting transitions left out
+(:func:`~sepsis_sdk.world_model.optimize.optimize_on_support`). A patient whose observation is one of the
+model's support states gets that policy's action; any other gets one improvement step over it, with the
+same penalty on the first step. On a learned model this is the form that uses data well (a rarely tried
+action must look better through every later step; DESIGN.md §6); with the oracle it reaches the optimum.
+
 ``mode="hold"`` keeps the old rule (hold each action for ``horizon`` steps and score P(discharge) -
 P(death) within it): on exact dynamics it reaches only 0.79-0.80, so it is an option, not the default.
 ``mode="auto"`` improves when a continuation policy is known (``continuation=``, or
@@ -130,7 +138,12 @@ class WorldModelPlannerPolicy(PolicyBase):
             :class:`~sepsis_sdk.world_model.value.Continuation`. :meth:`fit` fits the default on a cohort.
         mode: ``"auto"`` (improve when a continuation is known, else hold), ``"improve"`` or ``"hold"``.
         lookahead: rounds of policy improvement (``mode="improve"``); ``k >= 2`` needs a finite-support
-            model (exact) or costs ``k`` nested Monte-Carlo searches.
+            model (exact) or costs ``k`` nested Monte-Carlo searches. ``"converge"``: pessimistic policy
+            iteration to convergence on a finite-support model (see the module doc).
+        backup_pessimism: ``lookahead="converge"``: ``c`` of the penalty ``c / sqrt(n)`` inside the backup.
+        min_count: ``lookahead="converge"``: actions with fewer supporting transitions are left out.
+        gamma: ``lookahead="converge"``: discount of the pessimistic MDP (0.999: see
+            :mod:`sepsis_sdk.world_model.optimize`).
         method: ``"auto"``, ``"exact"`` or ``"monte-carlo"`` (see ``action_values``).
         value_horizon: steps of the closed-loop value (``None``: until death/discharge).
         n_value_samples: Monte-Carlo futures per candidate in ``mode="improve"``.
@@ -169,7 +182,10 @@ class WorldModelPlannerPolicy(PolicyBase):
         *,
         continuation: Any = None,
         mode: str = "auto",
-        lookahead: int = 1,
+        lookahead: int | str = 1,
+        backup_pessimism: float = 0.05,
+        min_count: float = 5.0,
+        gamma: float = 0.999,
         method: str = "auto",
         value_horizon: int | None = None,
         n_value_samples: int = 256,
@@ -202,8 +218,14 @@ class WorldModelPlannerPolicy(PolicyBase):
             raise UserError(f"temperature must be >= 0, got {temperature}")
         if mode not in ("auto", "improve", "hold"):
             raise UserError(f"unknown planner mode {mode!r}; choose 'auto', 'improve' or 'hold'")
-        if int(lookahead) < 1:
-            raise UserError(f"lookahead must be >= 1, got {lookahead}")
+        converge = lookahead == "converge"
+        if not converge and (isinstance(lookahead, str) or int(lookahead) < 1):
+            raise UserError(f"lookahead must be an integer >= 1 or 'converge', got {lookahead!r}")
+        if converge and (backup_pessimism < 0 or min_count < 0 or not 0.0 < gamma <= 1.0):
+            raise UserError(
+                f"lookahead='converge' needs backup_pessimism >= 0, min_count >= 0 and gamma in (0, 1], got "
+                f"{backup_pessimism}, {min_count}, {gamma}"
+            )
         if pessimism < 0 or not 0.0 <= min_support <= 1.0:
             raise UserError(
                 f"pessimism must be >= 0 and min_support in [0, 1], got {pessimism}, {min_support}"
@@ -230,7 +252,11 @@ class WorldModelPlannerPolicy(PolicyBase):
                 "WorldModelPlannerPolicy.fit(world_model, cohort)"
             )
         self.mode = mode if mode != "auto" else ("improve" if self.continuation is not None else "hold")
-        self.lookahead = int(lookahead)
+        self.lookahead: int | str = "converge" if converge else int(lookahead)
+        self.backup_pessimism = float(backup_pessimism)
+        self.min_count = float(min_count)
+        self.gamma = float(gamma)
+        self.optimized: Any = None  # lookahead="converge": the OptimizedPolicy, once planned
         self.method = method
         self.value_horizon = value_horizon
         self.n_value_samples = int(n_value_samples)
@@ -329,6 +355,19 @@ class WorldModelPlannerPolicy(PolicyBase):
             return self.continuation
         if self._inner is not None:
             return self._inner
+        if self.lookahead == "converge":
+            from sepsis_sdk.world_model.optimize import optimize_on_support
+
+            self.optimized = optimize_on_support(
+                self.world_model,
+                reward=self.reward,
+                backup_pessimism=self.backup_pessimism,
+                min_count=self.min_count,
+                gamma=self.gamma,
+                candidates=self.candidates,
+            )
+            self._inner = self.optimized.continuation(self.continuation, name="pessimistic-pi")
+            return self._inner
         from sepsis_sdk.world_model.value import (
             FiniteSupportModel,
             TableContinuation,
@@ -397,6 +436,8 @@ class WorldModelPlannerPolicy(PolicyBase):
             seed=self.seed,
         )
         score = self._pessimistic(av)  # plan() excludes low support itself, with the reason
+        if self.lookahead == "converge":
+            score = self._converged_scores(batch, cands, av)
         nan = np.full(av.value.shape, np.nan)
         parts = {
             "objective": av.value,
@@ -407,6 +448,30 @@ class WorldModelPlannerPolicy(PolicyBase):
         }
         return score, parts, av
 
+    def _converged_scores(self, batch: Any, cands: np.ndarray, av: Any) -> np.ndarray:
+        """``lookahead="converge"``: the pessimistic Q on support states, one penalised step elsewhere."""
+        from sepsis_sdk.world_model.optimize import data_counts
+
+        op = self.optimized
+        n = (
+            data_counts(self.world_model, batch)[:, cands]
+            if (self.backup_pessimism or self.min_count)
+            else None
+        )
+        if n is None:
+            score = av.value.copy()
+        else:
+            with np.errstate(divide="ignore"):
+                pen = np.where(np.isfinite(n), self.backup_pessimism / np.sqrt(np.maximum(n, 1.0)), 0.0)
+            ok = n >= self.min_count
+            none = ~ok.any(1)
+            ok[none, n[none].argmax(1)] = True  # as the optimiser does: the best-supported action stays
+            score = np.where(ok, av.value - pen, -np.inf)
+        row = self._inner.lookup(batch)
+        known = row >= 0
+        score[known] = op.q[row[known]][:, cands]
+        return score
+
     def scores(self, batch: Any) -> np.ndarray:
         """``(B, K)`` pessimistic scores of the candidates for a :class:`HistoryBatch` (no safety rules).
 
@@ -416,7 +481,8 @@ class WorldModelPlannerPolicy(PolicyBase):
         cands = np.asarray(self.candidates, dtype=np.int64)
         if self.mode == "hold":
             return self._hold_scores(batch, batch.size, cands)[0]
-        return self._improve_score(self._improve_scores(batch, batch.size, cands)[2])
+        score, _, av = self._improve_scores(batch, batch.size, cands)
+        return score if self.lookahead == "converge" else self._improve_score(av)
 
     def plan(self, histories: Sequence[PatientHistory]) -> list[PlannerDecision]:
         """Score every candidate for every patient (batched) and choose among the allowed ones."""
@@ -438,6 +504,9 @@ class WorldModelPlannerPolicy(PolicyBase):
             notes.append(
                 f"closed-loop value ({av.method}, continuation {av.continuation}, lookahead {self.lookahead}), "
                 f"minus {self.pessimism:g} x spread"
+                if self.lookahead != "converge"
+                else f"pessimistic policy iteration (penalty {self.backup_pessimism:g}/sqrt(n) inside the "
+                f"backup, min_count {self.min_count:g}, gamma {self.gamma:g})"
             )
         return [self._choose(h, i, cands, base[i], parts, av, notes) for i, h in enumerate(histories)]
 
@@ -489,6 +558,9 @@ class WorldModelPlannerPolicy(PolicyBase):
                     keep = np.ones(k, dtype=bool)
                     relaxed.append("all exclusions relaxed")
         scores = np.where(keep, base, -np.inf)
+        if not np.isfinite(scores).any():  # every kept candidate was left out by min_count
+            scores = np.where(keep, parts["objective"][i], -np.inf)
+            relaxed.append("no allowed action had enough data support; min_count relaxed")
         best = int(cands[int(np.argmax(scores))])
         improve = av is not None
         return PlannerDecision(

@@ -139,6 +139,10 @@ class OracleWorldModel:
         hb = self.batch(histories)
         return np.ones(hb.size)
 
+    def data_counts(self, histories: HistoryBatch | Sequence[Any]) -> np.ndarray:
+        """Infinite everywhere: the true dynamics carry no data uncertainty (no pessimism applies)."""
+        return np.full((self.batch(histories).size, N_ACTIONS), np.inf)
+
     def _draw_stay(self, s: np.ndarray, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         row = s * N_ACTIONS + a
         idx = np.searchsorted(self._cdf, row + rng.random(len(row)), side="right") - row * N_CLINICAL

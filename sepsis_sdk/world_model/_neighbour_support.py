@@ -42,11 +42,13 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
 
 
 def transition_triplets(
-    model: Any, batch: HistoryBatch, member: int
+    model: Any, batch: HistoryBatch, member: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, probs)`` of every (patient, action) of ``batch`` under bootstrap member ``member``.
 
     Row ``b * 25 + a``; column ``j < M`` is ``next_table[j]``, ``M`` death, ``M + 1`` discharge alive.
+    ``member=None`` is the point estimate on the full data (every transition once, no resampling): with
+    ``k=1`` on ICU-Sepsis that is the counted maximum-likelihood law.
     """
     if not has_finite_support(model):
         from sepsis_sdk.errors import UserError
@@ -59,7 +61,8 @@ def transition_triplets(
     tal = model._tallies(sets, moments=False)
     u, jj = sets.idx.shape
     m_next = len(model.next_table)
-    w_member = np.diff(model._cum[member])  # (T,) continuing weight of each transition for this member
+    # (T,) continuing weight of each transition: 1 on the full data (member None), else this member's
+    w_member = np.ones(model._cum.shape[1] - 1) if member is None else np.diff(model._cum[member])
     w_full = np.diff(model._cum, axis=1).mean(0)  # all members: the fallback of an emptied member
     pairs = sets.idx.ravel()
     lens = model._n_cont[pairs]
@@ -73,8 +76,11 @@ def transition_triplets(
         use_full = empty[u_of]
         wt = np.where(use_full, f * w_full[t], wt)
         denom = np.bincount(u_of, weights=wt, minlength=u)
-    p_d = np.asarray(tal["p_death"])[:, member]
-    p_q = np.asarray(tal["p_discharge"])[:, member]
+    if member is None:
+        p_d, p_q = _full_hazards(model, sets)
+    else:
+        p_d = np.asarray(tal["p_death"])[:, member]
+        p_q = np.asarray(tal["p_discharge"])[:, member]
     stay = np.clip(1.0 - p_d - p_q, 0.0, 1.0)
     prob = stay[u_of] * wt / np.maximum(denom[u_of], 1e-300)
     col = model._next_idx[t]
@@ -93,6 +99,19 @@ def transition_triplets(
     idx = _ranges(ptr[inv], q_lens)
     rows = np.repeat(np.arange(len(inv)), q_lens)
     return rows, u_cols[idx], u_prob[idx]
+
+
+def _full_hazards(model: Any, sets: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Death and discharge shares of each neighbour set on the full data (no resampling)."""
+    u, jj = sets.idx.shape
+    pairs = sets.idx.ravel()
+    f = sets.frac.ravel()
+    u_of = np.repeat(np.arange(u), jj)
+    tot = np.bincount(u_of, weights=f * model._n_full[pairs], minlength=u)
+    dead = np.bincount(u_of, weights=f * model._n_death[pairs], minlength=u)
+    cont = np.bincount(u_of, weights=f * model._n_cont[pairs], minlength=u)
+    tot = np.maximum(tot, 1e-12)
+    return dead / tot, np.clip((tot - dead - cont) / tot, 0.0, 1.0)
 
 
 __all__ = ["has_finite_support", "support_batch", "transition_triplets"]

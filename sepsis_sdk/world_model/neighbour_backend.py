@@ -86,6 +86,11 @@ class NeighbourConfig(BaseModel):
         description="weight of the state's transitions under any action (None: 5 in 'state' mode, else 0)",
     )
     support_count: float = Field(5.0, gt=0, description="weighted count that gives support 0.5")
+    count_scale: float = Field(
+        1.0,
+        ge=0,
+        description="data_counts: kernel width relative to the support bandwidth (0: exact look-alikes only)",
+    )
     point: Literal["median", "mean"] = Field(
         "median", description="predict().mean: per-feature median (minimises MAE) or mean"
     )
@@ -201,6 +206,7 @@ class NeighbourWorldModel(WorldModelBase):
         is_c, is_d, is_s = term == CONTINUE, term == DEATH, term == DISCHARGE
         self._n_full = np.bincount(pair_of, minlength=n_pairs).astype(np.float64)
         self._n_cont = np.bincount(pair_of, weights=is_c, minlength=n_pairs).astype(np.int64)
+        self._n_death = np.bincount(pair_of, weights=is_d, minlength=n_pairs).astype(np.float64)
 
         def per_member(mask: np.ndarray) -> np.ndarray:
             return np.stack(
@@ -534,6 +540,12 @@ class NeighbourWorldModel(WorldModelBase):
 
         return transition_triplets(self, batch, member)
 
+    def point_triplets(self, batch: HistoryBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`transition_triplets` of the full data (no bootstrap resampling): the point estimate."""
+        from sepsis_sdk.world_model._neighbour_support import transition_triplets
+
+        return transition_triplets(self, batch, None)
+
     # ------------------------------------------------------------------ the protocol
     def predict(
         self, histories: HistoryBatch | Sequence[PatientHistory], actions: Any
@@ -642,6 +654,27 @@ class NeighbourWorldModel(WorldModelBase):
         b = len(key)
         sets, inv = self._sets(np.repeat(key, N_ACTIONS, axis=0), np.tile(np.arange(N_ACTIONS), b))
         return self._support_sets(sets)[inv].reshape(b, N_ACTIONS)
+
+    def data_counts(self, histories: HistoryBatch | Sequence[PatientHistory]) -> np.ndarray:
+        """``(B, 25)`` training transitions in each (state, action)'s neighbour set, weighted by distance.
+
+        What pessimistic planning divides its penalty by (:mod:`sepsis_sdk.world_model.optimize`). An exact
+        look-alike counts 1 and one at distance ``d`` counts ``exp(-(d / (count_scale * h))^2)``
+        (``count_scale=0``: exact look-alikes only); on ICU-Sepsis, with ``k=1`` it is the plain count of
+        (state, action) in the training cohort wherever the pair was seen (checked in the tests).
+        """
+        hb = self._as_batch(histories)
+        key = self._query_keys(hb)
+        b = len(key)
+        sets, inv = self._sets(np.repeat(key, N_ACTIONS, axis=0), np.tile(np.arange(N_ACTIONS), b))
+        jj = sets.dist.shape[1]  # the same-action part of each set (the prior's pairs are not this action)
+        scale = self.config.count_scale * self.bandwidth
+        if scale > 0:
+            kern = np.exp(-np.minimum((sets.dist / scale) ** 2, 700.0))
+        else:  # exact look-alikes only (float32 keys: distance below 1e-6)
+            kern = (sets.dist < 1e-6).astype(np.float64)
+        n = (self._n_full[sets.idx[:, :jj]] * sets.frac[:, :jj] * kern).sum(1)
+        return n[inv].reshape(b, N_ACTIONS)
 
     def rollout(
         self,

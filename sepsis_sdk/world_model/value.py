@@ -234,8 +234,12 @@ class TableContinuation:
 
         self._index = RowIndex(self.keys)
 
+    def lookup(self, batch: HistoryBatch) -> np.ndarray:
+        """``(B,)`` row of the table for each history's last observation, ``-1`` where it has none."""
+        return self._index.index(_last(batch))
+
     def probabilities(self, batch: HistoryBatch) -> np.ndarray:
-        idx = self._index.index(_last(batch))
+        idx = self.lookup(batch)
         known = idx >= 0
         if known.all():
             return self.table[idx]
