@@ -96,6 +96,12 @@ class OPEConfig(_Cfg):
     behaviour_kind: str = "auto"
     softening: float = 0.01
     fqe_model: str = "auto"
+    q_refits: int = Field(
+        default=0,
+        ge=0,
+        description="refit the FQE/DR Q-model on this many bootstrap resamples for intervals that cover "
+        "(0: the Q-model is fixed; ~1 s per refit; coverage in benchmarks/results/fqe_coverage.json)",
+    )
 
 
 class SafetyConfig(_Cfg):
