@@ -355,3 +355,27 @@ def test_retries_never_sleep_past_the_deadline():
     with pytest.raises(LLMTimeoutError):
         chat.complete([{"role": "user", "content": "?"}])
     assert sleeps == []  # a 10 s wait would end past the 5 s deadline: stop instead of sleeping
+
+
+# ---------------------------------------------------------------------------------------------- local models
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    from sepsis_sdk.testing import tiny_causal_lm
+
+    return tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "lm", seed=0)
+
+
+def test_local_generation_stops_at_the_deadline(tiny_path):
+    # 20k new tokens take far longer than 0.3 s even on a tiny model: generation is stopped by a
+    # stopping criterion at the call's deadline (not left running), and the call raises a timeout.
+    import time
+
+    from sepsis_sdk.llm._local import GenRequest, load_local_model
+
+    local = load_local_model(str(tiny_path))
+    prompt = local.render([{"role": "user", "content": "count"}])
+    (res,) = local.generate([GenRequest(prompt, max_new_tokens=20000, deadline=time.monotonic() + 0.3)])
+    assert res.finish_reason == "deadline" and res.completion_tokens < 20000
+    chat = LiteLLMChat(f"local/{tiny_path}", max_tokens=20000, timeout=0.3, retries=0)
+    with pytest.raises(LLMTimeoutError):
+        chat.complete([{"role": "user", "content": "count"}])

@@ -487,7 +487,8 @@ class LiteLLMChat:
     def _attempt(self, fn: Callable[..., Any], request: dict[str, Any]) -> Any:
         req, left = self._bounded_request(request)
         try:
-            if left is None:
+            if left is None or self.in_process:
+                # local/ enforces the deadline itself (generation stops at it): no thread to abandon
                 return fn(**req)
             return _call_within(fn, req, left, lambda: self._timeout(1))
         except LLMTimeoutError:
@@ -501,7 +502,7 @@ class LiteLLMChat:
     async def _aattempt(self, fn: Callable[..., Awaitable[Any]], request: dict[str, Any]) -> Any:
         req, left = self._bounded_request(request)
         try:
-            if left is None:
+            if left is None or self.in_process:
                 return await fn(**req)
             try:
                 return await asyncio.wait_for(fn(**req), left)

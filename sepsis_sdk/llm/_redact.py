@@ -117,6 +117,17 @@ def install_log_redaction() -> None:
         return
     import logging
 
-    for name in ("sepsis_sdk", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+    for name in (
+        "sepsis_sdk",
+        "LiteLLM",
+        "LiteLLM Router",
+        "LiteLLM Proxy",
+        "litellm",
+        "instructor",
+        "instructor.v2.retry",
+        "instructor.core.retry",
+        "httpx",
+        "openai",
+    ):
         logging.getLogger(name).addFilter(RedactingFilter())
     _INSTALLED = True
