@@ -49,6 +49,7 @@ _AREAS = [
     ("sepsis_sdk.cli.world_model", "world-model", "group"),
     ("sepsis_sdk.cli.agent", None, "commands"),
     ("sepsis_sdk.cli.evaluate", None, "commands"),
+    ("sepsis_sdk.cli.agent_eval", None, "commands"),
     ("sepsis_sdk.cli.microbench", "microbench", "group"),
     ("sepsis_sdk.cli.train", "train", "group"),
 ]

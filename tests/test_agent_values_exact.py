@@ -1,0 +1,244 @@
+"""Exact (Markov) and Monte Carlo true values of agent graphs on ICU-Sepsis (sepsis_sdk.truth.agent).
+
+Fake chat models only (and one respx-mocked LiteLLM endpoint for the CLI): nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from sepsis_sdk.graphs import Guard, build_direct_graph
+from sepsis_sdk.safety import HoldSafePolicy
+from sepsis_sdk.testing import FunctionChatModel
+from sepsis_sdk.truth import true_value
+from sepsis_sdk.truth.agent import (
+    MARKOV_PATIENT_ID,
+    DecisionCache,
+    cache_key,
+    markov_agent_value,
+    monte_carlo_agent_value,
+    state_histories,
+)
+
+NO_RULES = Guard(safety=False)  # the model's action always stands: the value is that of its table
+
+
+def constant(fluid: int, vaso: int) -> FunctionChatModel:
+    return FunctionChatModel(lambda m, t: json.dumps({"fluid": fluid, "vaso": vaso, "rationale": "fixed"}))
+
+
+def _last(text: str, role: str) -> float:
+    """The newest displayed value of one feature line of the prompt ("- MAP [MeanBP]: -0.4, -0.2 SD")."""
+    line = next(x for x in text.splitlines() if x.startswith(f"- {role} ["))
+    return float(re.findall(r"[-+]?\d+(?:\.\d+)?", line.split("]:", 1)[1])[-1])
+
+
+def markov_reply(messages, tools) -> str:
+    """A fake that looks at the current MAP and lactate only: a Markov policy, different across states."""
+    text = messages[-1]["content"]
+    fluid = 3 if _last(text, "MAP") < 0 else 1
+    vaso = 1 if _last(text, "lactate") > 0 else 0
+    return json.dumps({"fluid": fluid, "vaso": vaso, "rationale": "map/lactate"})
+
+
+# ---------------------------------------------------------------------------------------------- what is shown
+def test_markov_histories_do_not_reveal_the_state():
+    hs = state_histories()
+    assert len(hs) == 713
+    assert all(h.state_id is None and h.patient_id == MARKOV_PATIENT_ID for h in hs)
+    assert all(h.t == 0 and h.actions == () for h in hs)
+    assert len({h.observations[0].values for h in hs}) == 713  # the 47 features tell the states apart
+
+
+# ---------------------------------------------------------------------------------------------- exact value
+def test_a_constant_model_has_the_exact_value_of_its_constant_table(tmp_path):
+    model = constant(2, 1)
+    g = build_direct_graph(model, guard=NO_RULES)
+    r = markov_agent_value(g, model="fake/constant", cache_dir=tmp_path, max_concurrency=4)
+    assert r.method == "exact" and r.n_states == 713 and r.new_decisions == 713
+    assert r.value == pytest.approx(true_value(np.full(713, 11)), abs=1e-12)  # fluid 2, vaso 1 = index 11
+    assert r.shares == {"model": 1.0, "guard": 0.0, "fallback": 0.0}
+    assert r.visit_shares["model"] == pytest.approx(1.0)
+    assert 0.0 <= r.adherence <= 1.0 and 0.0 <= r.unsafe_rate <= 1.0
+    assert len(model.calls) == 713
+    prompts = [c.messages[-1]["content"] for c in model.calls]
+    assert not any("state-" in p for p in prompts)  # the hidden state index is not in any prompt
+    assert all(p.startswith(f"Patient {MARKOV_PATIENT_ID}, decision at 4-hour step t=0.") for p in prompts)
+    d = r.to_dict()
+    assert json.loads(json.dumps(d))["value"] == r.value and len(d["actions"]) == 713
+    # a second call is answered from the cache: no model call, same value
+    again = markov_agent_value(g, model="fake/constant", cache_dir=tmp_path, max_concurrency=4)
+    assert again.new_decisions == 0 and len(model.calls) == 713 and again.value == r.value
+
+
+def test_invalid_replies_leave_every_action_to_the_fallback():
+    g = build_direct_graph(FunctionChatModel(lambda m, t: "this is not JSON"), max_retries=0)
+    r = markov_agent_value(g, model="fake/broken", max_concurrency=4)
+    assert r.shares["fallback"] == 1.0 and r.shares["model"] == 0.0
+    hold = HoldSafePolicy()  # the direct graph's fallback without a world model
+    table = np.argmax(hold.action_probabilities(state_histories()), axis=1)
+    assert np.array_equal(r.actions, table)
+    assert r.value == pytest.approx(true_value(table), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_a_crashed_sweep_resumes_with_exactly_the_missing_states(tmp_path):
+    states = list(range(100, 140))
+    # uninterrupted reference run (its own cache), one decision at a time so calls come in state order
+    ref_model = FunctionChatModel(markov_reply)
+    ref = markov_agent_value(build_direct_graph(ref_model, guard=NO_RULES), model="fake/markov", states=states,
+                             complete_with="clinician", cache_dir=tmp_path / "ref", max_concurrency=1)  # fmt: skip
+    assert len(set(ref.actions[states].tolist())) > 1  # the table really depends on the state
+
+    calls = {"n": 0}
+
+    def crashing(messages, tools):
+        calls["n"] += 1
+        if calls["n"] > 15:
+            raise RuntimeError("the process died")  # not an LLMError: it ends the sweep
+        return markov_reply(messages, tools)
+
+    g = build_direct_graph(FunctionChatModel(crashing), guard=NO_RULES)
+    with pytest.raises(RuntimeError, match="process died"):
+        markov_agent_value(g, model="fake/markov", states=states, complete_with="clinician",
+                           cache_dir=tmp_path / "run", max_concurrency=1)  # fmt: skip
+    key = cache_key(model="fake/markov", graph_kind="direct", mode="markov")
+    cached = DecisionCache(tmp_path / "run", key)
+    assert sorted(cached.records) == sorted(f"state-{s}" for s in states[:15])
+
+    # the file may end in a torn line (a crash mid-write): it is dropped, the sweep goes on
+    with open(cached.path, "ab") as f:
+        f.write(b'{"item": "state-115", "act')
+    rerun_model = FunctionChatModel(markov_reply)
+    r = markov_agent_value(build_direct_graph(rerun_model, guard=NO_RULES), model="fake/markov", states=states,
+                           complete_with="clinician", cache_dir=tmp_path / "run", max_concurrency=1)  # fmt: skip
+    assert r.new_decisions == 25 and len(rerun_model.calls) == 25
+    asked = [c.messages[-1]["content"] for c in rerun_model.calls]
+    assert asked == [c.messages[-1]["content"] for c in ref_model.calls[15:]]  # exactly the remaining states
+    assert np.array_equal(r.actions, ref.actions) and r.value == ref.value
+    lines = cached.path.read_text().splitlines()
+    assert len(lines) == 40 and all(json.loads(x)["item"].startswith("state-") for x in lines)
+
+
+def test_another_model_or_options_do_not_reuse_the_cache(tmp_path):
+    a = cache_key(model="fake/a", graph_kind="direct")
+    assert cache_key(model="fake/b", graph_kind="direct") != a
+    assert cache_key(model="fake/a", graph_kind="psr") != a
+    assert cache_key(model="fake/a", graph_kind="direct", options={"seed": 1}) != a
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "w.bin").write_bytes(b"one")
+    k1 = cache_key(model="fake/a", graph_kind="direct", adapter=str(adapter))
+    (adapter / "w.bin").write_bytes(b"two")  # retrained at the same path: a new key
+    assert cache_key(model="fake/a", graph_kind="direct", adapter=str(adapter)) != k1
+
+
+# ---------------------------------------------------------------------------------------------- concurrency
+@pytest.mark.parametrize("limit", [1, 3])
+def test_decisions_in_flight_never_exceed_the_bound_and_reach_it(limit):
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+    barrier = threading.Barrier(limit, timeout=20)  # passes only when `limit` calls are in flight at once
+
+    def reply(messages, tools):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        try:
+            barrier.wait()
+        finally:
+            with lock:
+                state["now"] -= 1
+        return json.dumps({"fluid": 1, "vaso": 0})
+
+    g = build_direct_graph(FunctionChatModel(reply), guard=NO_RULES)
+    r = markov_agent_value(g, model="fake/slow", states=range(4 * limit), max_concurrency=limit)
+    assert state["peak"] == limit and r.shares["model"] == 1.0
+    assert r.value is None  # a partial sweep without complete_with has no value
+    with pytest.raises(Exception, match="max_concurrency"):
+        markov_agent_value(g, model="fake/slow", states=[0], max_concurrency=0)
+
+
+# ---------------------------------------------------------------------------------------------- Monte Carlo
+def test_monte_carlo_interval_covers_the_exact_value_of_a_markov_agent(tmp_path):
+    g = build_direct_graph(FunctionChatModel(markov_reply), guard=NO_RULES)
+    exact = markov_agent_value(g, model="fake/markov", max_concurrency=4)
+    mc = monte_carlo_agent_value(g, model="fake/markov", episodes=100, seed=0, cache_dir=tmp_path,
+                                 max_concurrency=4)  # fmt: skip
+    assert mc.method == "monte_carlo" and mc.n_episodes == 100 and mc.n_decisions > 100
+    assert mc.ci_low <= exact.value <= mc.ci_high
+    assert mc.shares["model"] == 1.0 and mc.unfinished == 0
+    again = monte_carlo_agent_value(g, model="fake/markov", episodes=100, seed=0, cache_dir=tmp_path)
+    assert again.new_decisions == 0 and again.value == mc.value  # replayed from the cache
+
+
+def test_monte_carlo_histories_carry_no_state_id():
+    seen = []
+
+    def reply(messages, tools):
+        seen.append(messages[-1]["content"])
+        return json.dumps({"fluid": 1, "vaso": 1})
+
+    g = build_direct_graph(FunctionChatModel(reply), guard=NO_RULES)
+    import sepsis_sdk.truth.agent as A
+
+    got = []
+    orig = A.decide_all
+
+    def spy(graph, items, cache, **kw):
+        got.extend(h for _, h, _ in items)
+        return orig(graph, items, cache, **kw)
+
+    A.decide_all = spy
+    try:
+        r = monte_carlo_agent_value(g, model="fake/one", episodes=5, seed=1)
+    finally:
+        A.decide_all = orig
+    assert got and all(h.state_id is None for h in got)
+    assert r.value is not None and len(seen) == r.n_decisions
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def test_cli_evaluate_agent_through_litellm_http(tmp_path, respx_mock):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+    from sepsis_sdk.graphs import Prescription
+    from sepsis_sdk.testing import fake_openai_endpoint
+
+    ep = fake_openai_endpoint(respx_mock, [Prescription(fluid=2, vaso=1, rationale="r")] * 5)
+    out = tmp_path / "out"
+    args = ["evaluate-agent", "--graph", "direct", "--model", "openai/gpt-4o-mini", "--markov",
+            "--states", "0-4", "--complete-with", "clinician", "--out", str(out),
+            "--api-base", ep.api_base, "--api-key", "sk-fake"]  # fmt: skip
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "agent_value.json").read_text())
+    assert data["n_states"] == 5 and data["method"] == "exact" and data["value"] is not None
+    assert data["actions"][:5] == [11] * 5 and data["shares"]["model"] == 1.0
+    assert data["key"]["model"] == "openai/gpt-4o-mini" and data["key"]["graph"] == "direct"
+    # rerun: all five from the cache, no HTTP request
+    n = len(respx_mock.calls)
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert (
+        len(respx_mock.calls) == n
+        and json.loads((out / "agent_value.json").read_text())["new_decisions"] == 0
+    )
+
+
+def test_cli_evaluate_agent_bad_input_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate-agent", "--states", "0-x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    f = tmp_path / "file"
+    f.write_text("x")
+    res = CliRunner().invoke(app, ["evaluate-agent", "--out", str(f)])
+    assert res.exit_code == 2 and "not a directory" in res.output
