@@ -86,6 +86,34 @@ def test_invalid_replies_leave_every_action_to_the_fallback():
     assert r.value == pytest.approx(true_value(table), abs=1e-12)
 
 
+def _completed(actions, states, rest="clinician"):
+    from sepsis_sdk.truth import builtin_policy
+
+    table = builtin_policy(rest)[:713].copy()
+    table[states] = 0.0
+    table[states, actions[states]] = 1.0
+    return table
+
+
+def test_the_psr_and_tool_calling_graphs_are_scored_the_same_way():
+    from sepsis_sdk.graphs import build_psr_graph, build_tool_calling_graph
+    from sepsis_sdk.testing import FakeWorldModel, SchemaChatModel, tool_call
+
+    states, wm, cfg = [3, 50, 400], FakeWorldModel(), {"recursion_limit": 100}
+    psr = build_psr_graph(SchemaChatModel(), world_model=wm, n_candidates=2, max_rounds=1, horizon=2)
+    r = markov_agent_value(psr, model="fake/schema", states=states, complete_with="clinician", config=cfg)
+    assert r.n_states == 3 and sum(r.shares.values()) == pytest.approx(1.0)
+    assert all(0 <= a < 25 for a in r.actions[states]) and (np.delete(r.actions, states) == -1).all()
+    assert r.value == pytest.approx(true_value(_completed(r.actions, states)), abs=1e-12)
+    assert r.key["graph"] == "psr"
+
+    prescribe = FunctionChatModel(lambda m, t: tool_call("prescription", {"vasopressor": 1, "iv_fluid": 2}))
+    tc = build_tool_calling_graph(prescribe, world_model=wm)
+    r = markov_agent_value(tc, model="fake/tools", states=states, complete_with="clinician", config=cfg)
+    assert r.actions[states].tolist() == [11, 11, 11] and r.shares["model"] == 1.0  # [vaso 1, fluid 2]
+    assert r.value == pytest.approx(true_value(_completed(r.actions, states)), abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------- resume
 def test_a_crashed_sweep_resumes_with_exactly_the_missing_states(tmp_path):
     states = list(range(100, 140))
