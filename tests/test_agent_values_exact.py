@@ -18,6 +18,7 @@ from sepsis_sdk.testing import FunctionChatModel
 from sepsis_sdk.truth import true_value
 from sepsis_sdk.truth.agent import (
     MARKOV_PATIENT_ID,
+    AgentPolicy,
     DecisionCache,
     cache_key,
     markov_agent_value,
@@ -44,6 +45,19 @@ def markov_reply(messages, tools) -> str:
     fluid = 3 if _last(text, "MAP") < 0 else 1
     vaso = 1 if _last(text, "lactate") > 0 else 0
     return json.dumps({"fluid": fluid, "vaso": vaso, "rationale": "map/lactate"})
+
+
+@pytest.fixture(scope="module")
+def markov_sweep(tmp_path_factory):
+    """One full sweep of the Markov fake (shared: a sweep is the slow part), with its cache folder."""
+    cache = tmp_path_factory.mktemp("markov-sweep")
+    model = FunctionChatModel(markov_reply)
+    g = build_direct_graph(model, guard=NO_RULES)
+    return (
+        markov_agent_value(g, model="fake/markov", cache_dir=cache, max_concurrency=4),
+        cache,
+        len(model.calls),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- what is shown
@@ -137,11 +151,11 @@ def test_a_crashed_sweep_resumes_with_exactly_the_missing_states(tmp_path):
                            cache_dir=tmp_path / "run", max_concurrency=1)  # fmt: skip
     key = cache_key(model="fake/markov", graph_kind="direct", mode="markov")
     cached = DecisionCache(tmp_path / "run", key)
-    assert sorted(cached.records) == sorted(f"state-{s}" for s in states[:15])
+    assert sorted(r["state"] for r in cached.records.values()) == states[:15]
 
     # the file may end in a torn line (a crash mid-write): it is dropped, the sweep goes on
     with open(cached.path, "ab") as f:
-        f.write(b'{"item": "state-115", "act')
+        f.write(b'{"item": "obs-0123", "act')
     rerun_model = FunctionChatModel(markov_reply)
     r = markov_agent_value(build_direct_graph(rerun_model, guard=NO_RULES), model="fake/markov", states=states,
                            complete_with="clinician", cache_dir=tmp_path / "run", max_concurrency=1)  # fmt: skip
@@ -150,7 +164,7 @@ def test_a_crashed_sweep_resumes_with_exactly_the_missing_states(tmp_path):
     assert asked == [c.messages[-1]["content"] for c in ref_model.calls[15:]]  # exactly the remaining states
     assert np.array_equal(r.actions, ref.actions) and r.value == ref.value
     lines = cached.path.read_text().splitlines()
-    assert len(lines) == 40 and all(json.loads(x)["item"].startswith("state-") for x in lines)
+    assert sorted(json.loads(x)["state"] for x in lines) == states  # one line per state, none twice
 
 
 def test_another_model_or_options_do_not_reuse_the_cache(tmp_path):
@@ -164,6 +178,35 @@ def test_another_model_or_options_do_not_reuse_the_cache(tmp_path):
     k1 = cache_key(model="fake/a", graph_kind="direct", adapter=str(adapter))
     (adapter / "w.bin").write_bytes(b"two")  # retrained at the same path: a new key
     assert cache_key(model="fake/a", graph_kind="direct", adapter=str(adapter)) != k1
+
+
+def test_agent_policy_reuses_the_sweep_in_true_value_and_run_evaluation(tmp_path, markov_sweep):
+    from sepsis_sdk.evaluation.config import (
+        CohortConfig,
+        EvaluationConfig,
+        OPEConfig,
+        PolicyConfig,
+        SafetyConfig,
+        TruthConfig,
+    )
+    from sepsis_sdk.evaluation.runner import run_evaluation
+
+    sweep, cache, n_calls = markov_sweep
+    assert n_calls == 713
+    model = FunctionChatModel(markov_reply)
+    g = build_direct_graph(model, guard=NO_RULES)
+    policy = AgentPolicy(g, model="fake/markov", name="agent", cache_dir=cache)
+    # the truth layer's own table path (histories that carry state_id) gets the same decisions
+    assert true_value(policy) == pytest.approx(sweep.value, abs=1e-12) and len(model.calls) == 0
+    cfg = EvaluationConfig(out_dir=str(tmp_path / "run"), cohort=CohortConfig(n_episodes=60, seed=1),
+                           policies=(PolicyConfig(name="clinician"),), ope=OPEConfig(estimators=("wis",),
+                           n_bootstrap=20), safety=SafetyConfig(n_bootstrap=20),
+                           truth=TruthConfig(monte_carlo_episodes=20), executor="serial")  # fmt: skip
+    rep = run_evaluation(cfg, policies={"agent": policy}, progress=False)
+    assert rep["agent"].true_value.method == "exact"
+    assert rep["agent"].true_value.value == pytest.approx(sweep.value, abs=1e-12)
+    assert len(model.calls) == 0  # every cohort row's observation was a state already decided
+    assert policy.shares()["model"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------------- concurrency
@@ -192,9 +235,9 @@ def test_decisions_in_flight_never_exceed_the_bound_and_reach_it(limit):
 
 
 # ---------------------------------------------------------------------------------------------- Monte Carlo
-def test_monte_carlo_interval_covers_the_exact_value_of_a_markov_agent(tmp_path):
+def test_monte_carlo_interval_covers_the_exact_value_of_a_markov_agent(tmp_path, markov_sweep):
+    exact = markov_sweep[0]
     g = build_direct_graph(FunctionChatModel(markov_reply), guard=NO_RULES)
-    exact = markov_agent_value(g, model="fake/markov", max_concurrency=4)
     mc = monte_carlo_agent_value(g, model="fake/markov", episodes=100, seed=0, cache_dir=tmp_path,
                                  max_concurrency=4)  # fmt: skip
     assert mc.method == "monte_carlo" and mc.n_episodes == 100 and mc.n_decisions > 100

@@ -97,6 +97,27 @@ def _states(states: Iterable[int] | None) -> list[int]:
     return idx
 
 
+def markov_history(history: PatientHistory) -> PatientHistory:
+    """The one-step, anonymous history the Markov mode shows for ``history``'s current observation.
+
+    Only the current observation is kept (at ``t=0``, no previous action, no static values), with
+    ``patient_id`` :data:`MARKOV_PATIENT_ID` and no ``state_id``: two histories whose current observations
+    are equal get the same decision (and the same cache line).
+    """
+    return PatientHistory(
+        patient_id=MARKOV_PATIENT_ID,
+        observations=(Observation(t=0, values=tuple(float(v) for v in history.current.values)),),
+        feature_names=history.feature_names,
+    )
+
+
+def observation_item(history: PatientHistory) -> str:
+    """The cache item of a Markov decision: a hash of the current observation (rounded to 1e-6)."""
+    values = np.round(np.asarray(history.current.values, dtype=np.float64), 6) + 0.0  # -0.0 -> 0.0
+    payload = json.dumps([list(history.feature_names), values.tolist()])
+    return "obs-" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
 # ---------------------------------------------------------------------------------------------- cache key
 def prompt_fingerprint() -> str:
     """A short hash of the SDK's prompt templates and of how a patient is rendered for them.
@@ -485,13 +506,13 @@ def markov_agent_value(
     key = cache_key(model=model, graph_kind=kind, adapter=adapter, options=options, mode="markov")
     cache = DecisionCache(cache_dir, key) if cache_dir is not None else None
     histories = state_histories(idx)
-    items = [(f"state-{s}", h, {"state": s}) for s, h in zip(idx, histories, strict=True)]
+    items = [(observation_item(h), h, {"state": s}) for s, h in zip(idx, histories, strict=True)]
     records, new = decide_all(graph, items, cache, max_concurrency=max_concurrency, config=config,
                               progress=progress)  # fmt: skip
     actions = np.full(N_CLINICAL, -1, dtype=np.int64)
     sources = []
-    for s in idx:
-        rec = records[f"state-{s}"]
+    for (item, _, _), s in zip(items, idx, strict=True):
+        rec = records[item]
         actions[s] = int(rec["action"])
         sources.append(rec.get("source"))
     adherent, unsafe = _rule_flags(histories, [int(actions[s]) for s in idx])
@@ -519,6 +540,71 @@ def markov_agent_value(
         key=key,
         cache_dir=None if cache is None else str(cache.dir),
     )
+
+
+class AgentPolicy:
+    """An agent graph as a Markov :class:`~sepsis_sdk.policies.Policy` that shares the Markov sweep's cache.
+
+    Each history is decided from :func:`markov_history` (its current observation only), so on ICU-Sepsis
+    every row of a cohort is a decision the Markov sweep already made: pass it to
+    :func:`~sepsis_sdk.evaluation.run_evaluation` (``policies={"gpt-direct": AgentPolicy(...)}``) after
+    :func:`markov_agent_value` with the same arguments, and the report's exact true value, OPE, safety
+    and agreement columns all rest on the same cached decisions, with no new model call.
+
+    Args:
+        graph, model, graph_kind, adapter, options, cache_dir, max_concurrency, config: as in
+            :func:`markov_agent_value` (the same values give the same cache).
+        name: the row name in reports (default ``"<graph>:<model>"``).
+
+    Attributes:
+        sources: the ``final["source"]`` of every decision returned so far, in order.
+    """
+
+    markov = True
+
+    def __init__(
+        self,
+        graph: Any,
+        *,
+        model: Any,
+        name: str | None = None,
+        graph_kind: str | None = None,
+        adapter: str | None = None,
+        options: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_concurrency: int = 4,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.graph = graph
+        kind = graph_kind or getattr(graph, "name", None) or "graph"
+        self.name = name or f"{kind}:{model_name(model)}"
+        self.key = cache_key(model=model, graph_kind=kind, adapter=adapter, options=options, mode="markov")
+        self.cache = DecisionCache(cache_dir, self.key) if cache_dir is not None else None
+        self._memo: dict[str, dict[str, Any]] = {}  # without a cache dir: decide each observation once
+        self.max_concurrency, self.config = max_concurrency, config
+        self.sources: list[Any] = []
+
+    def action_probabilities(self, histories: Sequence[PatientHistory]) -> np.ndarray:
+        """``(n, 25)`` one-hot rows of the graph's decisions on each history's current observation."""
+        shown = [markov_history(h) for h in histories]
+        keys = [observation_item(h) for h in shown]
+        todo: dict[str, tuple[str, PatientHistory, dict[str, Any]]] = {}
+        for k, h in zip(keys, shown, strict=True):
+            if k not in self._memo and k not in todo:
+                todo[k] = (k, h, {})
+        records, _ = decide_all(self.graph, list(todo.values()), self.cache,
+                                max_concurrency=self.max_concurrency, config=self.config)  # fmt: skip
+        self._memo.update(records)
+        out = np.zeros((len(shown), N_ACTIONS))
+        for i, k in enumerate(keys):
+            rec = self._memo[k]
+            out[i, int(rec["action"])] = 1.0
+            self.sources.append(rec.get("source"))
+        return out
+
+    def shares(self) -> dict[str, float]:
+        """Share of the decisions returned so far whose final action came from model, guard, fallback."""
+        return _shares(self.sources)
 
 
 # ---------------------------------------------------------------------------------------------- history mode
@@ -623,14 +709,17 @@ def monte_carlo_agent_value(
 __all__ = [
     "MARKOV_PATIENT_ID",
     "SOURCES",
+    "AgentPolicy",
     "AgentValue",
     "DecisionCache",
     "cache_key",
     "decide_all",
     "key_hash",
     "markov_agent_value",
+    "markov_history",
     "model_name",
     "monte_carlo_agent_value",
+    "observation_item",
     "prompt_fingerprint",
     "state_histories",
 ]
