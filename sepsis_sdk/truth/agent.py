@@ -329,14 +329,14 @@ def decide_all(
         if progress is not None:
             progress(n, total)
 
-    with ThreadPoolExecutor(max_workers=min(max_concurrency, len(todo))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(max_concurrency, len(todo)), thread_name_prefix="agent-value")
+    try:
         futures = [pool.submit(one, *t) for t in todo]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.exception() is not None for f in finished if f.done()):
-            stop.set()  # no new decision starts; those in flight finish and are cached
-            for f in futures:
-                f.cancel()
-        wait(futures)
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        # On the first failure (or Ctrl-C here) no new decision starts; those in flight finish and are cached.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     for f in futures:
         if not f.cancelled() and f.exception() is not None:
             raise f.exception()  # type: ignore[misc]
