@@ -14,8 +14,10 @@ Policies (``--policies``, default all but the slow ones marked *):
     planner-neighbour   one-step improvement with the neighbour world model (exact on its support)
     planner-neighbour-2 the same with lookahead 2
     planner-oracle-pi   pessimistic policy iteration to convergence (lookahead="converge") with the oracle
-    planner-neighbour-pi  the same with the neighbour world model (the learned model's best form; §4 of
-                        docs/decisions.md)
+    planner-neighbour-pi  the same with the sharp neighbour model (k=1, no prior; counts of exact
+                        look-alikes only, count_scale=0)
+    planner-neighbour-pi-borrow  the same, counting look-alikes by the support kernel (count_scale=1):
+                        unseen (state, action) pairs borrow the nearest state's law
     planner-xgboost*    one-step improvement with the xgboost world model (Monte Carlo)
     planner-torch*      one-step improvement with the torch world model (Monte Carlo)
     cql* / bcq*         d3rlpy offline RL
@@ -98,7 +100,7 @@ def build(name: str, cohort: Any, seed: int, n_steps: int) -> Any:
         )
     if name.startswith("planner-"):
         backend, _, k = name[len("planner-") :].partition("-")
-        lookahead: int | str = "converge" if k == "pi" else (int(k) if k else 1)
+        lookahead: int | str = "converge" if k.startswith("pi") else (int(k) if k else 1)
         if backend == "oracle":
             from sepsis_sdk.truth.oracle import OracleWorldModel
 
@@ -108,7 +110,8 @@ def build(name: str, cohort: Any, seed: int, n_steps: int) -> Any:
 
             # "-pi" plans on the sharp model (k=1, no prior): the counted law where the pair was seen,
             # the nearest look-alike given the same action elsewhere (measured best for it, docs §4)
-            wm = NeighbourWorldModel.fit(cohort, **({"k": 1, "prior_count": 0} if k == "pi" else {}))
+            sharp = {"k": 1, "prior_count": 0, "count_scale": 1.0 if k == "pi-borrow" else 0.0}
+            wm = NeighbourWorldModel.fit(cohort, **(sharp if k.startswith("pi") else {}))
         else:
             from sepsis_sdk.world_model import get_backend
 

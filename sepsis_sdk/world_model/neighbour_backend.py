@@ -87,9 +87,10 @@ class NeighbourConfig(BaseModel):
     )
     support_count: float = Field(5.0, gt=0, description="weighted count that gives support 0.5")
     count_scale: float = Field(
-        1.0,
+        0.0,
         ge=0,
-        description="data_counts: kernel width relative to the support bandwidth (0: exact look-alikes only)",
+        description="data_counts: kernel width relative to the support bandwidth (0: exact look-alikes only; "
+        "measured best for planning on ICU-Sepsis, docs/decisions.md)",
     )
     point: Literal["median", "mean"] = Field(
         "median", description="predict().mean: per-feature median (minimises MAE) or mean"
