@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "RunReport": "_runner",
     "arun_benchmark": "_runner",
     "run_benchmark": "_runner",
+    "run_benchmark_ray": "_distributed",
     # scoring and reports
     "DimensionScore": "_scoring",
     "TaskScore": "_scoring",

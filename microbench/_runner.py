@@ -262,6 +262,15 @@ async def arun_benchmark(
     return report
 
 
-def run_benchmark(*args: object, **kwargs: object) -> RunReport:
-    """Synchronous :func:`arun_benchmark` (not from inside a running event loop)."""
+def run_benchmark(*args: object, executor: Any = None, **kwargs: object) -> RunReport:
+    """Synchronous :func:`arun_benchmark` (not from inside a running event loop).
+
+    ``executor="ray"`` (or a :class:`sepsis_sdk.scale.RayExecutor`) spreads the videos over a Ray cluster
+    with one global judge limit (``concurrency``): same results file, same records, same resume rules
+    (:func:`sepsis_sdk.microbench.run_benchmark_ray`, ``docs/scale.md``).
+    """
+    if executor is not None:
+        from sepsis_sdk.microbench._distributed import run_benchmark_ray
+
+        return run_benchmark_ray(*args, executor=None if executor == "ray" else executor, **kwargs)  # type: ignore[arg-type]
     return asyncio.run(arun_benchmark(*args, **kwargs))  # type: ignore[arg-type]

@@ -118,3 +118,32 @@ def test_a_ray_run_resumes_a_local_one_and_holds_the_global_limit(ray_cluster, b
     limit.kill()
     again = run_benchmark(bench, videos, RecordingJudge(_by_task, name="j"), model="m", out=out)
     assert again.written == 0 and again.skipped == 24
+
+
+def test_cli_microbench_run_on_ray_names_an_unreachable_address(ray_cluster, tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["microbench", "run", "--videos", str(tmp_path), "--model", "m", "--judge", "openai/gpt-4o-mini",
+            "--out", str(tmp_path / "r.jsonl")]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    assert res.exit_code == 2 and f"127.0.0.1:{port}" in res.output, res.output
+    assert not (tmp_path / "r.jsonl").exists()  # nothing started
+    res = CliRunner().invoke(app, [*args, "--ray-address", "auto"])
+    assert res.exit_code == 2 and "--ray-address needs --executor ray" in res.output
+
+
+@pytest.mark.slow
+def test_run_benchmark_executor_ray_is_the_ray_runner(ray_cluster, bench_videos, tmp_path):
+    bench, videos = bench_videos
+    judge = RecordingJudge(_by_task, name="j")
+    rep = run_benchmark(bench, videos, judge, model="m", out=tmp_path / "a.jsonl", executor=RayExecutor())
+    local = run_benchmark(bench, videos, judge, model="m", out=tmp_path / "b.jsonl")
+    assert rep.written == local.written == 24
+    assert _view(tmp_path / "a.jsonl") == _view(tmp_path / "b.jsonl")

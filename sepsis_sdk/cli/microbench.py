@@ -136,6 +136,15 @@ def run(
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="Ask again where a verdict was recorded with an error."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="'local' (async, this process) or 'ray' (videos over a Ray cluster)."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="The Ray cluster for --executor ray: 'auto', 'host:6379' or 'ray://host:10001' "
+        "(default: $RAY_ADDRESS, else a local Ray). --concurrency is then the cluster-wide cap.",
+    ),
 ) -> None:
     """Grade a folder of videos; one JSONL line per task-dimension verdict; safe to interrupt and rerun.
 
@@ -148,6 +157,7 @@ def run(
     from sepsis_sdk.microbench import FRAME_PRESETS, load_benchmark, run_benchmark
 
     with friendly_errors():
+        ray_ex = _ray_executor(executor, ray_address)  # before any work: a wrong address fails now
         if frame_preset not in FRAME_PRESETS:
             raise UserError(f"--frame-preset must be one of {sorted(FRAME_PRESETS)}, got {frame_preset!r}")
         preset = FRAME_PRESETS[frame_preset]
@@ -189,6 +199,7 @@ def run(
                 short_videos=short_videos,
                 tasks=wanted,
                 retry_errors=retry_errors,
+                executor=ray_ex,
                 on_plan=lambda n: bar.update(bar_id, total=n),
                 on_record=lambda r: bar.advance(bar_id),
             )
@@ -199,6 +210,23 @@ def run(
         markup=False,
         soft_wrap=True,  # file names and model names may hold brackets
     )
+
+
+def _ray_executor(kind: str, address: str | None):
+    """A connected Ray executor for ``--executor ray`` (None: the local async runner)."""
+    from sepsis_sdk.errors import UserError
+
+    if kind not in ("local", "ray"):
+        raise UserError(f"--executor must be 'local' or 'ray', got {kind!r}")
+    if kind == "local":
+        if address is not None:
+            raise UserError("--ray-address needs --executor ray")
+        return None
+    from sepsis_sdk.scale import RayExecutor
+
+    ex = RayExecutor(address)
+    ex.connect()  # an unreachable address fails now, naming it, before any judge call
+    return ex
 
 
 @app.command("report")
