@@ -124,11 +124,19 @@ def dev_server(saved_torch_world_model, tmp_path_factory):
     }
     env.pop("SEPSIS_SDK_DEBUG", None)
     log = tmp_path_factory.mktemp("lg") / "server.log"
+    # The repository's langgraph.json with absolute paths, run from a temporary folder: the server writes
+    # its state folder (.langgraph_api) into its working directory, which must not be the repository.
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    config["graphs"] = {
+        k: f"{(ROOT / v.split(':')[0]).resolve()}:{v.split(':')[1]}" for k, v in config["graphs"].items()
+    }
+    config["dependencies"] = [str(ROOT)]
+    (log.parent / "langgraph.json").write_text(json.dumps(config))
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "langgraph_cli", "dev", "--no-browser", "--no-reload", "--port", str(port),
-             "--host", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+             "--host", "127.0.0.1", "--config", str(log.parent / "langgraph.json")],
+            cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT,  # its state folder goes there
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
