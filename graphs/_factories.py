@@ -140,19 +140,33 @@ def build_direct_graph(
     system_prompt: str | None = None,
     deadline_s: float | None = None,
     options: DirectOptions | None = None,
-    name: str = "direct",
+    decide: str = "generate",
+    name: str | None = None,
 ) -> Any:
     """The "base LLM" baseline: observe → decide (no tools) → guard → prescribe.
 
     ``world_model`` is optional: it is only used by the default fallback (the planner); without one the
     fallback is :class:`HoldSafePolicy`. ``options`` is a :class:`DirectOptions`; other arguments as in
-    :func:`build_psr_graph`.
+    :func:`build_psr_graph`. ``decide="loglik"`` (an in-process ``local/`` model only) picks the most
+    likely of the 25 actions by the model's own log-likelihood in one forward pass instead of generating a
+    reply (:class:`~sepsis_sdk.llm.LogLikChooser`); the guard still checks it. ``name`` defaults to
+    ``"direct"`` (``"direct_loglik"`` with ``decide="loglik"``).
     """
+    from sepsis_sdk.graphs import _loglik
+
+    if decide not in _loglik.DECIDE_MODES:
+        raise UserError(f"decide must be one of {_loglik.DECIDE_MODES}, got {decide!r}")
+    name = name or ("direct" if decide == "generate" else "direct_loglik")
     opts = _options(DirectOptions, options, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
     ctx = AgentContext.create(model, tools=[], world_model=world_model, guard=guard, fallback=fallback,
                               safety=safety, options=opts, graph=name, continuation=continuation)  # fmt: skip
-    b = _builder(ctx, {"observe": N.observe, "decide": N.decide, "guard": N.guard, "prescribe": N.prescribe})
+    if decide == "loglik":
+        _loglik.check_chooser(ctx)  # a hosted model or a bad local path fails here, at build
+    decide_node = N.decide if decide == "generate" else _loglik.decide_loglik
+    b = _builder(
+        ctx, {"observe": N.observe, "decide": decide_node, "guard": N.guard, "prescribe": N.prescribe}
+    )
     from langgraph.graph import END, START
 
     b.add_edge(START, "observe")

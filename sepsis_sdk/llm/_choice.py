@@ -1,0 +1,291 @@
+"""Choose among fixed answers by a local causal LM's own log-likelihood (no generation, no parsing).
+
+Given a conversation and N candidate answer strings (the 25 actions written the way the prompt asks for
+them), the model scores each candidate as the sum of its tokens' log-probabilities after the prompt, and the
+best one is the choice. Two ways to compute the same numbers:
+
+* ``method="prefix"`` (default): the prompt runs once with ``use_cache=True``; its KV cache is repeated
+  across a batch and the N short continuations run in one more forward pass on top of it. Cost: one prompt
+  pass plus N x (a few tokens).
+* ``method="batch"``: the N full sequences (prompt + candidate) in one padded forward pass, no cache. Cost:
+  N prompt passes (measured in ``benchmarks/bench_llm_choice.py``; kept as the plain reference).
+
+Prompt and candidate are tokenized separately and concatenated, so the score is defined on token ids
+(``log P(candidate ids | prompt ids)``) and both methods, and a one-at-a-time loop, agree to float
+rounding. Only in-process models (``local/...``) have log-likelihoods here; a hosted model's chat API does
+not return them for arbitrary continuations.
+
+Example:
+    >>> from sepsis_sdk.llm import LogLikChooser
+    >>> chooser = LogLikChooser("local/smollm2")                                   # doctest: +SKIP
+    >>> c = chooser.choose([{"role": "user", "content": "2+2?"}], ["3", "4", "5"])  # doctest: +SKIP
+    >>> c.index, c.option, c.probs                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sepsis_sdk.errors import LLMCallError, UserError
+from sepsis_sdk.llm._base import Usage
+
+METHODS = ("prefix", "batch")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The outcome of a log-likelihood choice.
+
+    Attributes:
+        index: the chosen option's position (the argmax of ``logprobs``; the first on a tie).
+        option: the chosen option's text.
+        logprobs: each option's summed token log-probability after the prompt.
+        usage: prompt tokens scored (once) and option tokens scored, and the call's latency.
+    """
+
+    index: int
+    option: str
+    logprobs: tuple[float, ...]
+    usage: Usage
+
+    @property
+    def probs(self) -> tuple[float, ...]:
+        """The options' probabilities renormalised over the options (a softmax of ``logprobs``)."""
+        top = max(self.logprobs)
+        w = [math.exp(lp - top) for lp in self.logprobs]
+        s = sum(w)
+        return tuple(x / s for x in w)
+
+
+def _argmax(values: Sequence[float]) -> int:
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def score_continuations(
+    local: Any, prompt: str, options: Sequence[str], *, method: str = "prefix"
+) -> list[float]:
+    """``log P(option | prompt)`` for each option under a loaded local model (summed over its tokens).
+
+    Args:
+        local: a :class:`~sepsis_sdk.llm.LocalModel` (:func:`~sepsis_sdk.llm.load_local_model`).
+        prompt: the rendered prompt (``local.render(messages)``).
+        options: the candidate continuations (each at least one token).
+        method: ``"prefix"`` (prompt once, KV cache reused by a batch of continuations) or ``"batch"``
+            (one padded pass over the full sequences).
+
+    Returns:
+        One float per option, in order.
+    """
+    if method not in METHODS:
+        raise UserError(f"method must be one of {METHODS}, got {method!r}")
+    if not options:
+        raise UserError("need at least one option to choose from")
+    tok = local.tokenizer
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    c_ids = [tok(str(o), add_special_tokens=False)["input_ids"] for o in options]
+    if not p_ids:
+        raise UserError("the prompt tokenizes to nothing: nothing to condition on")
+    empty = [str(o) for o, c in zip(options, c_ids, strict=True) if not c]
+    if empty:
+        raise UserError(f"options that tokenize to nothing cannot be scored: {empty}")
+    with (
+        local._gen_lock,
+        local.torch.inference_mode(),
+    ):  # one model, one forward at a time (shared with generate)
+        if method == "prefix":
+            return _score_prefix(local, p_ids, c_ids)
+        return _score_batch(local, p_ids, c_ids)
+
+
+def _pad(rows: list[list[int]], pad: int) -> tuple[list[list[int]], list[list[int]]]:
+    width = max(len(r) for r in rows)
+    return [r + [pad] * (width - len(r)) for r in rows], [[1] * len(r) + [0] * (width - len(r)) for r in rows]
+
+
+def _gather(logp: Any, rows: list[list[int]], offset: int) -> list[float]:
+    """Sum over each row of ``logp[b, offset + k - 1, rows[b][k]]`` (position ``offset-1`` predicts token 0)."""
+    out = []
+    for b, ids in enumerate(rows):
+        pos = range(offset - 1, offset - 1 + len(ids))
+        out.append(float(sum(logp[b, p, t].item() for p, t in zip(pos, ids, strict=True))))
+    return out
+
+
+def _score_batch(local: Any, p_ids: list[int], c_ids: list[list[int]]) -> list[float]:
+    torch = local.torch
+    # Right padding: a real token never attends to a later pad under the causal mask, so the padded tail
+    # changes no real position's logits (the attention mask is passed anyway).
+    ids, mask = _pad([p_ids + c for c in c_ids], int(local.tokenizer.pad_token_id))
+    x = torch.tensor(ids, device=local.device)
+    m = torch.tensor(mask, device=local.device)
+    logits = local.model(input_ids=x, attention_mask=m, use_cache=False).logits
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return _gather(logp, c_ids, len(p_ids))
+
+
+def _forward_params(model: Any) -> Any:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper
+    return inspect.signature(base.forward).parameters
+
+
+def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]]) -> list[float]:
+    torch = local.torch
+    n = len(c_ids)
+    params = _forward_params(local.model)
+    # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns): use what it takes.
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # the prompt's last position only
+    x = torch.tensor([p_ids], device=local.device)
+    out = local.model(input_ids=x, use_cache=True, **keep)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
+    scores = [float(first[c[0]].item()) for c in c_ids]
+    rest = [c[1:] for c in c_ids]
+    if all(not r for r in rest):
+        return scores
+    cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
+    cache.batch_repeat_interleave(n)  # the prompt's keys/values, once per option
+    # The options' tokens except the last (the last is only predicted). Right padding again: pads come
+    # after every real token of their row, so they change nothing the scores read.
+    inputs = [c[:-1] if len(c) > 1 else c[:1] for c in c_ids]
+    ids, opt_mask = _pad(inputs, int(local.tokenizer.pad_token_id))
+    mask = torch.ones((n, len(p_ids) + len(ids[0])), dtype=torch.long, device=local.device)
+    mask[:, len(p_ids) :] = torch.tensor(opt_mask, device=local.device)
+    logits = local.model(
+        input_ids=torch.tensor(ids, device=local.device),
+        attention_mask=mask,
+        use_cache=True,
+        **{cache_kw: cache},
+    ).logits
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    for b, r in enumerate(rest):
+        for k, t in enumerate(r):  # token k+1 of the option is predicted at continuation position k
+            scores[b] += float(logp[b, k, t].item())
+    return scores
+
+
+class LogLikChooser:
+    """Pick one of N answer strings by a local model's log-likelihood, in one or two forward passes.
+
+    Args:
+        model: a ``local/...`` model string (``"local/smollm2"``, ``"local/<folder>"``, ``"?adapter=..."``),
+            a :class:`~sepsis_sdk.llm.LocalModel`, or a :class:`~sepsis_sdk.llm.LiteLLMChat` on a
+            ``local/`` model (its ``adapter``/``device``/``dtype`` keywords are used).
+        method: ``"prefix"`` or ``"batch"`` (see :func:`score_continuations`).
+        adapter: a PEFT adapter folder (for a model string).
+        device: ``"cpu"``/``"cuda"`` (for a model string).
+        dtype: ``"float32"``, ``"bfloat16"``, ... (for a model string).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        method: str = "prefix",
+        adapter: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        if method not in METHODS:
+            raise UserError(f"method must be one of {METHODS}, got {method!r}")
+        self.method = method
+        self._local: Any = None
+        self._spec: tuple[str, dict[str, Any]] | None = None
+        if isinstance(model, str):
+            if not model.startswith("local/"):
+                raise UserError(
+                    f"log-likelihood choice needs an in-process model ('local/...'), got {model!r}: a hosted "
+                    "chat API does not return the log-likelihood of arbitrary answers"
+                )
+            extra = {k: v for k, v in {"adapter": adapter, "device": device, "dtype": dtype}.items() if v}
+            self._spec = (model, extra)
+            self.name = model
+        elif hasattr(model, "tokenizer") and hasattr(model, "model") and hasattr(model, "render"):
+            self._local = model
+            self.name = f"local/{getattr(model, 'name', 'model')}"
+        else:
+            raise UserError(f"LogLikChooser needs a 'local/...' model string or a LocalModel, got {model!r}")
+
+    def __repr__(self) -> str:
+        return f"LogLikChooser({self.name!r}, method={self.method!r})"
+
+    @property
+    def local(self) -> Any:
+        """The loaded :class:`~sepsis_sdk.llm.LocalModel` (loaded on first use, once per process)."""
+        if self._local is None:
+            from sepsis_sdk.llm._local import load_local_model
+
+            assert self._spec is not None
+            self._local = load_local_model(self._spec[0], **self._spec[1])
+        return self._local
+
+    def check_config(self) -> None:
+        """Check the model string without loading it (a missing path or package raises now)."""
+        if self._spec is not None:
+            from sepsis_sdk.llm._local import check_local_config
+
+            check_local_config(self._spec[0], adapter=self._spec[1].get("adapter"))
+
+    def score(self, messages: list[dict[str, Any]] | str, options: Sequence[str]) -> list[float]:
+        """Each option's log-likelihood after ``messages`` (rendered with the chat template) or a raw prompt."""
+        local = self.local
+        prompt = messages if isinstance(messages, str) else local.render(messages)
+        return score_continuations(local, prompt, options, method=self.method)
+
+    def choose(self, messages: list[dict[str, Any]] | str, options: Sequence[str]) -> Choice:
+        """The most likely option (first on a tie) with every option's log-likelihood.
+
+        Raises:
+            UserError: no options, or an option that tokenizes to nothing.
+            LLMCallError: the forward pass failed (a run-time failure: an agent graph's fallback acts).
+        """
+        options = [str(o) for o in options]
+        t0 = time.perf_counter()
+        try:
+            local = self.local
+            prompt = messages if isinstance(messages, str) else local.render(messages)
+            scores = score_continuations(local, prompt, options, method=self.method)
+            n_prompt = len(local.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        except (UserError, LLMCallError):
+            raise
+        except Exception as exc:  # out of memory, bad weights: a model failure, not configuration
+            if type(exc).__module__.startswith("sepsis_sdk"):
+                raise
+            raise LLMCallError(
+                f"log-likelihood scoring failed: {type(exc).__name__}: {exc}", model=self.name
+            ) from exc
+        i = _argmax(scores)
+        usage = Usage(
+            prompt_tokens=n_prompt,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - t0,
+            calls=1,
+        )
+        return Choice(index=i, option=options[i], logprobs=tuple(scores), usage=usage)
+
+
+def as_chooser(model: Any, *, method: str = "prefix") -> Any:
+    """A chooser for ``model``: an object with ``choose(messages, options)`` is used as it is; a
+    ``local/`` model string, a :class:`~sepsis_sdk.llm.LocalModel` or a ``LiteLLMChat`` on a ``local/``
+    model becomes a :class:`LogLikChooser`.
+
+    Raises:
+        UserError: any other model (a hosted model has no log-likelihoods of arbitrary answers here).
+    """
+    if callable(getattr(model, "choose", None)):
+        return model
+    if isinstance(model, str):
+        return LogLikChooser(model, method=method)
+    name = getattr(model, "model", None)
+    if isinstance(name, str) and hasattr(model, "litellm_kwargs"):  # a LiteLLMChat
+        kw = {k: model.litellm_kwargs.get(k) for k in ("adapter", "device", "dtype")}
+        return LogLikChooser(name, method=method, **kw)
+    return LogLikChooser(model, method=method)
