@@ -182,3 +182,22 @@ def test_prompt_is_the_direct_prompt():
     # The loglik graph scores answers to the same question the generating graph asks.
     assert '{"fluid": 0-4, "vaso": 0-4' in P.direct_prompt("obs")
     assert action_options()[Action(fluid=2, vaso=3).index] == '{"fluid": 2, "vaso": 3'
+
+
+def test_a_shared_prompt_prefix_is_reused_and_gives_the_same_scores(local):
+    from sepsis_sdk.llm._choice import prefix_stats
+
+    options = action_options()
+    first = local.render([MESSAGES[0], {"role": "user", "content": "MAP 58 mmHg, lactate 4.1. Decide."}])
+    second = local.render([MESSAGES[0], {"role": "user", "content": "MAP 58 mmHg, lactate 1.2. Decide."}])
+    other = local.render([{"role": "user", "content": "A different prompt altogether, no shared start."}])
+    reused = []
+    for prompt in (first, second, other, second):
+        before = prefix_stats(local)["reused"]
+        got = score_continuations(local, prompt, options)
+        reused.append(prefix_stats(local)["reused"] - before)
+        assert got == pytest.approx([slow_loglik(local, prompt, o) for o in options], abs=1e-4)
+        assert got == pytest.approx(score_continuations(local, prompt, options, reuse_prefix=False), abs=1e-4)
+    # The second prompt ran only its own tail; the unrelated one ran whole (and became the new prefix).
+    shared = len(local.tokenizer(second[: second.index("1.2")], add_special_tokens=False)["input_ids"])
+    assert reused[1] >= shared - 2 and reused[2] == 0

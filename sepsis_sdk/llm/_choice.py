@@ -5,8 +5,10 @@ them), the model scores each candidate as the sum of its tokens' log-probabiliti
 best one is the choice. Two ways to compute the same numbers:
 
 * ``method="prefix"`` (default): the prompt runs once with ``use_cache=True``; its KV cache is repeated
-  across a batch and the N short continuations run in one more forward pass on top of it. Cost: one prompt
-  pass plus N x (a few tokens).
+  across a batch and the continuations run in one more forward pass on top of it, one row per distinct
+  path (``{"fluid": F, "vaso": `` serves the five options that differ only in V: 5 rows, not 25). The
+  prompt pass itself starts from the previous prompt's cache, cropped to the tokens both share (the system
+  prompt and the patient header of a sweep). Cost: the prompt's new tokens plus a few dozen.
 * ``method="batch"``: the N full sequences (prompt + candidate) in one padded forward pass, no cache. Cost:
   N prompt passes (measured in ``benchmarks/bench_llm_choice.py``; kept as the plain reference).
 
@@ -24,9 +26,11 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +75,7 @@ def _argmax(values: Sequence[float]) -> int:
 
 
 def score_continuations(
-    local: Any, prompt: str, options: Sequence[str], *, method: str = "prefix"
+    local: Any, prompt: str, options: Sequence[str], *, method: str = "prefix", reuse_prefix: bool = True
 ) -> list[float]:
     """``log P(option | prompt)`` for each option under a loaded local model (summed over its tokens).
 
@@ -81,6 +85,9 @@ def score_continuations(
         options: the candidate continuations (each at least one token).
         method: ``"prefix"`` (prompt once, KV cache reused by a batch of continuations) or ``"batch"``
             (one padded pass over the full sequences).
+        reuse_prefix: with ``"prefix"``, start from the KV cache of the last prompt scored on this model
+            and run only the tokens after the part both share (a sweep's prompts share the system prompt
+            and the patient header); the scores are the same.
 
     Returns:
         One float per option, in order.
@@ -102,7 +109,7 @@ def score_continuations(
         local.torch.inference_mode(),
     ):  # one model, one forward at a time (shared with generate)
         if method == "prefix":
-            return _score_prefix(local, p_ids, c_ids)
+            return _score_prefix(local, p_ids, c_ids, reuse_prefix)
         return _score_batch(local, p_ids, c_ids)
 
 
@@ -137,28 +144,79 @@ def _forward_params(model: Any) -> Any:
     return inspect.signature(base.forward).parameters
 
 
-def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]]) -> list[float]:
+# The last prompt's KV cache per loaded model, so the next prompt runs only the tokens after the part they
+# share (the system prompt and the patient header are the same for every decision of a sweep).
+_PREFIXES: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakKeyDictionary()
+MIN_REUSE = 16  # shared tokens worth a cache copy
+
+
+def prefix_stats(local: Any) -> dict[str, int]:
+    """How many prompt tokens :func:`score_continuations` computed and reused from the last prompt (this model)."""
+    return dict(getattr(local, "_choice_stats", {"computed": 0, "reused": 0}))
+
+
+def _count(local: Any, computed: int, reused: int) -> None:
+    stats = getattr(local, "_choice_stats", None)
+    if stats is None:
+        stats = {"computed": 0, "reused": 0}
+        local._choice_stats = stats
+    stats["computed"] += computed
+    stats["reused"] += reused
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _rows(c_ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct token rows to feed (each option without its last token; a row that is a prefix of a
+    longer one is dropped: the longer row's logits cover it) and, per option, the row it reads from."""
+    inputs = [c[:-1] for c in c_ids]
+    rows: list[list[int]] = []
+    for inp in sorted({tuple(i) for i in inputs if i}, key=len, reverse=True):
+        if not any(tuple(r[: len(inp)]) == inp for r in rows):
+            rows.append(list(inp))
+    which = [next((j for j, r in enumerate(rows) if r[: len(i)] == i), -1) if i else -1 for i in inputs]
+    return rows, which
+
+
+def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]], reuse: bool = True) -> list[float]:
     torch = local.torch
-    n = len(c_ids)
     params = _forward_params(local.model)
     # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns): use what it takes.
     cache_kw = "cache" if "cache" in params else "past_key_values"
     keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # the prompt's last position only
-    x = torch.tensor([p_ids], device=local.device)
-    out = local.model(input_ids=x, use_cache=True, **keep)
+    stored = _PREFIXES.get(local) if reuse else None
+    shared = min(_common(stored[0], p_ids), len(p_ids) - 1) if stored is not None else 0
+    if stored is not None and shared >= MIN_REUSE:
+        past = copy.deepcopy(stored[1])
+        extra = past.get_seq_length() - shared
+        if extra > 0:  # a negative count removes that many tokens (transformers 4.x and 5.x alike)
+            past.crop(-extra)
+        x = torch.tensor([p_ids[shared:]], device=local.device)
+        out = local.model(input_ids=x, use_cache=True, **{cache_kw: past}, **keep)
+    else:
+        shared = 0
+        out = local.model(input_ids=torch.tensor([p_ids], device=local.device), use_cache=True, **keep)
+    _count(local, len(p_ids) - shared, shared)
+    cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
+    if reuse and shared == 0:  # a new prompt family (or the first prompt): remember it
+        _PREFIXES[local] = (list(p_ids), copy.deepcopy(cache))
     first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
     scores = [float(first[c[0]].item()) for c in c_ids]
-    rest = [c[1:] for c in c_ids]
-    if all(not r for r in rest):
+    rows, which = _rows(c_ids)
+    if not rows:
         return scores
-    cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
-    cache.batch_repeat_interleave(n)  # the prompt's keys/values, once per option
-    # The options' tokens except the last (the last is only predicted). Right padding again: pads come
-    # after every real token of their row, so they change nothing the scores read.
-    inputs = [c[:-1] if len(c) > 1 else c[:1] for c in c_ids]
-    ids, opt_mask = _pad(inputs, int(local.tokenizer.pad_token_id))
-    mask = torch.ones((n, len(p_ids) + len(ids[0])), dtype=torch.long, device=local.device)
-    mask[:, len(p_ids) :] = torch.tensor(opt_mask, device=local.device)
+    cache.batch_repeat_interleave(len(rows))  # the prompt's keys/values, once per row
+    # Right padding: pads come after every real token of their row, so they change nothing read here.
+    ids, row_mask = _pad(rows, int(local.tokenizer.pad_token_id))
+    mask = torch.ones((len(rows), len(p_ids) + len(ids[0])), dtype=torch.long, device=local.device)
+    mask[:, len(p_ids) :] = torch.tensor(row_mask, device=local.device)
     logits = local.model(
         input_ids=torch.tensor(ids, device=local.device),
         attention_mask=mask,
@@ -166,9 +224,9 @@ def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]]) -> list[
         **{cache_kw: cache},
     ).logits
     logp = torch.log_softmax(logits.float(), dim=-1)
-    for b, r in enumerate(rest):
-        for k, t in enumerate(r):  # token k+1 of the option is predicted at continuation position k
-            scores[b] += float(logp[b, k, t].item())
+    for b, c in enumerate(c_ids):
+        for k, t in enumerate(c[1:]):  # token k+1 of the option is predicted at row position k
+            scores[b] += float(logp[which[b], k, t].item())
     return scores
 
 
