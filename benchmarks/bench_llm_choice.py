@@ -9,6 +9,9 @@ Usage::
 
     python benchmarks/bench_llm_choice.py --states 20 --out benchmarks/results/llm_choice.json
     python benchmarks/bench_llm_choice.py --model local/<tiny-folder> --states 30    # a tiny model
+    python benchmarks/bench_llm_choice.py --sweep runs/loglik-sweep --out benchmarks/results/llm_choice_sweep.json
+        # the exact true value of the loglik direct graph: markov_agent_value on all 713 states (cached,
+        # resumable), model/guard/fallback shares
 
 Prints one line per state and a summary; writes the JSON with ``--out``.
 """
@@ -31,8 +34,13 @@ def main() -> None:
     ap.add_argument("--batch-states", type=int, default=2, help="states on which method='batch' is timed")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--sweep", default=None, metavar="CACHE_DIR",
+                    help="instead: the exact Markov sweep of the loglik graph on all 713 states")  # fmt: skip
     args = ap.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.sweep:
+        sweep(args)
+        return
 
     import numpy as np
     import torch
@@ -125,6 +133,39 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=1)
+            f.write("\n")
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """``markov_agent_value`` of ``build_direct_graph(model, decide="loglik")`` on the 713 states."""
+    import torch
+
+    from sepsis_sdk.graphs import build_direct_graph
+    from sepsis_sdk.llm import LiteLLMChat
+    from sepsis_sdk.llm._choice import prefix_stats
+    from sepsis_sdk.llm._local import load_local_model
+    from sepsis_sdk.safety import HoldSafePolicy
+    from sepsis_sdk.truth.agent import markov_agent_value
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    local = load_local_model(args.model)
+    g = build_direct_graph(LiteLLMChat(args.model), decide="loglik", fallback=HoldSafePolicy())
+
+    def progress(done: int, total: int) -> None:
+        if done % 50 == 0 or done == total:
+            print(f"{done}/{total} decisions, {time.perf_counter() - t0:.0f} s", flush=True)
+
+    r = markov_agent_value(g, model=args.model, graph_kind="direct_loglik", options={"decide": "loglik"},
+                           cache_dir=args.sweep, max_concurrency=1, progress=progress)  # fmt: skip
+    out = {"model": args.model, "graph": "direct_loglik", "wall_s": time.perf_counter() - t0,
+           "torch_threads": torch.get_num_threads(), "load_average_end": os.getloadavg()[0],
+           "prefix_tokens": prefix_stats(local), **r.to_dict()}  # fmt: skip
+    print(json.dumps({k: v for k, v in out.items() if k != "actions"}, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
             f.write("\n")
 
 
