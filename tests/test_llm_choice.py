@@ -185,7 +185,7 @@ def test_prompt_is_the_direct_prompt():
 
 
 def test_a_shared_prompt_prefix_is_reused_and_gives_the_same_scores(local):
-    from sepsis_sdk.llm._choice import prefix_stats
+    from sepsis_sdk.llm._choice import forget_prefix, prefix_stats
 
     options = action_options()
     first = local.render([MESSAGES[0], {"role": "user", "content": "MAP 58 mmHg, lactate 4.1. Decide."}])
@@ -201,3 +201,7 @@ def test_a_shared_prompt_prefix_is_reused_and_gives_the_same_scores(local):
     # The second prompt ran only its own tail; the unrelated one ran whole (and became the new prefix).
     shared = len(local.tokenizer(second[: second.index("1.2")], add_special_tokens=False)["input_ids"])
     assert reused[1] >= shared - 2 and reused[2] == 0
+    forget_prefix(local)  # after changing weights in place: nothing stored, the next prompt runs whole
+    before = prefix_stats(local)["reused"]
+    score_continuations(local, other, options)
+    assert prefix_stats(local)["reused"] == before

@@ -85,9 +85,11 @@ def score_continuations(
         options: the candidate continuations (each at least one token).
         method: ``"prefix"`` (prompt once, KV cache reused by a batch of continuations) or ``"batch"``
             (one padded pass over the full sequences).
-        reuse_prefix: with ``"prefix"``, start from the KV cache of the last prompt scored on this model
-            and run only the tokens after the part both share (a sweep's prompts share the system prompt
-            and the patient header); the scores are the same.
+        reuse_prefix: with ``"prefix"``, start from the stored KV cache of an earlier prompt on this model
+            (the last one that shared fewer than ``MIN_REUSE`` tokens with its predecessor) and run only
+            the tokens after the part both share (a sweep's prompts share the system prompt and the
+            patient header); the scores are the same. After changing the weights in place, call
+            :func:`forget_prefix`.
 
     Returns:
         One float per option, in order.
@@ -144,10 +146,16 @@ def _forward_params(model: Any) -> Any:
     return inspect.signature(base.forward).parameters
 
 
-# The last prompt's KV cache per loaded model, so the next prompt runs only the tokens after the part they
+# One stored prompt KV cache per loaded model, so the next prompt runs only the tokens after the part they
 # share (the system prompt and the patient header are the same for every decision of a sweep).
 _PREFIXES: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakKeyDictionary()
 MIN_REUSE = 16  # shared tokens worth a cache copy
+
+
+def forget_prefix(local: Any) -> None:
+    """Drop the stored prompt cache of ``local`` (call it after changing the model's weights in place)."""
+    with local._gen_lock:
+        _PREFIXES.pop(local, None)
 
 
 def prefix_stats(local: Any) -> dict[str, int]:
