@@ -329,7 +329,12 @@ def test_penalty_inside_the_backup_avoids_a_rarely_tried_action_and_min_count_ex
 def test_planner_converge_uses_the_optimised_table_on_support_and_one_step_elsewhere():
     wm = CountedToy(rare=100.0)
     planner = WorldModelPlannerPolicy(
-        wm, continuation=TableBehaviour(), lookahead="converge", backup_pessimism=0.1, min_count=5, safety=False
+        wm,
+        continuation=TableBehaviour(),
+        lookahead="converge",
+        backup_pessimism=0.1,
+        min_count=5,
+        safety=False,
     )
     sb = wm.support_batch()
     scores = planner.scores(sb)
@@ -358,6 +363,16 @@ def test_bad_settings_and_models_raise_clear_errors():
         optimize_on_support(NoSupport())
     with pytest.raises(UserError, match="allowed"):
         optimize_on_support(CountedToy(), allowed=np.ones((2, 25), bool))
+    empty_row = np.ones((M, 25), bool)
+    empty_row[1] = False
+    with pytest.raises(UserError, match="no action in support states \\[1\\]"):
+        optimize_on_support(CountedToy(), allowed=empty_row)  # never an action the mask excludes
+    with pytest.raises(UserError, match="needs a continuation"):
+        WorldModelPlannerPolicy(CountedToy(), lookahead="converge")  # not silently the hold rule
+    with pytest.raises(UserError, match="mode='hold'"):
+        WorldModelPlannerPolicy(
+            CountedToy(), continuation=TableBehaviour(), mode="hold", lookahead="converge"
+        )
 
 
 def test_neighbour_point_law_and_counts_are_the_counted_model_on_icu_sepsis():

@@ -139,7 +139,9 @@ class WorldModelPlannerPolicy(PolicyBase):
         mode: ``"auto"`` (improve when a continuation is known, else hold), ``"improve"`` or ``"hold"``.
         lookahead: rounds of policy improvement (``mode="improve"``); ``k >= 2`` needs a finite-support
             model (exact) or costs ``k`` nested Monte-Carlo searches. ``"converge"``: pessimistic policy
-            iteration to convergence on a finite-support model (see the module doc).
+            iteration to convergence on a finite-support model (see the module doc); on the model's support
+            states it is exact and infinite-horizon, so ``method``, ``value_horizon`` and
+            ``terminal_value`` apply only to the one step taken for patients off the support.
         backup_pessimism: ``lookahead="converge"``: ``c`` of the penalty ``c / sqrt(n)`` inside the backup.
         min_count: ``lookahead="converge"``: actions with fewer supporting transitions are left out.
         gamma: ``lookahead="converge"``: discount of the pessimistic MDP (0.999: see
@@ -246,6 +248,15 @@ class WorldModelPlannerPolicy(PolicyBase):
             from sepsis_sdk.world_model.value import as_continuation
 
             self.continuation = as_continuation(continuation, world_model=world_model)
+        if converge and self.continuation is None:
+            raise UserError(
+                "lookahead='converge' needs a continuation policy (for patients off the model's support): "
+                "pass continuation= or build the planner with WorldModelPlannerPolicy.fit(world_model, cohort)"
+            )
+        if converge and mode == "hold":
+            raise UserError(
+                "lookahead='converge' plans by policy iteration; it does not apply to mode='hold'"
+            )
         if mode == "improve" and self.continuation is None:
             raise UserError(
                 "mode='improve' needs a continuation policy: pass continuation= or build the planner with "

@@ -38,6 +38,7 @@ from sepsis_sdk.actions import N_ACTIONS
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.world_model._protocol import HistoryBatch
 from sepsis_sdk.world_model.value import (
+    _DENSE_MAX,
     FiniteSupportModel,
     TableContinuation,
     _expected_reward,
@@ -169,6 +170,12 @@ def optimize_on_support(
         )
     sup = _support(world_model)
     m = sup.batch.size
+    if m > _DENSE_MAX:
+        raise UserError(
+            f"{m} support states: pessimistic policy iteration solves densely up to {_DENSE_MAX} "
+            "(the dense law would need about "
+            f"{m * m * N_ACTIONS * 8 / 1e9:.0f} GB); use lookahead=k on this model"
+        )
     rows, cols, probs = mean_transitions(world_model)
     _, surv, death = _reward_terms(reward)
     names = tuple(world_model.schema.names)
@@ -183,6 +190,9 @@ def optimize_on_support(
         if mask.shape != (m, N_ACTIONS):
             raise UserError(f"allowed must be ({m}, 25), got {mask.shape}")
         ok &= mask
+    if not ok.any(1).all():
+        bad = np.flatnonzero(~ok.any(1))[:5].tolist()
+        raise UserError(f"the candidates and the allowed mask leave no action in support states {bad}")
     allow = ok & (n >= min_count)
     none = ~allow.any(1)
     best_supported = np.where(ok, n, -1.0).argmax(1)
