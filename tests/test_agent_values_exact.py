@@ -313,3 +313,45 @@ def test_cli_evaluate_agent_bad_input_exits_2(tmp_path):
     f.write_text("x")
     res = CliRunner().invoke(app, ["evaluate-agent", "--out", str(f)])
     assert res.exit_code == 2 and "not a directory" in res.output
+
+
+class _StubGraph:
+    """A graph whose final action is whatever it is given (to test what the sweep accepts)."""
+
+    name = "stub"
+
+    def __init__(self, action):
+        self.action = action
+        self.calls = 0
+
+    def invoke(self, state, config=None):
+        self.calls += 1
+        return {"final": {"action": self.action, "source": "model"}}
+
+
+@pytest.mark.parametrize("bad", [-1, 25, 3.7, "4"])
+def test_an_impossible_final_action_raises_and_is_never_cached(tmp_path, bad):
+    with pytest.raises(ValueError, match="not one of the 25"):
+        markov_agent_value(_StubGraph(bad), model="stub", states=[0, 1], complete_with="clinician",
+                           cache_dir=tmp_path, max_concurrency=1)  # fmt: skip
+    cache = DecisionCache(tmp_path, cache_key(model="stub", graph_kind="stub", mode="markov"))
+    assert cache.records == {}
+
+
+def test_a_cached_record_with_an_impossible_action_is_decided_again(tmp_path):
+    good = _StubGraph(7)
+    first = markov_agent_value(
+        good, model="stub", states=[0, 1], complete_with="clinician", cache_dir=tmp_path
+    )
+    assert first.new_decisions == 2
+    cache = DecisionCache(tmp_path, cache_key(model="stub", graph_kind="stub", mode="markov"))
+    lines = cache.path.read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["action"] = -1  # a hand-edited or foreign cache line: -1 would index action 24
+    cache.path.write_text("\n".join([json.dumps(rec), lines[1]]) + "\n")
+    again = _StubGraph(7)
+    second = markov_agent_value(
+        again, model="stub", states=[0, 1], complete_with="clinician", cache_dir=tmp_path
+    )
+    assert again.calls == 1 and second.new_decisions == 1
+    assert (second.actions[[0, 1]] == 7).all()

@@ -232,8 +232,8 @@ class DecisionCache:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(rec, dict) and "item" in rec and "action" in rec:
-                out[str(rec["item"])] = rec
+            if isinstance(rec, dict) and "item" in rec and _valid_action(rec.get("action")):
+                out[str(rec["item"])] = rec  # a record with an impossible action is decided again
         return out
 
     def __contains__(self, item: str) -> bool:
@@ -254,11 +254,25 @@ class DecisionCache:
             self.records[str(record["item"])] = record
 
 
+def _valid_action(action: Any) -> bool:
+    from sepsis_sdk.actions import validate_index
+
+    try:
+        validate_index(action)
+    except ValueError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------- deciding
 def _record(item: str, state: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     final = state.get("final") or {}
     if "action" not in final:
         raise UserError(f"the graph finished without final['action'] for {item}")
+    if not _valid_action(final["action"]):  # never cached, never silently wrapped by numpy indexing
+        raise UserError(
+            f"the graph's final action for {item} is {final['action']!r}, not one of the 25 (0-24)"
+        )
     usage = state.get("usage") or {}
     return {
         "item": item,
