@@ -104,3 +104,16 @@ def test_configuration_errors_exit_2_with_the_key_redacted(respx_mock, tmp_path,
     res = _run("--patient", str(_patient(tmp_path)), "--graph", "direct", *ARGS)
     assert res.exit_code == 2, res.output
     assert KEY not in res.output and "REDACTED" in res.output
+
+
+def test_a_patient_read_from_a_cohort_file_carries_no_hidden_state(tmp_path):
+    from sepsis_sdk.cli.agent import _load_history
+    from sepsis_sdk.sources.icu_sepsis import sample_cohort
+
+    path = tmp_path / "c.parquet"
+    cohort = sample_cohort(3, seed=0)
+    cohort.to_parquet(path)
+    pid = str(cohort.patient_ids[0])
+    assert cohort.episode(pid).history(0).state_id is not None  # the cohort has it (scoring only)
+    h = _load_history(path, pid, 0)
+    assert h.state_id is None and h.patient_id == pid and len(h.observations) == 1

@@ -26,7 +26,8 @@ def _load_history(patient: Path, patient_id: str | None, t: int | None) -> Any:
         step = len(ep) - 1 if t is None else t
         if not 0 <= step < len(ep):
             raise UserError(f"{patient}: patient {pid!r} has decisions 0-{len(ep) - 1}, not {step}")
-        return ep.history(step)
+        # The agent sees what a clinician sees: the hidden ICU-Sepsis state stays behind (as export-history)
+        return ep.history(step).model_copy(update={"state_id": None})
     try:
         data = json.loads(patient.read_text())
     except json.JSONDecodeError as exc:
