@@ -143,7 +143,8 @@ def dev_server(saved_torch_world_model, tmp_path_factory):
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                pytest.skip(f"langgraph dev exited with {proc.returncode}: {log.read_text()[-2000:]}")
+                # installed but crashed at start (an import error in graphs/studio.py or langgraph.json): a failure
+                pytest.fail(f"langgraph dev exited with {proc.returncode}: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{base}/ok", timeout=2).status_code == 200:
                     break

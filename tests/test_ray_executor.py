@@ -132,7 +132,9 @@ def test_in_flight_work_is_bounded(ray_cluster):
 def test_what_cannot_be_shipped_runs_here_like_the_process_pool(ray_cluster):
     lock = threading.Lock()  # cannot be pickled
     ex = RayExecutor()
-    assert list(ex.map(lambda x: (x, lock.locked()), [1, 2])) == [(1, False), (2, False)] and ex.fell_back
+    with pytest.warns(RuntimeWarning, match="cannot be shipped to the cluster"):  # never silently local
+        got = list(ex.map(lambda x: (x, lock.locked()), [1, 2]))
+    assert got == [(1, False), (2, False)] and ex.fell_back
 
 
 def test_an_error_in_the_task_reaches_the_caller_unchanged(ray_cluster):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,9 @@ def run(
             for j in judge
         ]
         wanted = _parse_tasks(tasks) if tasks else None
-        with progress() as bar:
+        with progress() as bar, contextlib.ExitStack() as stack:
+            if ray_ex is not None:  # a local cluster it started goes down with the command
+                stack.callback(ray_ex.close)
             bar_id = bar.add_task("judging", total=None)
             rep = run_benchmark(
                 bench,

@@ -15,6 +15,7 @@ executor runs on a cluster unchanged. What they add over a process pool:
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -177,9 +178,16 @@ class RayExecutor(_RayBase):
     def _put_fn(self, fn: Callable[..., Any]) -> Any:
         try:
             ref = self.put(fn)
-        except (TypeError, pickle.PicklingError, AttributeError):
+        except (TypeError, pickle.PicklingError, AttributeError) as exc:
             self.stats["puts"] -= 1
             self.fell_back = True
+            # The user asked for Ray: running here instead is not silent (the process pool warns the same way)
+            warnings.warn(
+                f"RayExecutor: {getattr(fn, '__name__', type(fn).__name__)} cannot be shipped to the cluster "
+                f"({type(exc).__name__}: {exc}); running it serially in this process",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
         return ref
 

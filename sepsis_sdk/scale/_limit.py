@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 from typing import Any
 
@@ -146,7 +147,12 @@ class ConcurrencyLimit:
                     return
             try:
                 self._actor.renew.remote(held)
-            except Exception:  # the cluster is going away; the leases expire on their own
+            except Exception as exc:  # the cluster is going away; the leases expire on their own
+                logging.getLogger(__name__).warning(
+                    "ConcurrencyLimit %s: lease renewal stopped (%s: %s); %d held permits will expire "
+                    "after %.0f s and the cap can then be exceeded",
+                    self.name, type(exc).__name__, exc, len(held), self.lease_s,
+                )  # fmt: skip
                 return
 
     def acquire(self) -> int:
