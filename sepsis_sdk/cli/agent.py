@@ -18,16 +18,14 @@ def _load_history(patient: Path, patient_id: str | None, t: int | None) -> Any:
     if not patient.exists():
         raise UserError(f"{patient}: no such file")
     if patient.suffix.lower() in (".parquet", ".pq"):
+        from sepsis_sdk.cli.data import export_history
         from sepsis_sdk.cohort import Cohort
 
         cohort = Cohort.read_parquet(patient)
-        pid = patient_id if patient_id is not None else str(cohort.patient_ids[0])
-        ep = cohort.episode(pid)
-        step = len(ep) - 1 if t is None else t
-        if not 0 <= step < len(ep):
-            raise UserError(f"{patient}: patient {pid!r} has decisions 0-{len(ep) - 1}, not {step}")
-        # The agent sees what a clinician sees: the hidden ICU-Sepsis state stays behind (as export-history)
-        return ep.history(step).model_copy(update={"state_id": None})
+        try:  # what a clinician sees: the hidden ICU-Sepsis state stays behind, exactly as export-history
+            return export_history(cohort, patient_id, t)
+        except UserError as exc:
+            raise UserError(f"{patient}: {exc}") from None
     try:
         data = json.loads(patient.read_text())
     except json.JSONDecodeError as exc:
