@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "LogLikChooser": "sepsis_sdk.llm._choice",
     "as_chooser": "sepsis_sdk.llm._choice",
     "score_continuations": "sepsis_sdk.llm._choice",
+    "forget_prefix": "sepsis_sdk.llm._choice",
 }
 
 __all__ = sorted(
@@ -84,6 +85,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.llm._cache import ReplyCache
-    from sepsis_sdk.llm._choice import Choice, LogLikChooser, as_chooser, score_continuations
+    from sepsis_sdk.llm._choice import Choice, LogLikChooser, as_chooser, forget_prefix, score_continuations
     from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm, parse_tool_call
     from sepsis_sdk.llm._local import LocalModel, load_local_model, register_local_provider, smollm2_path
