@@ -153,32 +153,28 @@ def _hide_flag_types(params: list[Any]) -> None:
             p.metavar = ""
 
 
-class SDKCommand(TyperCommand):
+class _FlagHelp:
+    """Help that leaves out the value type of flags (``--help``, ``--fresh``): one fix for commands and groups."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _hide_flag_types(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)  # type: ignore[misc]
+        if opt is not None:
+            _hide_flag_types([opt])
+        return opt
+
+
+class SDKCommand(_FlagHelp, TyperCommand):
     """A command whose help leaves out the value type of flags (``--help``, ``--fresh``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _hide_flag_types(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            _hide_flag_types([opt])
-        return opt
-
-
-class SDKGroup(TyperGroup):
+class SDKGroup(_FlagHelp, TyperGroup):
     """A command group with the same help fixes as :class:`SDKCommand`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _hide_flag_types(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            _hide_flag_types([opt])
-        return opt
 
 
 class RootGroup(SDKGroup):
