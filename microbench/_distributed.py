@@ -27,10 +27,10 @@ from typing import Any
 from sepsis_sdk.errors import UserError, VideoError
 from sepsis_sdk.judge import Judge
 from sepsis_sdk.microbench._data import Benchmark, BenchTask
-from sepsis_sdk.microbench._frames import find_videos, sample_frames
+from sepsis_sdk.microbench._frames import sample_frames
 from sepsis_sdk.microbench._judging import ajudge_dimension, record_for
 from sepsis_sdk.microbench._results import ResultsWriter, VerdictRecord, read_records
-from sepsis_sdk.microbench._runner import RunReport, _Emitter, _judges_by_name, plan
+from sepsis_sdk.microbench._runner import RunReport, _Emitter, _judges_by_name, _open_run, plan
 
 
 def grade_task(
@@ -123,15 +123,8 @@ def run_benchmark_ray(
     by_name = _judges_by_name(judges)
     if concurrency < 1:
         raise UserError("concurrency must be >= 1")
-    video_map = (
-        find_videos(videos)
-        if isinstance(videos, (str, Path))
-        else {int(k): Path(v) for k, v in videos.items()}
-    )
-    out_path = Path(out)
-    report = RunReport(results=out_path)
-    report.missing_videos = [t.index for t in benchmark if t.index not in video_map]
-    report.unknown_videos = sorted(i for i in video_map if i not in benchmark)
+    video_map, report = _open_run(benchmark, videos, out)
+    out_path = report.results
     ex = executor if executor is not None else RayExecutor()
     ex.connect()
     own_limit = limit is None

@@ -86,6 +86,19 @@ def plan(
     return work, skipped
 
 
+def _open_run(benchmark: Any, videos: Any, out: Any) -> tuple[dict[int, Path], RunReport]:
+    """The run's videos (a folder or an index -> path mapping) and its report with the coverage filled in."""
+    video_map = (
+        find_videos(videos)
+        if isinstance(videos, (str, Path))
+        else {int(k): Path(v) for k, v in videos.items()}
+    )
+    report = RunReport(results=Path(out))
+    report.missing_videos = [t.index for t in benchmark if t.index not in video_map]
+    report.unknown_videos = sorted(i for i in video_map if i not in benchmark)
+    return video_map, report
+
+
 def _judges_by_name(judges: Judge | Sequence[Judge]) -> dict[str, Judge]:
     """The judges keyed by their record names (which must differ)."""
     judge_list = [judges] if isinstance(judges, Judge) else list(judges)
@@ -201,15 +214,8 @@ async def arun_benchmark(
     if concurrency < 1 or frame_workers < 1:
         raise UserError("concurrency and frame_workers must be >= 1")
     frame_options = _frame_options(max_side, quality, short_videos)
-    video_map = (
-        find_videos(videos)
-        if isinstance(videos, (str, Path))
-        else {int(k): Path(v) for k, v in videos.items()}
-    )
-    out_path = Path(out)
-    report = RunReport(results=out_path)
-    report.missing_videos = [t.index for t in benchmark if t.index not in video_map]
-    report.unknown_videos = sorted(i for i in video_map if i not in benchmark)
+    video_map, report = _open_run(benchmark, videos, out)
+    out_path = report.results
 
     writer = ResultsWriter(out_path, fsync=fsync)  # cuts a torn tail before we read what is done
     report.cut_bytes = writer.cut_bytes
