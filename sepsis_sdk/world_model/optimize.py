@@ -108,8 +108,8 @@ def mean_transitions(world_model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """The model's point law on the support states, as triplets ``(rows, cols, probs)``.
 
     ``world_model.point_triplets(batch)`` when the model has one (the neighbour model: the full data, no
-    resampling — the members' mean adds bootstrap noise to every probability and cost 0.009 of true value
-    at 5,000 episodes); else the mean of the members' laws.
+    resampling — the members' mean adds bootstrap noise to every probability: an L1 distance of 0.235 from
+    the counted law per well-seen (state, action) at 5,000 ICU-Sepsis episodes); else the mean of the members' laws.
     """
     sup = _support(world_model)
     point = getattr(world_model, "point_triplets", None)
