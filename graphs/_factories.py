@@ -70,7 +70,8 @@ def build_psr_graph(
     system_prompt: str | None = None,
     deadline_s: float | None = None,
     options: PSROptions | None = None,
-    name: str = "psr",
+    decide: str = "generate",
+    name: str | None = None,
 ) -> Any:
     """Propose–simulate–refine: observe → propose → simulate → refine (→ propose …) → guard → prescribe.
 
@@ -101,18 +102,48 @@ def build_psr_graph(
             made, the fallback acts and the trace says so (``fallback_reason.kind == "deadline"``).
         options: a :class:`PSROptions` holding all of the above options at once; keyword arguments given
             here override its values.
-        name: the graph's name.
+        decide: ``"generate"`` (default: the model writes JSON replies) or ``"loglik"`` (an in-process
+            ``local/`` model only): propose takes the ``n_candidates`` most likely of the 25 openings
+            ``{"candidates": [{"fluid": F, "vaso": V`` under the same propose prompt, simulate runs as
+            usual, and refine commits the candidate whose ``{"decision": "commit", "fluid": F, "vaso": V``
+            is the most likely under the same refine prompt (:class:`~sepsis_sdk.llm.LogLikChooser`; no
+            generation, no invalid replies; the guard still checks the action, a scoring failure goes to
+            the fallback). This mode runs one round: ``max_rounds`` is set to 1 (over ``options``), so the refine prompt says
+            no rounds are left (a revision would need new candidates' text, which only generation
+            writes); an explicit ``max_rounds`` above 1 is a :class:`~sepsis_sdk.errors.UserError` rather
+            than silently ignored. A hosted model fails here, at build.
+        name: the graph's name (default ``"psr"``, ``"psr_loglik"`` with ``decide="loglik"``).
 
     Returns:
         A compiled LangGraph graph; ``graph.invoke({"history": history})["final"]`` is the prescription.
+
+    Raises:
+        UserError: an unknown ``decide``; ``decide="loglik"`` with a hosted model or ``max_rounds > 1``.
     """
+    from sepsis_sdk.graphs import _loglik
+
+    if decide not in _loglik.DECIDE_MODES:
+        raise UserError(f"decide must be one of {_loglik.DECIDE_MODES}, got {decide!r}")
+    if decide == "loglik":
+        if max_rounds is not None and max_rounds != 1:
+            raise UserError(
+                f"decide='loglik' runs one propose-simulate-refine round (it scores commit openings only), "
+                f"so max_rounds must be 1 or unset, got {max_rounds}"
+            )
+        max_rounds = 1
+    name = name or ("psr" if decide == "generate" else "psr_loglik")
     opts = _options(PSROptions, options, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
                     n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
     ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
                               fallback=fallback, safety=safety, options=opts, graph=name,
                               continuation=continuation)  # fmt: skip
-    b = _builder(ctx, {"observe": N.observe, "propose": N.propose, "simulate": N.simulate, "refine": N.refine,
+    if decide == "loglik":
+        _loglik.check_chooser(ctx)  # a hosted model or a bad local path fails here, at build
+        propose, refine = _loglik.propose_loglik, _loglik.refine_loglik
+    else:
+        propose, refine = N.propose, N.refine
+    b = _builder(ctx, {"observe": N.observe, "propose": propose, "simulate": N.simulate, "refine": refine,
                        "guard": N.guard, "prescribe": N.prescribe})  # fmt: skip
     from langgraph.graph import END, START
 
