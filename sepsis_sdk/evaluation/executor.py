@@ -35,6 +35,16 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def cannot_ship(executor: Any, obj: Any) -> str | None:
+    """Why ``obj`` cannot travel to ``executor``'s workers (``"TypeError: ..."``), or None when it can.
+
+    Executors that ship work say so with a ``cannot_ship(obj)`` method (the process pool: ``pickle``;
+    Ray: Ray's ``cloudpickle``); one without it runs everything where it is called, so anything goes.
+    """
+    check = getattr(executor, "cannot_ship", None)
+    return None if check is None else check(obj)
+
+
 class SerialExecutor:
     """Runs everything in the calling process, one item at a time."""
 
@@ -77,6 +87,10 @@ class LocalProcessExecutor:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"))
         return self._pool
 
+    def cannot_ship(self, obj: Any) -> str | None:
+        """Why ``obj`` cannot be sent to the pool's processes (it must pickle), or None when it can."""
+        return _pickle_problem(obj)
+
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         items = list(items)
         if self.workers == 1 or len(items) <= 1 or not _picklable(fn):
@@ -101,11 +115,15 @@ class LocalProcessExecutor:
 
 
 def _picklable(obj: Any) -> bool:
+    return _pickle_problem(obj) is None
+
+
+def _pickle_problem(obj: Any) -> str | None:
     try:
         pickle.dumps(obj)
-    except Exception:
-        return False
-    return True
+    except Exception as exc:  # pickle raises TypeError, PicklingError, AttributeError, ... from user code
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 EXECUTORS = ("process", "serial", "ray")
@@ -137,4 +155,4 @@ def make_executor(
     raise UserError(f"unknown executor {kind!r}; choose one of {EXECUTORS} (or pass an Executor object)")
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "LocalProcessExecutor", "SerialExecutor", "cannot_ship", "make_executor"]

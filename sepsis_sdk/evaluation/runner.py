@@ -14,8 +14,12 @@ the scorers -> save**. The pieces live in their own modules:
 **Resumable.** ``out_dir/manifest.json`` records the config and every finished policy; each policy's
 result is one JSON file written atomically; history-dependent policies save their action probabilities
 per chunk of patients, so after a crash finished policies and finished patient chunks are not redone.
-Work over chunks fans out through an :class:`~sepsis_sdk.evaluation.executor.Executor` (local process
-pool by default, serial when the policy cannot be pickled).
+Work fans out through an :class:`~sepsis_sdk.evaluation.executor.Executor` (local process pool by
+default, serial when the policy cannot be pickled), in one of two ways (``fan_out``): the patient chunks
+of one policy at a time (the driver builds and scores the policies in turn), or one task per policy
+(built, its probabilities and every scorer on a worker; the driver only writes the files). The second is
+what a Ray run with several policies uses: the scorers' work (OPE, safety, the Monte-Carlo truth) runs in
+parallel too.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sepsis_sdk.errors import UserError
+from sepsis_sdk.errors import ClusterError, UserError
 from sepsis_sdk.evaluation.config import (
     CohortConfig,
     EvaluationConfig,
@@ -40,11 +46,11 @@ from sepsis_sdk.evaluation.config import (
     SplitConfig,
     TruthConfig,
 )
-from sepsis_sdk.evaluation.executor import Executor, make_executor
+from sepsis_sdk.evaluation.executor import Executor, cannot_ship, make_executor
 from sepsis_sdk.evaluation.probabilities import policy_probabilities
 from sepsis_sdk.evaluation.results import EvaluationReport, PolicyResult
 from sepsis_sdk.evaluation.scorers import Scorer, ScoringContext, create_scorers
-from sepsis_sdk.evaluation.storage import RunStore
+from sepsis_sdk.evaluation.storage import RunStore, atomic_save_npy
 
 if TYPE_CHECKING:
     from sepsis_sdk.cohort import Cohort
@@ -184,6 +190,21 @@ def score_policy(
     progress: Callable[[int, int], None] | None = None,
 ) -> PolicyResult:
     """Build one policy, compute its probabilities on its test patients and run every scorer."""
+    return _score(entry, setup, config, scorers, work_dir=store.work_dir(entry.config.name),
+                  executor=executor, progress=progress)  # fmt: skip
+
+
+def _score(
+    entry: _Entry,
+    setup: RunSetup,
+    config: EvaluationConfig,
+    scorers: Sequence[Scorer],
+    *,
+    work_dir: Path,
+    executor: Executor,
+    progress: Callable[[int, int], None] | None = None,
+) -> PolicyResult:
+    """:func:`score_policy` with the chunk directory given (a worker passes a scratch one)."""
     from sepsis_sdk.evaluation.metrics import action_distribution
 
     t0 = time.time()
@@ -198,7 +219,7 @@ def score_policy(
     markov = bool(pc.markov if pc.markov is not None else getattr(policy, "markov", False))
     sub, notes = select_patients(setup.test, pc, config.seed)
     probs = policy_probabilities(
-        policy, sub, work_dir=store.work_dir(pc.name), executor=executor,
+        policy, sub, work_dir=work_dir, executor=executor,
         chunk_patients=config.chunk_patients, progress=progress,
     )  # fmt: skip
     ctx = ScoringContext(
@@ -214,6 +235,219 @@ def score_policy(
     )  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------- fan-out
+FAN_OUTS = ("auto", "policies", "chunks")
+"""How ``run_evaluation`` spreads work over its executor (see :func:`run_evaluation`'s ``fan_out``)."""
+
+# The chunk files of one policy (``policy_probabilities`` names them so; the driver is their only writer).
+_CHUNK_GLOB = "chunk_*.npy"
+
+
+@dataclass
+class _Shared:
+    """What every policy task of a run shares; shipped once per run (Ray puts it in the object store)."""
+
+    setup: RunSetup
+    config: EvaluationConfig
+    scorers: Sequence[Scorer]
+
+
+@dataclass
+class _PolicyTask:
+    """One policy's task: the row to build and score, and the chunks a previous attempt already saved."""
+
+    entry: _Entry
+    chunks: dict[str, np.ndarray]
+
+
+class _Loaded:
+    """A world-model source that returns an object loaded in the driver (picklable, unlike a closure)."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
+def _score_task(shared: _Shared, task: _PolicyTask) -> tuple[PolicyResult, dict[str, np.ndarray]]:
+    """On a worker: build and score one policy; its new chunk arrays come back for the driver to save.
+
+    The chunks run one after another here (this task is the unit of parallel work). Chunks a previous
+    attempt saved are put in a scratch directory first, so :func:`policy_probabilities` reuses them
+    exactly as it reuses the run directory's files in the driver.
+    """
+    import tempfile
+
+    from sepsis_sdk.evaluation.executor import SerialExecutor
+
+    setup = shared.setup
+    if setup.rules is None:  # the rule set did not pickle (compiled predicates): the same rules again
+        from dataclasses import replace
+
+        from sepsis_sdk.safety import load_rules
+
+        setup = replace(setup, rules=load_rules(shared.config.safety.rules))
+    with tempfile.TemporaryDirectory(prefix="sepsis-policy-") as d:
+        work = Path(d)
+        for name, arr in task.chunks.items():
+            np.save(work / name, arr)
+        res = _score(task.entry, setup, shared.config, shared.scorers, work_dir=work,
+                     executor=SerialExecutor())  # fmt: skip
+        new = {f.name: np.load(f) for f in sorted(work.glob(_CHUNK_GLOB)) if f.name not in task.chunks}
+    return res, new
+
+
+def _fan_out_mode(fan_out: str, executor: Executor, n_todo: int) -> str:
+    """``"policies"`` or ``"chunks"`` for this run (``"auto"`` decided from the executor and the work)."""
+    if fan_out not in FAN_OUTS:
+        raise UserError(f"unknown fan_out {fan_out!r}; choose one of {FAN_OUTS}")
+    if fan_out != "auto":
+        return fan_out
+    # On Ray, one task per policy once there are enough policies to keep every CPU busy: the scorers
+    # (OPE, safety, the Monte-Carlo truth) then run in parallel too, not one policy after another in the
+    # driver. Fewer policies than CPUs keep more CPUs busy with patient chunks.
+    width = getattr(executor, "parallelism", None)
+    if executor.name != "ray" or width is None or n_todo < 2:
+        return "chunks"
+    return "policies" if n_todo >= width() else "chunks"
+
+
+def _shippable_setup(setup: RunSetup, executor: Executor, todo: Sequence[_Entry]) -> RunSetup:
+    """The part of ``setup`` the workers need, in a form that travels."""
+    from dataclasses import replace
+
+    wm = setup.world_model
+    if wm is not None:  # loaded once here, shipped with the rest (a loader may read driver-local files)
+        wm = _Loaded(wm()) if any(e.config.model_based for e in todo) else None
+    rules = setup.rules if cannot_ship(executor, setup.rules) is None else None  # rebuilt on the worker
+    # Workers never read the whole cohort, and the training part only to build configured policies.
+    train = setup.train if any(e.policy is None for e in todo) else setup.test
+    return replace(setup, cohort=setup.test, train=train, rules=rules, world_model=wm)
+
+
+def _named(exc: BaseException, name: str, where: str) -> BaseException:
+    """``exc`` (same type, so callers' ``except`` clauses still match) with the failing policy named."""
+    text = f"policy {name!r} failed {where}"
+    if type(exc).__str__ is BaseException.__str__ and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (f"{text}: {exc.args[0]}",)
+    elif hasattr(exc, "add_note"):  # Python 3.11+: shown under the traceback
+        exc.add_note(text)
+    return exc
+
+
+def _by_policy(
+    todo: Sequence[_Entry],
+    setup: RunSetup,
+    config: EvaluationConfig,
+    scorers: Sequence[Scorer],
+    *,
+    store: RunStore,
+    executor: Executor,
+) -> Iterator[tuple[int, PolicyResult]]:
+    """Score ``todo`` with one executor task per policy; yields ``(index, result)`` as each is read.
+
+    Policies that cannot be shipped are scored here (with a warning), while the workers score the rest.
+    Results of the tasks are read in submission order; each one's new chunk files are written here.
+    """
+    import queue
+    import threading
+
+    from sepsis_sdk.evaluation.executor import SerialExecutor
+
+    where = f"on a {executor.name} worker"
+    local, remote = [], []
+    for k, entry in enumerate(todo):
+        store.start(entry.config.name)
+        why = None if entry.policy is None else cannot_ship(executor, entry.policy)
+        if why is not None:
+            warnings.warn(
+                f"policy {entry.config.name!r} cannot be shipped to the {executor.name} workers ({why}); "
+                "scoring it in this process",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        (local if why is not None else remote).append(k)
+    shared = _Shared(_shippable_setup(setup, executor, [todo[k] for k in remote]), config, scorers)
+    why = cannot_ship(executor, shared) if remote else None
+    if why is not None:  # e.g. a world model that does not pickle: fall back to one policy at a time
+        warnings.warn(
+            f"the run's shared inputs cannot be shipped to the {executor.name} workers ({why}); "
+            "scoring the policies one after another in this process (patient chunks still fan out)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        for k in remote:
+            yield k, score_policy(todo[k], setup, config, scorers, store=store, executor=executor)
+        remote = []
+    inbox: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:  # reads the tasks' results (mostly waiting on the cluster) while this thread works
+        tasks = [_PolicyTask(todo[k], _saved_chunks(store.work_dir(todo[k].config.name))) for k in remote]
+        results = executor.map(partial(_score_task, shared), tasks)
+        try:
+            for k in remote:
+                if stop.is_set():
+                    return
+                try:
+                    out = next(results)
+                except StopIteration:  # an executor that returned fewer results than tasks
+                    inbox.put(("error", k, ClusterError(f"the executor returned no result for task {k}")))
+                    return
+                except BaseException as exc:  # handed to the driver thread and raised there
+                    inbox.put(("error", k, exc))
+                    return
+                inbox.put(("ok", k, out))
+        finally:
+            results.close()  # cancels what was not read (a failed or stopped run)
+            inbox.put(("end", -1, None))
+
+    thread = threading.Thread(target=pump, name="sepsis-policy-results", daemon=True)
+    if remote:
+        thread.start()
+    try:
+        for k in local:
+            yield k, score_policy(todo[k], setup, config, scorers, store=store, executor=SerialExecutor())
+        while remote:
+            kind, k, out = inbox.get()
+            if kind == "end":
+                break
+            name = todo[k].config.name
+            if kind == "error":
+                if isinstance(out, Exception):
+                    raise _named(out, name, where) from None
+                raise out
+            res, chunks = out
+            for fname, arr in chunks.items():  # the driver is the only writer of the run directory
+                atomic_save_npy(store.work_dir(name) / fname, arr)
+            yield k, res
+    finally:
+        stop.set()
+
+
+def _saved_chunks(work_dir: Path) -> dict[str, np.ndarray]:
+    return {f.name: np.load(f) for f in sorted(work_dir.glob(_CHUNK_GLOB))} if work_dir.is_dir() else {}
+
+
+def _one_by_one(
+    todo: Sequence[_Entry],
+    setup: RunSetup,
+    config: EvaluationConfig,
+    scorers: Sequence[Scorer],
+    *,
+    store: RunStore,
+    executor: Executor,
+    bar: _Progress,
+) -> Iterator[tuple[int, PolicyResult]]:
+    """Score ``todo`` in the driver, one policy after another; their patient chunks fan out."""
+    for k, entry in enumerate(todo):
+        name = entry.config.name
+        store.start(name)
+        yield k, score_policy(entry, setup, config, scorers, store=store, executor=executor,
+                              progress=bar.task(name))  # fmt: skip
+
+
 def run_evaluation(
     config: EvaluationConfig | None = None,
     *,
@@ -226,6 +460,7 @@ def run_evaluation(
     progress: bool = True,
     fresh: bool = False,
     on_policy_done: Callable[[PolicyResult], None] | None = None,
+    fan_out: str = "auto",
 ) -> EvaluationReport:
     """Run the benchmark described by ``config`` and write the report into ``config.out_dir``.
 
@@ -243,7 +478,14 @@ def run_evaluation(
         executor: an :class:`~sepsis_sdk.evaluation.executor.Executor` (default from ``config.executor``).
         progress: show rich progress bars.
         fresh: delete a previous run's manifest and results in ``out_dir`` first.
-        on_policy_done: called after each policy's result is saved.
+        on_policy_done: called after each policy's result is saved, in the order of the policies.
+        fan_out: how the work spreads over the executor. ``"chunks"``: the policies are built and scored
+            one after another here, each one's patient chunks fan out. ``"policies"``: each policy is
+            one task (built, its probabilities, OPE, safety, truth), at most the executor's in-flight
+            limit at once; a policy that cannot be shipped is scored here, with a warning. ``"auto"``
+            (default): ``"policies"`` on a Ray executor when at least two policies are left and they
+            are at least as many as the cluster's CPUs, else ``"chunks"``. Results are the same either
+            way (bit-identical where the policy is deterministic); resume works across modes.
 
     Returns:
         The :class:`EvaluationReport` (also written as ``results.json``/``.csv``/``.md`` and plots).
@@ -260,18 +502,30 @@ def run_evaluation(
     setup = prepare(config, cohort if cohort is not None else load_cohort(config.cohort), wm)
     results: dict[str, PolicyResult] = {}
     with _executor(config, executor) as ex, _Progress(progress, len(entries)) as bar:
+        todo = []
         for entry in entries:
-            name = entry.config.name
-            res = store.load(name, scorers)
+            res = store.load(entry.config.name, scorers)
             if res is None:
-                store.start(name)
-                res = score_policy(entry, setup, config, scorers, store=store, executor=ex,
-                                   progress=bar.task(name))  # fmt: skip
-                store.save(res)
+                todo.append(entry)
+            else:
+                results[entry.config.name] = res
+                bar.finished(entry.config.name)
+        mode = _fan_out_mode(fan_out, ex, len(todo))
+        if mode == "policies":
+            done = _by_policy(todo, setup, config, scorers, store=store, executor=ex)
+        else:
+            done = _one_by_one(todo, setup, config, scorers, store=store, executor=ex, bar=bar)
+        ready: dict[int, PolicyResult] = {}
+        told = 0
+        for k, res in done:
+            store.save(res)
+            results[res.name] = ready[k] = res
+            bar.finished(res.name)
+            while told in ready:  # callbacks in the order of the policies, whatever order they finish in
                 if on_policy_done is not None:
-                    on_policy_done(res)
-            results[name] = res
-            bar.finished(name)
+                    on_policy_done(ready[told])
+                told += 1
+    results = {e.config.name: results[e.config.name] for e in entries}
     report = EvaluationReport(config, results, action_distribution_of(setup.test), meta=_meta(setup))
     write_report(report, store.out)
     return report
@@ -410,6 +664,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FAN_OUTS",
     "CohortConfig",
     "EvaluationConfig",
     "EvaluationReport",

@@ -134,6 +134,21 @@ class RayExecutor(_RayBase):
         self._remote: Any = None
         self.fell_back = False
 
+    def cannot_ship(self, obj: Any) -> str | None:
+        """Why ``obj`` cannot be sent to the cluster (Ray's ``cloudpickle`` refuses it), or None when it can."""
+        ray = ray_module()
+        try:
+            ray.cloudpickle.dumps(obj)
+        except Exception as exc:  # cloudpickle raises whatever the object's own pickling raises
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def parallelism(self) -> int:
+        """How many tasks the cluster runs at once (its CPUs over ``num_cpus_per_task``; connects)."""
+        self.connect()
+        cpus = float(ray_module().cluster_resources().get("CPU", 1))
+        return max(1, int(cpus // self.num_cpus_per_task))
+
     def _task(self) -> Any:
         if self._remote is None:
             ray = ray_module()
