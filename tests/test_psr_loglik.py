@@ -199,3 +199,61 @@ def test_tiny_model_markov_sweep_with_the_sdk_guard(tiny):
     assert r.value is not None and r.shares.get("fallback", 0.0) == 0.0
     assert r.shares["model"] + r.shares["guard"] == pytest.approx(1.0)
     assert ((r.actions[:4] >= 0) & (r.actions[:4] < 25)).all()
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _evaluate(tmp_path, *extra):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    args = ["evaluate-agent", "--states", "0-1", "--complete-with", "clinician", "--cache", str(tmp_path / "cache"),
+            *extra]  # fmt: skip
+    return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+
+
+def test_cli_decide_loglik_is_in_the_cache_key(tiny, tmp_path):
+    path, _ = tiny
+    model = f"local/{path}"
+    res = _evaluate(
+        tmp_path, "--graph", "psr", "--model", model, "--decide", "loglik", "--out", str(tmp_path / "a")
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "a" / "agent_value.json").read_text())
+    assert data["key"]["options"]["decide"] == "loglik" and data["key"]["options"]["max_rounds"] == 1
+    assert data["shares"]["model"] == 1.0 and data["new_decisions"] == 2
+    # A rerun resumes from the cache without deciding again.
+    res = _evaluate(
+        tmp_path, "--graph", "psr", "--model", model, "--decide", "loglik", "--out", str(tmp_path / "a")
+    )
+    assert (
+        res.exit_code == 0
+        and json.loads((tmp_path / "a" / "agent_value.json").read_text())["new_decisions"] == 0
+    )
+    # Same model, graph and options but the other decide mode: another cache folder, its own decisions. (The
+    # tight deadline makes both fall back at once: only the key is tested here, not the decisions.)
+    dirs = []
+    for decide in ("generate", "loglik"):
+        out = tmp_path / f"d-{decide}"
+        res = _evaluate(tmp_path, "--graph", "direct", "--model", model, "--decide", decide, "--deadline", "0.001",
+                        "--out", str(out))  # fmt: skip
+        assert res.exit_code == 0, res.output
+        data = json.loads((out / "agent_value.json").read_text())
+        assert data["new_decisions"] == 2
+        dirs.append(data["cache_dir"])
+        assert ("decide" in data["key"]["options"]) == (decide == "loglik")
+    assert dirs[0] != dirs[1]
+
+
+def test_cli_decide_loglik_needs_direct_or_psr_and_a_local_model(tmp_path):
+    res = _evaluate(tmp_path, "--graph", "tool-calling", "--decide", "loglik", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "--graph direct or psr" in res.output and "Traceback" not in res.output
+    res = _evaluate(tmp_path, "--graph", "direct", "--model", "openai/gpt-4o-mini", "--decide", "loglik",
+                    "--out", str(tmp_path / "o"))  # fmt: skip
+    assert res.exit_code == 2 and "in-process model" in res.output
+    res = _evaluate(
+        tmp_path, "--graph", "psr", "--decide", "loglik", "--max-rounds", "2", "--out", str(tmp_path / "o")
+    )
+    assert res.exit_code == 2 and "max_rounds" in res.output
+    res = _evaluate(tmp_path, "--decide", "sample", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "--decide" in res.output

@@ -73,6 +73,14 @@ def _model(model: str, api_base: str | None, api_key: str | None, temperature: f
     return LiteLLMChat(model, **kw)
 
 
+DECIDE_MODES = ("generate", "loglik")
+"""``--decide``: the model writes its replies, or its log-likelihood chooses among fixed answer openings."""
+
+DECIDE_HELP = (
+    "generate: the model writes JSON replies; loglik: the model's own log-likelihood picks among the answer "
+    "openings (direct and psr graphs, local/ models only; psr then runs one round)"
+)
+
 EXIT_FALLBACK = 3
 """``recommend --strict`` exits with this code when the fallback acted instead of the model (the
 recommendation is still printed and the trace still written). Other codes follow the convention of every
@@ -86,15 +94,38 @@ def build_graph(
     wm: Any,
     *,
     n_candidates: int,
-    max_rounds: int,
+    max_rounds: int | None,
     horizon: int,
     seed: int,
     deadline_s: float | None = None,
+    decide: str = "generate",
 ) -> Any:
-    """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``)."""
+    """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``).
+
+    ``decide`` is ``"generate"`` or ``"loglik"`` (direct and PSR graphs, in-process ``local/`` models only:
+    the model's log-likelihood chooses among fixed answer openings); ``max_rounds`` ``None`` is the graph's
+    default (3 rounds, 1 with ``loglik``).
+
+    Raises:
+        UserError: an unknown graph or decide mode, ``loglik`` with the tool-calling graph or a hosted model.
+    """
     from sepsis_sdk.errors import UserError
     from sepsis_sdk.graphs import build_direct_graph, build_psr_graph, build_tool_calling_graph
 
+    if decide not in DECIDE_MODES:
+        raise UserError(f"--decide must be one of {', '.join(DECIDE_MODES)}, got {decide!r}")
+    tool_calling = graph in ("tool-calling", "tool_calling", "sepsisagent")
+    if decide == "loglik" and tool_calling:
+        raise UserError(
+            "--decide loglik needs --graph direct or psr: the tool-calling protocol's replies are tool calls "
+            "over a chat API, not a fixed set of answers to score"
+        )
+    name = getattr(model, "model", None)
+    if decide == "loglik" and isinstance(name, str) and not name.startswith("local/"):
+        raise UserError(
+            f"--decide loglik needs an in-process model (--model local/...), got {name!r}: a hosted chat API "
+            "does not return the log-likelihood of arbitrary answers"
+        )
     if graph == "psr":
         return build_psr_graph(
             model,
@@ -104,14 +135,22 @@ def build_graph(
             horizon=horizon,
             seed=seed,
             deadline_s=deadline_s,
+            decide=decide,
         )
     if graph == "direct":
-        return build_direct_graph(model, world_model=wm, deadline_s=deadline_s)
-    if graph in ("tool-calling", "tool_calling", "sepsisagent"):
+        return build_direct_graph(model, world_model=wm, deadline_s=deadline_s, decide=decide)
+    if tool_calling:
         return build_tool_calling_graph(
             model, world_model=wm, horizon=horizon, seed=seed, deadline_s=deadline_s
         )
     raise UserError(f"unknown graph {graph!r}; choose psr, direct or tool-calling")
+
+
+def resolved_max_rounds(max_rounds: int | None, decide: str) -> int:
+    """The rounds a PSR graph runs: the given number, else 3 (1 with ``--decide loglik``: one round)."""
+    if max_rounds is not None:
+        return max_rounds
+    return 1 if decide == "loglik" else 3
 
 
 def _end_of(path: dict[str, Any]) -> str:
@@ -235,12 +274,15 @@ def recommend(
     ),
     temperature: float | None = typer.Option(None, "--temperature"),
     n_candidates: int = typer.Option(3, "--n-candidates", min=1, max=5),
-    max_rounds: int = typer.Option(3, "--max-rounds", min=1),
+    max_rounds: int | None = typer.Option(
+        None, "--max-rounds", min=1, help="PSR rounds (default 3; 1 with --decide loglik)"
+    ),
     horizon: int = typer.Option(6, "--horizon", min=1),
     seed: int = typer.Option(0, "--seed"),
     deadline: float = typer.Option(
         300.0, "--deadline", min=0.001, help="seconds the whole decision may take; then the fallback acts"
     ),
+    decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -265,7 +307,7 @@ def recommend(
     wm = _load_world_model(world_model, history)
     chat = _model(model, api_base, api_key, temperature)
     g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
-                    seed=seed, deadline_s=deadline)  # fmt: skip
+                    seed=seed, deadline_s=deadline, decide=decide)  # fmt: skip
     with console.status(esc(f"{graph} agent with {model} is deciding...")):
         state = g.invoke({"history": history}, {"recursion_limit": 100})
     tr = build_trace(state)

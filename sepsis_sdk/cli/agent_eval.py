@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from sepsis_sdk.cli.agent import DECIDE_HELP
+
 app = typer.Typer(add_completion=False)
 
 
@@ -63,19 +65,23 @@ def evaluate_agent(
     api_key: str | None = typer.Option(None, "--api-key", help="API key (default: the provider's variable)"),
     temperature: float | None = typer.Option(None, "--temperature"),
     n_candidates: int = typer.Option(3, "--n-candidates", min=1, max=5),
-    max_rounds: int = typer.Option(3, "--max-rounds", min=1),
+    max_rounds: int | None = typer.Option(
+        None, "--max-rounds", min=1, help="PSR rounds (default 3; 1 with --decide loglik)"
+    ),
     horizon: int = typer.Option(6, "--horizon", min=1),
     seed: int = typer.Option(0, "--seed", help="graph seed and Monte Carlo seed"),
     deadline: float = typer.Option(300.0, "--deadline", min=0.001, help="seconds one decision may take"),
+    decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
 ) -> None:
     """Score an agent graph by its true value on ICU-Sepsis, with the share of actions from model/guard/fallback.
 
     Markov mode (default) asks the graph once per clinical state and solves the policy exactly; the decisions
-    are cached under --cache, so a rerun after a crash asks only for the states still missing. Exit codes:
-    0 ok; 2 bad input or configuration; 1 internal error.
+    are cached under --cache, so a rerun after a crash asks only for the states still missing; the decide mode
+    is part of the cache key (generate and loglik decisions never share a line). Exit codes: 0 ok; 2 bad input
+    or configuration (also --decide loglik with --graph tool-calling or a hosted model); 1 internal error.
     """
     from sepsis_sdk.cli._common import console, ensure_writable, err_console, esc, progress
-    from sepsis_sdk.cli.agent import _load_world_model, _model, build_graph
+    from sepsis_sdk.cli.agent import _load_world_model, _model, build_graph, resolved_max_rounds
     from sepsis_sdk.errors import UserError
     from sepsis_sdk.truth.agent import markov_agent_value, monte_carlo_agent_value, state_histories
 
@@ -91,12 +97,15 @@ def evaluate_agent(
         raise UserError(f"--graph {graph} needs a world model (--world-model fake or a saved folder)")
     chat = _model(model, api_base, api_key, temperature)
     g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
-                    seed=seed, deadline_s=deadline)  # fmt: skip
+                    seed=seed, deadline_s=deadline, decide=decide)  # fmt: skip
     options: dict[str, Any] = {"world_model": wm_spec, "deadline_s": deadline, "temperature": temperature}
+    if decide != "generate":
+        # Only a non-default mode is written: generate keys stay as they were, so existing caches still resume.
+        options["decide"] = decide
     if graph != "direct":
         options.update(horizon=horizon, seed=seed)
     if graph == "psr":
-        options.update(n_candidates=n_candidates, max_rounds=max_rounds)
+        options.update(n_candidates=n_candidates, max_rounds=resolved_max_rounds(max_rounds, decide))
     common = dict(model=model, graph_kind=graph, options=options, cache_dir=cache_dir,
                   max_concurrency=max_concurrency, config={"recursion_limit": 100})  # fmt: skip
     if markov:
