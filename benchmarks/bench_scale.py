@@ -1,9 +1,11 @@
 """Scale-out benchmarks (issue 14): serial vs process pool vs local Ray, Ray judging throughput, multi-node.
 
 1. ``eval``: the same evaluation run (history-dependent policies over the test patients of a sampled
-   ICU-Sepsis cohort) with ``SerialExecutor``, ``LocalProcessExecutor`` and ``RayExecutor`` on a local Ray;
-   wall time of the whole run, of the probability phase, and the executor's overhead per task (a no-op
-   mapped over as many items); results compared for identity.
+   ICU-Sepsis cohort) with ``SerialExecutor``, ``LocalProcessExecutor`` and ``RayExecutor`` on a local Ray,
+   each with the patient chunks fanned out (``fan_out="chunks"``, one policy after another in the driver)
+   or one task per policy (``fan_out="policies"``: built, probabilities and scorers on a worker); wall time
+   of the whole run, its ratio to the serial run of the same invocation, and the executor's overhead per
+   task (a no-op mapped over as many items); results compared for identity with the serial run.
 2. ``judge``: MicroWorldBench grading of synthetic videos against a mock judge with injected latency, on
    Ray with 1..N tasks (videos) in flight and one global limit of C concurrent judge calls; throughput
    against the concurrency-bound ideal ``min(3 * workers, C) / latency`` calls/s (3 dimensions per video
@@ -16,6 +18,8 @@ Usage::
 
     python benchmarks/bench_scale.py --quick            # about 2-4 minutes on a busy 2-core machine
     python benchmarks/bench_scale.py --episodes 10000 --policies 5 --videos 200
+    python benchmarks/bench_scale.py --only eval --episodes 6000 --eval-scoring default \\
+        --eval-rows serial,ray-chunks,ray-policies       # policy-level vs chunk-only fan-out, ~2 minutes
 
 Results go to ``benchmarks/results/scale.json``.
 """
@@ -73,7 +77,25 @@ def _overhead(ex, n: int = 200) -> float:
     return (time.perf_counter() - t) / n * 1e3
 
 
-def bench_eval(episodes: int, n_policies: int, workers: int, tmp: Path) -> dict:
+def _warm_eval(_):
+    # a worker's first task would otherwise pay these imports inside the timed run
+    import sepsis_sdk.evaluation.runner
+    import sepsis_sdk.evaluation.scorers  # noqa: F401
+
+    time.sleep(0.2)  # hold the slot so every worker gets one
+    return os.getpid()
+
+
+EVAL_ROWS = ("serial", "process", "process-policies", "ray-chunks", "ray-policies")
+"""Rows of the evaluation benchmark: executor, and ``-policies`` = one task per policy (``fan_out``)."""
+
+
+def bench_eval(
+    episodes: int, n_policies: int, workers: int, tmp: Path, rows_wanted=EVAL_ROWS, scoring: str = "light"
+) -> dict:
+    """``scoring``: ``"light"`` (WIS/WPDIS, 50 bootstraps, 50 Monte-Carlo episodes: the probabilities
+    dominate) or ``"default"`` (the config's defaults: DR/WIS/WPDIS, 500 bootstraps, 500 episodes: the
+    scorers take about 40 % of a policy's time, all of it in the driver when only chunks fan out)."""
     from sepsis_sdk.evaluation.config import (
         EvaluationConfig,
         OPEConfig,
@@ -88,13 +110,13 @@ def bench_eval(episodes: int, n_policies: int, workers: int, tmp: Path) -> dict:
     cohort = load("icu-sepsis", episodes=episodes, seed=0)
     pols = {p.name: p for p in (HistoryPolicy(k, len(cohort.schema)) for k in range(n_policies))}
 
-    def run(ex, name):
-        cfg = EvaluationConfig(
-            out_dir=str(tmp / name), policies=(), ope=OPEConfig(estimators=("wis", "wpdis"), n_bootstrap=50),
-            safety=SafetyConfig(n_bootstrap=50), truth=TruthConfig(monte_carlo_episodes=50), chunk_patients=64,
-        )  # fmt: skip
+    def run(ex, name, fan_out):
+        light = {"ope": OPEConfig(estimators=("wis", "wpdis"), n_bootstrap=50),
+                 "safety": SafetyConfig(n_bootstrap=50), "truth": TruthConfig(monte_carlo_episodes=50)}  # fmt: skip
+        cfg = EvaluationConfig(out_dir=str(tmp / name), policies=(), chunk_patients=64,
+                               **(light if scoring == "light" else {}))  # fmt: skip
         t = time.perf_counter()
-        rep = run_evaluation(cfg, cohort=cohort, policies=pols, executor=ex, progress=False)
+        rep = run_evaluation(cfg, cohort=cohort, policies=pols, executor=ex, progress=False, fan_out=fan_out)
         wall = time.perf_counter() - t
         res = {k: v.to_dict() for k, v in rep.results.items()}
         for d in res.values():
@@ -102,34 +124,47 @@ def bench_eval(episodes: int, n_policies: int, workers: int, tmp: Path) -> dict:
         probs = [np.load(f) for f in sorted((tmp / name).rglob("chunk_*.npy"))]
         return wall, res, probs, rep
 
-    rows, ref = {}, None
-    for name, make in (
-        ("serial", SerialExecutor),
-        ("process", lambda: LocalProcessExecutor(workers)),
-        ("ray", lambda: RayExecutor(num_cpus=workers)),
-    ):
+    makers = {
+        "serial": (SerialExecutor, "chunks"),
+        "process": (lambda: LocalProcessExecutor(workers), "chunks"),
+        "process-policies": (lambda: LocalProcessExecutor(workers), "policies"),
+        "ray-chunks": (lambda: RayExecutor(num_cpus=workers), "chunks"),  # before policy-level fan-out
+        "ray-policies": (lambda: RayExecutor(num_cpus=workers), "policies"),
+    }
+    wanted = ["serial", *(r for r in rows_wanted if r != "serial")]  # serial: the reference and baseline
+    rows, ref, rep = {}, None, None
+    for name in wanted:
+        make, fan_out = makers[name]
         t0 = time.perf_counter()
         ex = make()
         list(ex.map(_noop, range(4)))  # start: the pool's processes spawned, the Ray cluster up
         start = time.perf_counter() - t0
         try:
             overhead = _overhead(ex)
-            wall, res, probs, rep = run(ex, name)
+            if name != "serial":
+                list(ex.map(_warm_eval, range(2 * workers)))  # every worker has imported the SDK
+            wall, res, probs, rep = run(ex, name, fan_out)
         finally:
             ex.close()
         same = None
         if ref is None:
-            ref = (res, probs)
+            ref = (res, probs, wall)
         else:
             same = res == ref[0] and all(np.array_equal(a, b) for a, b in zip(probs, ref[1], strict=True))
         rows[name] = {
+            "fan_out": fan_out,
             "start_s": round(start, 2),
             "run_wall_s": round(wall, 2),
+            "serial_over_this": round(ref[2] / wall, 2),  # speed-up against serial, same run
             "overhead_ms_per_task": round(overhead, 3),
             "identical_to_serial": same,
             "load_avg_1min_after": round(os.getloadavg()[0], 1),
         }
         print(name, rows[name], flush=True)
+    if "ray-chunks" in rows and "ray-policies" in rows:
+        rows["ray-policies"]["chunks_over_this"] = round(
+            rows["ray-chunks"]["run_wall_s"] / rows["ray-policies"]["run_wall_s"], 2
+        )
     n_test = rep.meta["n_test_patients"]
     n_chunks = len(ref[1])
     return {
@@ -138,6 +173,7 @@ def bench_eval(episodes: int, n_policies: int, workers: int, tmp: Path) -> dict:
         "policies": n_policies,
         "chunks": n_chunks,
         "workers": workers,
+        "scoring": scoring,
         "rows": rows,
     }
 
@@ -294,6 +330,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=8, help="global cap on concurrent judge calls")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--only", choices=["eval", "judge", "nodes"], action="append")
+    ap.add_argument("--eval-rows", default=",".join(EVAL_ROWS), help=f"comma-separated, of {EVAL_ROWS}")
+    ap.add_argument("--eval-scoring", choices=["light", "default"], default="light")
     args = ap.parse_args()
     if args.quick:
         args.episodes, args.videos = min(args.episodes, 5000), min(args.videos, 200)
@@ -310,7 +348,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "eval" in only:
-            out["eval"] = bench_eval(args.episodes, args.policies, args.workers, tmp / "eval")
+            rows = tuple(r for r in args.eval_rows.split(",") if r)
+            out["eval"] = bench_eval(
+                args.episodes, args.policies, args.workers, tmp / "eval", rows, args.eval_scoring
+            )
         if "judge" in only:
             out["judge"] = bench_judge(args.videos, args.latency, args.limit, [1, 2, 4, 8], tmp / "judge")
         if "nodes" in only:
@@ -318,7 +359,7 @@ def main() -> None:
                 args.nodes, min(args.videos, 120), args.latency, args.limit, tmp / "judge"
             )
     command = "python benchmarks/bench_scale.py " + " ".join(
-        f"--{k} {v}" if not isinstance(v, bool) else (f"--{k}" if v else "")
+        f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else (f"--{k}" if v else "")
         for k, v in vars(args).items()
         if k != "only" and v not in (None, False)
     )
