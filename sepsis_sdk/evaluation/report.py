@@ -58,6 +58,7 @@ def flat_row(r: PolicyResult | dict[str, Any], estimators: tuple[str, ...]) -> d
     agreement = d.get("agreement") or {}
     for k in ("exact", "fluid", "vaso"):
         row[f"agreement_{k}"] = _num(agreement.get(k, {}).get("value"))
+    row.update(_agent_cells(d.get("agent")))
     row["seconds"] = d["seconds"]
     row["smoke_test"] = is_smoke_test(d)
     for e in estimators:
@@ -65,6 +66,20 @@ def flat_row(r: PolicyResult | dict[str, Any], estimators: tuple[str, ...]) -> d
             ((d.get("ope") or {}).get("estimates", {}).get(e) or {}).get("flags") or ()
         )
     return row
+
+
+AGENT_SOURCES = ("model", "guard", "fallback")
+"""Where an agent's final action came from (``AgentPolicy.shares()``); one CSV column each."""
+
+
+def _agent_cells(agent: dict[str, Any] | None) -> dict[str, Any]:
+    """``agent_<source>_share`` columns: blank (None) for a row that is not an agent, never a guess."""
+    shares = (agent or {}).get("shares") or {}
+    cells: dict[str, Any] = {
+        f"agent_{s}_share": _num(shares.get(s)) if agent else None for s in AGENT_SOURCES
+    }
+    cells["agent_decisions"] = (agent or {}).get("decisions")
+    return cells
 
 
 def _interval(prefix: str, v: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +257,7 @@ def _write_results(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]
         + "\n\n"
     )
     _write_ope_notes(w, report, full + smoke, marks)
+    _write_agents(w, full + smoke)
     if smoke:
         w(
             f"## Smoke tests (fewer than {SMOKE_TEST_PATIENTS} patients)\n\n"
@@ -301,6 +317,25 @@ def _write_ope_notes(
                     f"{100 * float(wts.get('zero_fraction', float('nan'))):.0f} % with weight 0.\n"
                 )
         w("\n")
+
+
+def _write_agents(w: Any, dicts: list[dict[str, Any]]) -> None:
+    """Agent rows only: where each one's final actions came from (the model, the guard, the fallback)."""
+    agents = [d for d in dicts if d.get("agent")]
+    if not agents:
+        return
+    other = any((d["agent"]["shares"].get("other") or 0) > 0 for d in agents)
+    keys = [*AGENT_SOURCES, *(["other"] if other else [])]
+    cols = ["policy", "decisions", *(f"{k} %" for k in keys)]
+    w("## Agent decisions\n\n")
+    w("Share of each agent's scored decisions whose final action came from the model, was replaced by the "
+      "safety guard, or came from the fallback policy (no usable answer from the model).\n\n")  # fmt: skip
+    w("| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n")
+    for d in agents:
+        sh = d["agent"]["shares"]
+        cells = [d["name"], str(d["agent"]["decisions"]), *(_fmt_pct(sh.get(k, 0.0)) for k in keys)]
+        w("| " + " | ".join(cells) + " |\n")
+    w("\n")
 
 
 def _write_rules(w: Any, report: EvaluationReport, dicts: list[dict[str, Any]]) -> None:

@@ -57,6 +57,11 @@ class PolicyResult:
         action_distribution: ``(5, 5)`` share of each (fluid, vasopressor) level.
         seconds: wall time of this policy.
         notes: why something was skipped or approximated.
+        agent: for an agent (a policy with ``shares()``, e.g. :class:`~sepsis_sdk.truth.agent.AgentPolicy`):
+            ``{"decisions": n, "shares": {"model": .., "guard": .., "fallback": ..}}``, the share of the
+            scored decisions whose final action came from each source (``"other"`` too when some came
+            from elsewhere). None for other policies, and for an agent whose decisions were not all seen
+            by the process that scored it (then a note says why): never an estimate.
     """
 
     name: str
@@ -68,6 +73,7 @@ class PolicyResult:
     action_distribution: np.ndarray
     seconds: float
     notes: list[str] = field(default_factory=list)
+    agent: dict[str, Any] | None = None
 
     # The built-in scorers' results by name (None when skipped or not run).
     @property
@@ -100,13 +106,21 @@ class PolicyResult:
         """The :class:`~sepsis_sdk.evaluation.model_based.ModelBasedResult`."""
         return self.scores.get("model_based")
 
+    @property
+    def agent_shares(self) -> dict[str, float] | None:
+        """For an agent row: source -> share of its scored decisions (``model``, ``guard``, ``fallback``)."""
+        return None if self.agent is None else dict(self.agent["shares"])
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the head fields, one key per scorer, then distribution, seconds and notes."""
+        """The JSON form: the head fields, one key per scorer, then distribution, seconds and notes
+        (and ``agent`` for an agent row: the key is absent for other rows)."""
         out: dict[str, Any] = {k: getattr(self, k) for k in _HEAD}
         out.update({k: None if v is None else v.to_dict() for k, v in self.scores.items()})
         out["action_distribution"] = np.asarray(self.action_distribution).tolist()
         out["seconds"] = self.seconds
         out["notes"] = list(self.notes)
+        if self.agent is not None:
+            out["agent"] = {"decisions": self.agent["decisions"], "shares": dict(self.agent["shares"])}
         return out
 
     @classmethod
@@ -119,6 +133,7 @@ class PolicyResult:
             action_distribution=np.asarray(d["action_distribution"], dtype=np.float64),
             seconds=float(d["seconds"]),
             notes=list(d.get("notes", [])),
+            agent=d.get("agent"),
         )
 
 

@@ -218,10 +218,12 @@ def _score(
     # The Policy protocol declares ``markov``; objects written before it are taken as history-dependent.
     markov = bool(pc.markov if pc.markov is not None else getattr(policy, "markov", False))
     sub, notes = select_patients(setup.test, pc, config.seed)
+    seen_before = _n_sources(policy)
     probs = policy_probabilities(
         policy, sub, work_dir=work_dir, executor=executor,
         chunk_patients=config.chunk_patients, progress=progress,
     )  # fmt: skip
+    agent = _agent_shares(policy, seen_before, len(sub), notes)  # before the scorers ask it more
     ctx = ScoringContext(
         name=pc.name, policy=policy, policy_config=pc, config=config, cohort=sub, probabilities=probs,
         markov=markov, behaviour=setup.behaviour, rules=setup.rules, truth=setup.truth,
@@ -231,8 +233,44 @@ def _score(
     return PolicyResult(
         name=pc.name, kind=entry.kind, markov=markov, n_patients=int(sub.n_patients), n_decisions=len(sub),
         scores=scores, action_distribution=action_distribution(probs),
-        seconds=round(time.time() - t0, 2), notes=ctx.notes,
+        seconds=round(time.time() - t0, 2), notes=ctx.notes, agent=agent,
     )  # fmt: skip
+
+
+def _n_sources(policy: Any) -> int | None:
+    """How many decision sources an agent has recorded so far (None: not an agent that records them)."""
+    sources = getattr(policy, "sources", None)
+    return len(sources) if callable(getattr(policy, "shares", None)) and isinstance(sources, list) else None
+
+
+def _agent_shares(policy: Any, before: int | None, n_rows: int, notes: list[str]) -> dict[str, Any] | None:
+    """An agent's share of final actions from model / guard / fallback over the decisions just scored.
+
+    Counted from the sources it recorded during its probabilities (one per decision, like
+    ``AgentPolicy.shares()``, but only this run's decisions: not the truth sweep's that follow, nor
+    earlier ones). When some decisions were made where this process cannot see them (chunks in worker
+    processes, chunks saved by an interrupted run), the row gets no shares and a note instead.
+    """
+    if not callable(getattr(policy, "shares", None)):
+        return None
+    if before is None:  # shares() without per-decision sources: nothing to restrict to this run
+        notes.append("agent shares not reported: the policy does not record a source per decision")
+        return None
+    seen = policy.sources[before:]
+    if len(seen) != n_rows or n_rows == 0:
+        notes.append(
+            f"agent shares not reported: {len(seen)} decision sources recorded here for the {n_rows} "
+            "decisions scored (decisions made in worker processes or saved by an earlier, interrupted "
+            "run are not seen; fan_out='policies' or a serial run sees them all)"
+        )
+        return None
+    from sepsis_sdk.truth.agent import SOURCES
+
+    counts: dict[str, int] = dict.fromkeys(SOURCES, 0)
+    for src in seen:
+        key = src if src in SOURCES else "other"
+        counts[key] = counts.get(key, 0) + 1
+    return {"decisions": n_rows, "shares": {k: v / n_rows for k, v in counts.items()}}
 
 
 # ---------------------------------------------------------------------------------------------- fan-out
