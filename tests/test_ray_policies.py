@@ -170,6 +170,31 @@ def test_an_unknown_fan_out_is_refused(tmp_path):
                        fan_out="nodes")  # fmt: skip
 
 
+class _Cluster:
+    """Stands in for a Ray executor of ``width`` CPUs (only what the choice of fan-out reads)."""
+
+    name = "ray"
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def parallelism(self) -> int:
+        return self.width
+
+
+def test_auto_fans_out_policies_on_ray_when_they_fill_the_cluster():
+    from sepsis_sdk.evaluation.runner import _fan_out_mode
+
+    assert [_fan_out_mode("auto", _Cluster(4), n) for n in (0, 1, 3, 4, 9)] == (
+        ["chunks", "chunks", "chunks", "policies", "policies"]
+    )
+    assert _fan_out_mode("auto", _Cluster(1), 1) == "chunks"  # one policy: its chunks are the work
+    assert _fan_out_mode("auto", LocalProcessExecutor(2), 8) == "chunks"  # the pool: only when asked
+    assert _fan_out_mode("auto", SerialExecutor(), 8) == "chunks"
+    assert _fan_out_mode("policies", SerialExecutor(), 1) == "policies"
+    assert _fan_out_mode("chunks", _Cluster(1), 8) == "chunks"
+
+
 @pytest.mark.slow
 def test_process_pool_policy_tasks_equal_serial(tmp_path, mods, serial_run):
     out, ref, _ = serial_run

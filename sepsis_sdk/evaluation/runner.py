@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -351,13 +351,16 @@ def _fan_out_mode(fan_out: str, executor: Executor, n_todo: int) -> str:
     return "policies" if n_todo >= width() else "chunks"
 
 
-def _shippable_setup(setup: RunSetup, executor: Executor, todo: Sequence[_Entry]) -> RunSetup:
+def _shippable_setup(
+    setup: RunSetup, config: EvaluationConfig, executor: Executor, todo: Sequence[_Entry]
+) -> RunSetup:
     """The part of ``setup`` the workers need, in a form that travels."""
     from dataclasses import replace
 
     wm = setup.world_model
     if wm is not None:  # loaded once here, shipped with the rest (a loader may read driver-local files)
-        wm = _Loaded(wm()) if any(e.config.model_based for e in todo) else None
+        wanted = config.model_based.enabled and any(e.config.model_based for e in todo)
+        wm = _Loaded(wm()) if wanted else None
     rules = setup.rules if cannot_ship(executor, setup.rules) is None else None  # rebuilt on the worker
     # Workers never read the whole cohort, and the training part only to build configured policies.
     train = setup.train if any(e.policy is None for e in todo) else setup.test
@@ -403,17 +406,17 @@ def _by_policy(
                 f"policy {entry.config.name!r} cannot be shipped to the {executor.name} workers ({why}); "
                 "scoring it in this process",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         (local if why is not None else remote).append(k)
-    shared = _Shared(_shippable_setup(setup, executor, [todo[k] for k in remote]), config, scorers)
+    shared = _Shared(_shippable_setup(setup, config, executor, [todo[k] for k in remote]), config, scorers)
     why = cannot_ship(executor, shared) if remote else None
     if why is not None:  # e.g. a world model that does not pickle: fall back to one policy at a time
         warnings.warn(
             f"the run's shared inputs cannot be shipped to the {executor.name} workers ({why}); "
             "scoring the policies one after another in this process (patient chunks still fan out)",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
         for k in remote:
             yield k, score_policy(todo[k], setup, config, scorers, store=store, executor=executor)
@@ -555,14 +558,15 @@ def run_evaluation(
             done = _one_by_one(todo, setup, config, scorers, store=store, executor=ex, bar=bar)
         ready: dict[int, PolicyResult] = {}
         told = 0
-        for k, res in done:
-            store.save(res)
-            results[res.name] = ready[k] = res
-            bar.finished(res.name)
-            while told in ready:  # callbacks in the order of the policies, whatever order they finish in
-                if on_policy_done is not None:
-                    on_policy_done(ready[told])
-                told += 1
+        with closing(done):  # an error here stops the policy tasks still running
+            for k, res in done:
+                store.save(res)
+                results[res.name] = ready[k] = res
+                bar.finished(res.name)
+                while told in ready:  # callbacks in the order of the policies, whatever order they end in
+                    if on_policy_done is not None:
+                        on_policy_done(ready[told])
+                    told += 1
     results = {e.config.name: results[e.config.name] for e in entries}
     report = EvaluationReport(config, results, action_distribution_of(setup.test), meta=_meta(setup))
     write_report(report, store.out)
