@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -441,7 +441,10 @@ def _by_policy(
                     return
                 inbox.put(("ok", k, out))
         finally:
-            results.close()  # cancels what was not read (a failed or stopped run)
+            # cancels what was not read (a failed or stopped run); after the cluster is already shut
+            # down (the driver's executor closed first) there is nothing left to cancel
+            with suppress(Exception):
+                results.close()
             inbox.put(("end", -1, None))
 
     thread = threading.Thread(target=pump, name="sepsis-policy-results", daemon=True)
