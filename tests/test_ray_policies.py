@@ -170,6 +170,28 @@ def test_an_unknown_fan_out_is_refused(tmp_path):
                        fan_out="nodes")  # fmt: skip
 
 
+def test_fan_out_is_a_config_field_and_a_cli_option(tmp_path, monkeypatch):
+    import pydantic
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+    from sepsis_sdk.evaluation import runner
+
+    cfg = _config(tmp_path, *_CONFIGURED).model_copy(update={"fan_out": "policies"})
+    assert cfg.fingerprint() == _config(tmp_path, *_CONFIGURED).fingerprint()  # results do not depend on it
+    with pytest.raises(pydantic.ValidationError):
+        type(cfg).model_validate({**cfg.model_dump(), "fan_out": "nodes"})
+    asked = []
+    real = runner._fan_out_mode
+    monkeypatch.setattr(runner, "_fan_out_mode", lambda f, ex, n: asked.append(f) or real(f, ex, n))
+    run_evaluation(cfg, executor=SerialExecutor(), progress=False)
+    run_evaluation(cfg.model_copy(update={"out_dir": str(tmp_path / "b")}), executor=SerialExecutor(),
+                   progress=False, fan_out="chunks")  # fmt: skip
+    assert asked == ["policies", "chunks"]  # the config's choice, unless the call names one
+    bad = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path / "c"), "--fan-out", "nodes"])
+    assert bad.exit_code == 2 and "fan_out" in bad.output
+
+
 class _Cluster:
     """Stands in for a Ray executor of ``width`` CPUs (only what the choice of fan-out reads)."""
 

@@ -57,6 +57,13 @@ def evaluate(
         help="The Ray cluster for --executor ray: 'auto', 'host:6379' or "
         "'ray://host:10001' (default: $RAY_ADDRESS, else a local Ray).",
     ),
+    fan_out: Optional[str] = typer.Option(
+        None,
+        "--fan-out",
+        help="How work spreads over the executor: 'policies' (one task per policy), 'chunks' (patient "
+        "chunks of one policy at a time) or 'auto' (policies on Ray when they fill the cluster).",
+        show_default=_default("auto"),
+    ),
     fresh: bool = typer.Option(False, help="Discard a previous run in the output directory."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -101,6 +108,8 @@ def evaluate(
         upd["executor"] = executor
     if workers is not None:
         upd["workers"] = workers
+    if fan_out is not None:
+        upd["fan_out"] = fan_out
     cfg = EvaluationConfig.model_validate({**cfg.model_dump(), **upd})
     # Before any policy is trained: a read-only, full or misnamed output fails now, not after an hour.
     ensure_writable(cfg.out_dir, directory=True)

@@ -150,6 +150,7 @@ class EvaluationConfig(_Cfg):
     scorers: tuple[str, ...] = DEFAULT_SCORERS
     executor: str = "process"
     workers: int | None = None
+    fan_out: Literal["auto", "policies", "chunks"] = "auto"
     chunk_patients: int = Field(default=64, gt=0)
     offline_rl_steps: int = Field(default=5000, gt=0)
 
@@ -197,13 +198,13 @@ class EvaluationConfig(_Cfg):
         return {role: content_digest(p) for role, p in self.input_files().items()}
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes results (not ``out_dir``, executor or workers).
+        """Hash of everything that changes results (not ``out_dir``, executor, workers or fan-out).
 
         It covers the settings and the **content** of the input files (:meth:`input_digests`): a cohort
         file rewritten at the same path is a different run, so ``evaluate`` will not resume onto it.
         The default ``scorers`` are left out of the hash, so runs written before scorers existed resume.
         """
-        skip = {"out_dir", "executor", "workers"} | (
+        skip = {"out_dir", "executor", "workers", "fan_out"} | (
             {"scorers"} if self.scorers == DEFAULT_SCORERS else set()
         )
         d = self.model_dump(exclude=skip)

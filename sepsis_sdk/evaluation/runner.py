@@ -504,7 +504,7 @@ def run_evaluation(
     progress: bool = True,
     fresh: bool = False,
     on_policy_done: Callable[[PolicyResult], None] | None = None,
-    fan_out: str = "auto",
+    fan_out: str | None = None,
 ) -> EvaluationReport:
     """Run the benchmark described by ``config`` and write the report into ``config.out_dir``.
 
@@ -529,7 +529,8 @@ def run_evaluation(
             limit at once; a policy that cannot be shipped is scored here, with a warning. ``"auto"``
             (default): ``"policies"`` on a Ray executor when at least two policies are left and they
             are at least as many as the cluster's CPUs, else ``"chunks"``. Results are the same either
-            way (bit-identical where the policy is deterministic); resume works across modes.
+            way (bit-identical where the policy is deterministic); resume works across modes. ``None``
+            (default): ``config.fan_out``.
 
     Returns:
         The :class:`EvaluationReport` (also written as ``results.json``/``.csv``/``.md`` and plots).
@@ -554,7 +555,7 @@ def run_evaluation(
             else:
                 results[entry.config.name] = res
                 bar.finished(entry.config.name)
-        mode = _fan_out_mode(fan_out, ex, len(todo))
+        mode = _fan_out_mode(config.fan_out if fan_out is None else fan_out, ex, len(todo))
         if mode == "policies":
             done = _by_policy(todo, setup, config, scorers, store=store, executor=ex)
         else:
