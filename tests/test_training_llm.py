@@ -80,7 +80,7 @@ def test_reward_scores_valid_actions_and_penalises_invalid_ones(cohort, teacher)
     bad = [{"role": "assistant", "content": '{"fluid": 9, "vaso": 4}'}]
     junk = [{"role": "assistant", "content": "give fluids"}]
     r = reward(prompts[:1] * 3, [good, bad, junk], history_id=[0, 0, 0])
-    assert r[1] == r[2] == -1.0
+    assert r[1] == r[2] == reward.invalid_reward == -2.0  # below any parseable action, supported or not
     assert r[0] > 0  # standardised: the best action is above the state's mean
     assert parse_action('text {"fluid": 2, "vaso": 1} more') == 11
     assert parse_action("{oops}") is None
@@ -169,3 +169,108 @@ def test_train_cli_runs_stage_one(tmp_path):
         app, ["train", "llm", "--base", str(base), "--out", str(tmp_path / "o2"), "--stages", "sft"]
     )
     assert bad.exit_code == 2 and "unknown stages" in bad.output
+
+
+# ---------------------------------------------------------------------------------- the converged teacher
+@pytest.fixture(scope="module")
+def planner_teacher():
+    """The recipe's teacher on a small ICU-Sepsis cohort: the neighbour model, planned to convergence."""
+    from sepsis_sdk.world_model import NeighbourWorldModel
+    from sepsis_sdk.world_model.value import fit_continuation
+
+    big = sample_cohort(400, seed=3)
+    wm = NeighbourWorldModel.fit(big, k=1, prior_count=0)
+    return big, Teacher(wm, continuation=fit_continuation(big, seed=0))
+
+
+def test_teacher_plans_to_convergence_on_the_neighbour_model(planner_teacher):
+    from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+
+    big, teacher = planner_teacher
+    assert teacher.planner().lookahead == "converge"
+    hists = [ep.history(0) for ep in list(big.episodes())[:12]]
+    scores = teacher.scores_many(hists)
+    assert scores.shape == (12, 25)
+    assert np.isneginf(scores).any() and np.isfinite(scores).any(axis=1).all()  # unsupported actions: -inf
+    ref = WorldModelPlannerPolicy(teacher.world_model, continuation=teacher.continuation, lookahead="converge",
+                                  safety=False)  # fmt: skip
+    plain = np.asarray(ref.scores(teacher.world_model.batch(hists)))
+    # the same planner's values; the teacher only subtracts its guideline penalty
+    ok = np.isfinite(plain)
+    pen = teacher.guideline_penalty * np.stack([teacher._violations(h) for h in hists])
+    np.testing.assert_allclose(scores[ok], (plain - pen)[ok], atol=1e-9)
+    np.testing.assert_array_equal(teacher.choose(hists), scores.argmax(1))
+
+
+def test_direct_graph_examples_clone_the_teacher_in_the_graph_format(planner_teacher):
+    from sepsis_sdk.graphs import SYSTEM
+    from sepsis_sdk.training.llm_data import graph_examples
+
+    big, teacher = planner_teacher
+    ex = graph_examples(big, teacher, 6, graph="direct", markov_share=1.0, seed=0)
+    assert len(ex) == 6  # one decision turn each
+    for e in ex:
+        system, user = e["prompt"]
+        assert system == {"role": "system", "content": SYSTEM}
+        assert user["content"].endswith('Answer as JSON: {"fluid": 0-4, "vaso": 0-4, "rationale": "..."}')
+        assert "t=0" in user["content"] and "No treatment given yet." in user["content"]  # the Markov view
+        reply = json.loads(e["completion"][0]["content"])
+        assert set(reply) == {"fluid", "vaso", "rationale"}
+    # the completion is the teacher's choice for that prompt's patient
+    from sepsis_sdk.training.llm_data import _sample_histories
+    from sepsis_sdk.truth.agent import markov_history
+
+    hists = [markov_history(h) for h, _ in _sample_histories(big, 6, 0, need_next=False)]
+    want = teacher.choose(hists)
+    got = [parse_action(e["completion"][0]["content"]) for e in ex]
+    assert got == [int(a) for a in want]
+    with pytest.raises(Exception, match="graph must be"):
+        graph_examples(big, teacher, 2, graph="tools")
+    with pytest.raises(Exception, match="markov_share"):
+        graph_examples(big, teacher, 2, markov_share=1.5)
+
+
+def test_psr_examples_commit_the_teachers_best_candidate(planner_teacher):
+    big, teacher = planner_teacher
+    ex = psr_examples(big, teacher, 3, n_candidates=3, seed=1)
+    assert len(ex) == 6
+    for propose_ex, refine_ex in zip(ex[::2], ex[1::2], strict=True):
+        assert '"candidates"' in propose_ex["prompt"][-1]["content"]
+        assert '"decision"' in refine_ex["prompt"][-1]["content"]
+        cands = json.loads(propose_ex["completion"][0]["content"])["candidates"]
+        refine = json.loads(refine_ex["completion"][0]["content"])
+        assert refine["decision"] == "commit"
+        assert (refine["fluid"], refine["vaso"]) == (cands[0]["fluid"], cands[0]["vaso"])
+        # the refine prompt is the graph's own: it carries the simulation report of these candidates
+        assert "simulat" in refine_ex["prompt"][-1]["content"].lower()
+
+
+def test_reward_ranks_supported_actions_above_unsupported_ones(planner_teacher):
+    big, teacher = planner_teacher
+    prompts, hists = rl_prompts(big, 4, markov_share=0.5, seed=0)
+    reward = WorldModelReward(teacher, hists)
+    s = teacher.scores(hists[0])
+    best, unsupported = int(np.argmax(s)), int(np.flatnonzero(np.isneginf(s))[0])
+    comp = [
+        [{"role": "assistant", "content": json.dumps({"fluid": a // 5, "vaso": a % 5})}]
+        for a in (best, unsupported)
+    ]
+    r = reward(prompts[:2], comp, history_id=[0, 0])
+    assert r[1] == reward.unsupported_reward == -1.0
+    assert r[0] >= 0.0 > r[1] > reward.invalid_reward
+
+
+def test_recipes_are_registered_and_conflicting_cli_options_are_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+    from sepsis_sdk.training.llm_stages import RECIPES, get_recipe
+
+    r = get_recipe("sepsisagent-135m")
+    assert "sepsisagent-135m" in RECIPES and r.episodes == 20_000
+    assert set(r.configs) == {"dynamics", "psr", "rl"} and r.plan.markov_share == 0.75
+    with pytest.raises(Exception, match="unknown training recipe"):
+        get_recipe("nope")
+    res = CliRunner().invoke(app, ["train", "llm", "--recipe", "sepsisagent-135m", "--steps", "3",
+                                   "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 2 and "--steps" in res.output

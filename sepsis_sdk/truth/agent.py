@@ -176,9 +176,22 @@ def cache_key(
     options: dict[str, Any] | None = None,
     mode: str = "markov",
 ) -> dict[str, Any]:
-    """The fields that identify a sweep's decisions (see the module docstring); hashed by :func:`key_hash`."""
+    """The fields that identify a sweep's decisions (see the module docstring); hashed by :func:`key_hash`.
+
+    A ``local/`` model string that implies an adapter (``?adapter=``, an adapter folder, the embedded
+    ``local/sepsisagent-135m``) is keyed by that adapter's files when ``adapter`` is not given.
+    """
+    name = model_name(model)
+    if adapter is None and name.startswith("local/"):
+        from sepsis_sdk.errors import ModelError
+        from sepsis_sdk.llm import implied_adapter
+
+        try:
+            adapter = implied_adapter(name[len("local/") :])
+        except ModelError:  # the model's own load reports a missing adapter, with context
+            adapter = None
     return {
-        "model": model_name(model),
+        "model": name,
         "adapter": _adapter_digest(adapter),
         "graph": str(graph_kind),
         "prompt": prompt_fingerprint(),
