@@ -12,6 +12,10 @@ Usage::
     python benchmarks/bench_llm_choice.py --sweep runs/loglik-sweep --out benchmarks/results/llm_choice_sweep.json
         # the exact true value of the loglik direct graph: markov_agent_value on all 713 states (cached,
         # resumable), model/guard/fallback shares
+    python benchmarks/bench_llm_choice.py --psr --states 10 --generate-states 3 --out benchmarks/results/llm_choice_psr.json
+        # the PSR graph: decide="loglik" on 10 states vs generation on 3 of them, interleaved, with the
+        # world model of the agent sweep (NeighbourWorldModel k=1 + closed-loop values, horizon 3, 4 samples);
+        # time per node (model, simulate, critique) so the sweep's cost can be split
 
 Prints one line per state and a summary; writes the JSON with ``--out``.
 """
@@ -36,10 +40,20 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--sweep", default=None, metavar="CACHE_DIR",
                     help="instead: the exact Markov sweep of the loglik graph on all 713 states")  # fmt: skip
+    ap.add_argument("--psr", action="store_true", help="instead: the PSR graph, loglik vs generate")
+    ap.add_argument("--generate-states", type=int, default=3, help="--psr: states also run with generation")
+    ap.add_argument("--world-model", default="neighbour", choices=("neighbour", "fake"),
+                    help="--psr: NeighbourWorldModel fitted on --episodes ICU-Sepsis stays, or FakeWorldModel")  # fmt: skip
+    ap.add_argument("--episodes", type=int, default=2000, help="--psr: cohort size for the neighbour model")
+    ap.add_argument("--no-continuation", action="store_true",
+                    help="--psr: no closed-loop values in the simulation (held actions only)")  # fmt: skip
     args = ap.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.sweep:
         sweep(args)
+        return
+    if args.psr:
+        psr(args)
         return
 
     import numpy as np
@@ -163,6 +177,125 @@ def sweep(args: argparse.Namespace) -> None:
            "torch_threads": torch.get_num_threads(), "load_average_end": os.getloadavg()[0],
            "prefix_tokens": prefix_stats(local), **r.to_dict()}  # fmt: skip
     print(json.dumps({k: v for k, v in out.items() if k != "actions"}, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
+
+
+def _node_seconds(out: dict) -> dict[str, float]:
+    """Seconds spent in the model calls, the simulation and the critique of one PSR decision."""
+    ev = out["events"]
+
+    def llm(node: str) -> float:
+        return sum((e.get("usage") or {}).get("llm_latency_s", 0.0) for e in ev if e.get("node") == node
+                   and e.get("type") in ("proposal", "choice"))  # fmt: skip
+
+    return {
+        "model_s": float((out.get("usage") or {}).get("llm_latency_s", 0.0)),
+        "propose_model_s": llm("propose"),
+        "refine_model_s": llm("refine"),
+        "simulate_s": sum(e.get("latency_s", 0.0) for e in ev if e.get("node") == "simulate"),
+        "critique_s": sum(e.get("latency_s", 0.0) for e in ev if e.get("type") == "critique"),
+    }
+
+
+def psr(args: argparse.Namespace) -> None:
+    """PSR decisions/min, ``decide="loglik"`` vs generation, same model, world model and states, one run."""
+    import numpy as np
+    import torch
+
+    from sepsis_sdk.graphs import build_psr_graph
+    from sepsis_sdk.llm import LiteLLMChat
+    from sepsis_sdk.llm._choice import prefix_stats
+    from sepsis_sdk.llm._local import load_local_model
+    from sepsis_sdk.safety import HoldSafePolicy
+    from sepsis_sdk.truth.agent import N_CLINICAL, state_histories
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cont = None
+    if args.world_model == "neighbour":
+        from sepsis_sdk.sources import load
+        from sepsis_sdk.world_model import NeighbourWorldModel
+        from sepsis_sdk.world_model.value import fit_continuation
+
+        cohort = load("icu-sepsis", episodes=args.episodes, seed=0)
+        wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
+        if not args.no_continuation:
+            cont = fit_continuation(cohort, seed=0)
+    else:
+        from sepsis_sdk.world_model.fake import FakeWorldModel
+
+        wm = FakeWorldModel()
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = load_local_model(args.model)
+    load_s = time.perf_counter() - t0
+    chat = LiteLLMChat(args.model)
+    # The agent sweep's PSR settings; a HoldSafePolicy fallback (cheap, counted) so a failed generation does
+    # not add a planner's simulation to the generate column.
+    kw = dict(world_model=wm, continuation=cont, n_candidates=3, horizon=3, n_samples=4, seed=0,
+              fallback=HoldSafePolicy())  # fmt: skip
+    gen = build_psr_graph(chat, **kw)
+    ll = build_psr_graph(chat, decide="loglik", **kw)
+    states = [int(s) for s in np.linspace(0, N_CLINICAL - 1, args.states).round()]
+    step = max(1, len(states) // max(1, args.generate_states))
+    gen_at = set(states[::step][: args.generate_states])
+    histories = state_histories(states)
+    ll.invoke({"history": state_histories([1])[0]})  # warm-up (first forward passes, the world model)
+
+    rows = []
+    for s, h in zip(states, histories, strict=True):
+        t = time.perf_counter()
+        a = ll.invoke({"history": h}, {"recursion_limit": 100})
+        row = {"state": s, "loglik_s": time.perf_counter() - t, "loglik_nodes": _node_seconds(a),
+               "loglik": {k: a["final"][k] for k in ("action", "proposed", "source")},
+               "loglik_candidates": [c["action"] for c in a["candidates"]]}  # fmt: skip
+        if s in gen_at:
+            t = time.perf_counter()
+            b = gen.invoke({"history": h}, {"recursion_limit": 100})
+            row.update(generate_s=time.perf_counter() - t, generate_nodes=_node_seconds(b),
+                       generate={k: b["final"][k] for k in ("action", "proposed", "source", "rounds")},
+                       generate_candidates=[c["action"] for c in b.get("candidates") or []])  # fmt: skip
+        rows.append(row)
+        gen_txt = f"; generate {row['generate_s']:6.1f} s -> {row['generate']}" if "generate_s" in row else ""
+        print(f"state {s:3d}: loglik {row['loglik_s']:5.1f} s {row['loglik_nodes']} -> {row['loglik']}{gen_txt}",
+              flush=True)  # fmt: skip
+
+    def stats(mode: str) -> dict | None:
+        rs = [r for r in rows if f"{mode}_s" in r]
+        if not rs:
+            return None
+        secs = [r[f"{mode}_s"] for r in rs]
+        nodes = {k: statistics.mean(r[f"{mode}_nodes"][k] for r in rs) for k in rs[0][f"{mode}_nodes"]}
+        return {
+            "n_states": len(rs),
+            "decisions_per_min": 60.0 * len(rs) / sum(secs),
+            "median_s": statistics.median(secs),
+            "mean_node_s": nodes,
+            "projected_713_sweep_min": 713 * statistics.mean(secs) / 60,
+            "projected_713_model_only_min": 713 * nodes["model_s"] / 60,
+            "sources": dict(Counter(r[mode]["source"] for r in rs)),
+        }
+
+    out = {"model": args.model, "graph": "psr", "world_model": args.world_model, "episodes": args.episodes,
+           "continuation": cont is not None, "settings": {"n_candidates": 3, "horizon": 3, "n_samples": 4},
+           "fit_s": fit_s, "load_s": load_s, "torch_threads": torch.get_num_threads(),
+           "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
+           "loglik": stats("loglik"), "generate": stats("generate")}  # fmt: skip
+    both = [r for r in rows if "generate_s" in r]
+    if both:
+        out["ratio_decisions_per_min"] = (
+            out["loglik"]["decisions_per_min"] / out["generate"]["decisions_per_min"]
+        )
+        # The same states only: generate vs loglik seconds in total.
+        out["ratio_same_states"] = sum(r["generate_s"] for r in both) / sum(r["loglik_s"] for r in both)
+        out["same_final_action"] = sum(r["loglik"]["action"] == r["generate"]["action"] for r in both)
+    out["prefix_tokens"] = prefix_stats(local)
+    out["rows"] = rows
+    print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)

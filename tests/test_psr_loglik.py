@@ -257,3 +257,20 @@ def test_cli_decide_loglik_needs_direct_or_psr_and_a_local_model(tmp_path):
     assert res.exit_code == 2 and "max_rounds" in res.output
     res = _evaluate(tmp_path, "--decide", "sample", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "--decide" in res.output
+
+
+def test_cli_recommend_decide_loglik(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from sepsis_sdk.cli import app
+
+    path, _ = tiny
+    patient = tmp_path / "patient.json"
+    patient.write_text(state_histories([7])[0].model_dump_json())
+    trace = tmp_path / "trace.json"
+    res = CliRunner().invoke(app, ["recommend", "--patient", str(patient), "--model", f"local/{path}", "--decide",
+                                   "loglik", "--horizon", "3", "--trace", str(trace)], env={"COLUMNS": "200"})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    tr = json.loads(trace.read_text())
+    assert tr["graph"] == "psr_loglik" and tr["source"] in ("model", "guard") and len(tr["proposals"]) == 1
+    assert "Simulated candidates" in res.output
