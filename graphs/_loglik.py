@@ -148,7 +148,9 @@ def refine_loglik(state: AgentState, runtime: Runtime[AgentContext[PSROptions]])
     crit = N.critique(state, ctx)
     crit_dt = time.perf_counter() - t0
     rnd = int(state.get("round", 1))
-    rounds_left = max(0, ctx.options.max_rounds - rnd)  # 0: the factory fixes max_rounds=1 in this mode
+    # This mode never revises, so the prompt says no rounds are left (as the stage-II transcripts do), even
+    # under a context passed at invoke with more rounds; the factory fixes max_rounds=1 to match.
+    rounds_left = 0
     sim_text = (state.get("simulation") or {}).get("text", "No simulation available.")
     messages = [
         _system(ctx, P.SYSTEM),

@@ -274,3 +274,15 @@ def test_cli_recommend_decide_loglik(tiny, tmp_path):
     tr = json.loads(trace.read_text())
     assert tr["graph"] == "psr_loglik" and tr["source"] in ("model", "guard") and len(tr["proposals"]) == 1
     assert "Simulated candidates" in res.output
+
+
+def test_refine_prompt_says_no_rounds_left_even_under_a_context_with_more_rounds():
+    from sepsis_sdk.graphs import AgentContext, PSROptions
+
+    chooser = ScriptedChooser({})
+    wm = FakeWorldModel()
+    g = build_psr_graph(chooser, world_model=wm, decide="loglik", **FREE)
+    ctx = AgentContext.create(chooser, world_model=wm, options=PSROptions(max_rounds=3), graph="psr_loglik")
+    out = g.invoke({"history": state_histories([9])[0]}, context=ctx)
+    assert out["final"]["rounds"] == 1 and len(chooser.asked) == 2
+    assert "No rounds are left" in chooser.asked[1][0][1]["content"]
