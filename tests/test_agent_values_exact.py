@@ -355,3 +355,40 @@ def test_a_cached_record_with_an_impossible_action_is_decided_again(tmp_path):
     )
     assert again.calls == 1 and second.new_decisions == 1
     assert (second.actions[[0, 1]] == 7).all()
+
+
+# ---------------------------------------------------------------------------------------------- sweep records
+def test_a_checked_sweep_record_fills_the_cache_and_gives_the_same_exact_value(markov_sweep, tmp_path):
+    from sepsis_sdk.truth.agent import seed_from_record
+
+    ref, cache, _ = markov_sweep
+    record = next(cache.glob("*/decisions.jsonl"))
+    model = FunctionChatModel(markov_reply)
+    g = build_direct_graph(model, guard=NO_RULES)
+    key = cache_key(model="fake/markov", graph_kind=g.name, mode="markov")
+    chk = seed_from_record(g, record, cache_dir=tmp_path / "c", key=key, check=5, seed=1)
+    assert chk.used and (chk.recorded, chk.checked, chk.agreed) == (713, 5, 5)
+    assert len(model.calls) == 5  # only the checked states were decided again
+    r = markov_agent_value(g, model="fake/markov", cache_dir=tmp_path / "c")
+    assert r.new_decisions == 0 and r.value == pytest.approx(ref.value, abs=1e-15)
+    assert "5/5 identical" in chk.describe()
+
+
+def test_a_sweep_record_that_the_model_does_not_reproduce_is_not_used(markov_sweep, tmp_path):
+    from sepsis_sdk.truth.agent import seed_from_record
+
+    _, cache, _ = markov_sweep
+    record = next(cache.glob("*/decisions.jsonl"))
+    other = build_direct_graph(constant(4, 4), guard=NO_RULES)  # claims the key, decides differently
+    key = cache_key(model="fake/markov", graph_kind=other.name, mode="markov")
+    chk = seed_from_record(other, record, cache_dir=tmp_path / "c", key=key, check=8)
+    assert not chk.used and chk.checked == 8 and chk.agreed < 8 and "differ" in chk.reason
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*/decisions.jsonl"))
+    # a different key (another prompt or options) is refused before any model call
+    fresh = FunctionChatModel(markov_reply)
+    g = build_direct_graph(fresh, guard=NO_RULES)
+    k2 = cache_key(model="fake/markov", graph_kind=g.name, options={"temperature": 1}, mode="markov")
+    chk2 = seed_from_record(g, record, cache_dir=tmp_path / "d", key=k2)
+    assert not chk2.used and "options" in chk2.reason and fresh.calls == []
+    assert "not used" in chk2.describe()
+    assert not seed_from_record(g, tmp_path / "missing.jsonl", cache_dir=tmp_path / "e", key=k2).used

@@ -133,6 +133,16 @@ def test_three_stage_pipeline_trains_and_saves_adapters(cohort, teacher, tmp_pat
     assert (final / "adapter_config.json").exists()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), final)
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert set(run["stages"]) == {"dynamics", "psr", "rl"} and run["plan"]["direct_examples"] == 4
+    # an interrupted run resumes: finished stages with the same settings are kept, not trained again
+    weights = final / "adapter_model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    (tmp_path / "run" / "psr" / "adapter_config.json").unlink()  # as if it crashed while saving stage II
+    res2 = run_pipeline(base, cohort, teacher.world_model, tmp_path / "run", n_examples=4, config=cfg)
+    assert res2["dynamics"]["first_loss"] == res["dynamics"]["first_loss"]  # kept
+    assert (tmp_path / "run" / "psr" / "adapter_config.json").exists()  # trained again
+    assert weights.stat().st_mtime_ns != stamp  # stage III follows a new stage II, so it is trained again
 
 
 @pytest.mark.slow
@@ -267,7 +277,7 @@ def test_recipes_are_registered_and_conflicting_cli_options_are_refused(tmp_path
     from sepsis_sdk.training.llm_stages import RECIPES, get_recipe
 
     r = get_recipe("sepsisagent-135m")
-    assert "sepsisagent-135m" in RECIPES and r.episodes == 20_000
+    assert {"sepsisagent-135m", "sepsisagent-gpu"} <= set(RECIPES) and r.episodes == 20_000
     assert set(r.configs) == {"dynamics", "psr", "rl"} and r.plan.markov_share == 0.75
     with pytest.raises(Exception, match="unknown training recipe"):
         get_recipe("nope")

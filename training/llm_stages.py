@@ -14,6 +14,7 @@ Runs on CUDA when present, else CPU (tiny models and SmolLM2-135M train on 2 cor
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,32 @@ class PipelinePlan:
         return cls(dynamics_examples=n, direct_examples=n, psr_examples=max(1, n // 2), rl_prompts=n)
 
 
+def _stage_plan(plan: PipelinePlan, stage: str) -> dict[str, Any]:
+    """The part of the plan a stage's data depend on (what a resumed run must match)."""
+    fields = {"dynamics": ("dynamics_examples",), "psr": ("direct_examples", "psr_examples", "markov_share",
+              "n_candidates"), "rl": ("rl_prompts", "markov_share")}[stage]  # fmt: skip
+    return {f: getattr(plan, f) for f in fields}
+
+
+def _finished_stage(
+    dest: Path, cfg: StageConfig, plan: PipelinePlan, stage: str, adapter: Path | None
+) -> dict[str, Any] | None:
+    """The saved summary of ``stage`` when ``dest`` holds its adapter trained with these settings."""
+    info_file = dest / "stage.json"
+    if not (info_file.is_file() and (dest / "adapter_config.json").is_file()):
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+    except json.JSONDecodeError:
+        return None
+    same = (
+        info.get("config") == asdict(cfg)
+        and info.get("plan") == _stage_plan(plan, stage)
+        and info.get("after") == (None if adapter is None else adapter.name)
+    )
+    return info if same else None
+
+
 def run_pipeline(
     base: str | Path,
     cohort: Any,
@@ -268,7 +295,9 @@ def run_pipeline(
         seed: data sampling, teacher and training seed.
 
     ``run.json`` records the base, the cohort, the plan, each stage's configuration, data size, steps,
-    losses or rewards and wall time: enough to reproduce the run.
+    losses or rewards and wall time: enough to reproduce the run. An interrupted run resumes: a stage
+    whose folder already holds its adapter, trained with the same settings after the same previous
+    stage, is kept and not trained again.
     """
     import time
 
@@ -316,6 +345,13 @@ def run_pipeline(
         dest = out / stage
         cfg = cfg_for(stage)
         t0 = time.perf_counter()
+        done = _finished_stage(dest, cfg, plan, stage, adapter)
+        if done is not None:  # an interrupted run resumes: this stage's adapter is saved, same settings
+            print(f"train {stage}: already trained in {dest} (same settings), kept", file=sys.stderr)
+            results[stage] = done
+            record["stages"][stage] = done
+            adapter = dest
+            continue
         if stage == "dynamics":
             data = dynamics_examples(cohort, plan.dynamics_examples, seed=seed)
             t_data = time.perf_counter() - t0
@@ -338,6 +374,9 @@ def run_pipeline(
             )
         results[stage]["data_s"] = round(t_data, 1)
         results[stage]["wall_s"] = round(time.perf_counter() - t0, 1)
+        results[stage]["plan"] = _stage_plan(plan, stage)
+        results[stage]["after"] = None if adapter is None else str(adapter.name)
+        (dest / "stage.json").write_text(json.dumps(results[stage], indent=2, default=str))
         record["stages"][stage] = results[stage]
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))  # after every stage
         adapter = dest
@@ -417,26 +456,47 @@ class Recipe:
 
 
 def _recipe_135m() -> Recipe:
-    # Sized for 2 CPU cores, about 45 minutes in all: SmolLM2-135M trains at roughly 100-150 tokens/s
-    # there, a direct-graph example is ~500 tokens and a PSR refine turn ~900, so stage II is one epoch
-    # over 320 examples. LoRA r=8 on every linear layer (~4.9 M parameters; shipped in float16, ~9.8 MB).
+    # Sized for 2 CPU cores, about 45 minutes in all. Measured there: SmolLM2-135M trains at 60-70 tokens/s
+    # (TRL SFT, float32, LoRA on every linear layer); a stage-I example is ~1,000 tokens, a direct-graph
+    # decision ~500-700, a PSR refine turn ~1,650. Stage II is one pass over 160 examples; stage III 8
+    # GRPO steps of 4 samples. LoRA r=8 on every linear layer (~4.9 M parameters; float16 when shipped).
     lora = {"lora_r": 8, "lora_alpha": 16, "target_modules": list(ALL_LINEAR)}
     return Recipe(
         name="sepsisagent-135m",
         episodes=20_000,
         cohort_seed=0,
-        plan=PipelinePlan(dynamics_examples=32, direct_examples=280, psr_examples=20, rl_prompts=12),
+        plan=PipelinePlan(dynamics_examples=32, direct_examples=140, psr_examples=10, rl_prompts=8),
         configs={
             "dynamics": StageConfig(max_steps=8, batch_size=4, learning_rate=2e-4, **lora),
-            "psr": StageConfig(max_steps=40, batch_size=8, learning_rate=5e-4, **lora),
+            "psr": StageConfig(max_steps=20, batch_size=8, learning_rate=5e-4, **lora),
             "rl": StageConfig(
-                max_steps=12, learning_rate=1e-4, num_generations=4, max_completion_length=32, **lora
+                max_steps=8, learning_rate=1e-4, num_generations=4, max_completion_length=32, **lora
             ),
         },
     )
 
 
-RECIPES: dict[str, Any] = {"sepsisagent-135m": _recipe_135m}
+def _recipe_gpu() -> Recipe:
+    # The same pipeline for a Qwen-class 0.5-4B instruct base on one CUDA GPU (pass --base FOLDER): ten
+    # times the data, LoRA r=16, bf16 (set automatically on CUDA). Not run here: no GPU was lent to the
+    # session that wrote it (docs/training.md).
+    lora = {"lora_r": 16, "lora_alpha": 32, "target_modules": list(ALL_LINEAR)}
+    return Recipe(
+        name="sepsisagent-gpu",
+        episodes=20_000,
+        cohort_seed=0,
+        plan=PipelinePlan(dynamics_examples=1024, direct_examples=4000, psr_examples=400, rl_prompts=256),
+        configs={
+            "dynamics": StageConfig(max_steps=64, batch_size=16, learning_rate=2e-4, **lora),
+            "psr": StageConfig(max_steps=600, batch_size=16, learning_rate=2e-4, **lora),
+            "rl": StageConfig(
+                max_steps=256, learning_rate=5e-5, num_generations=8, max_completion_length=48, **lora
+            ),
+        },
+    )
+
+
+RECIPES: dict[str, Any] = {"sepsisagent-135m": _recipe_135m, "sepsisagent-gpu": _recipe_gpu}
 """Named training recipes (``name -> () -> Recipe``); register your own here."""
 
 

@@ -37,20 +37,22 @@ def main() -> None:
 
     from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
     from sepsis_sdk.sources import load
-    from sepsis_sdk.truth.agent import markov_agent_value
     from sepsis_sdk.truth._icu_sepsis import load_mdp, state_values
+    from sepsis_sdk.truth.agent import markov_agent_value
     from sepsis_sdk.world_model import NeighbourWorldModel
     from sepsis_sdk.world_model.value import fit_continuation
 
     t0 = time.perf_counter()
-    cohort = load("icu-sepsis", episodes=args.episodes, seed=args.seed)
-    wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
-    cont = fit_continuation(cohort, seed=args.seed)
     model = args.model if args.adapter is None else f"{args.model}?adapter={args.adapter}"
     if args.graph == "direct":
-        graph = build_direct_graph(model, world_model=wm, continuation=cont, decide="loglik")
+        # no world model: the fallback (on a failed decision only) is HoldSafePolicy, as in the demo, so
+        # the cache key (model, adapter weights, graph, options, prompts) is the demo's too
+        graph = build_direct_graph(model, decide="loglik")
         options = {"decide": "loglik"}
-    else:
+    else:  # the PSR graph simulates in the teacher's world model, fitted on the training cohort
+        cohort = load("icu-sepsis", episodes=args.episodes, seed=args.seed)
+        wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
+        cont = fit_continuation(cohort, seed=args.seed)
         graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik", n_candidates=3,
                                 horizon=3, n_samples=4, seed=args.seed)  # fmt: skip
         options = {"decide": "loglik", "n_candidates": 3, "horizon": 3, "n_samples": 4, "seed": args.seed,
@@ -80,7 +82,9 @@ def main() -> None:
         pi[np.arange(713), acts] = 1.0
         p = np.einsum("sa,sat->st", pi, mdp.tx_mat[:713])[:, :713]
         w = np.linalg.solve(np.eye(713) - p.T, mdp.d0[:713])
-        clin = np.asarray(mdp.clinician_policy()[:713]).argmax(1) if hasattr(mdp, "clinician_policy") else None
+        clin = (
+            np.asarray(mdp.clinician_policy()[:713]).argmax(1) if hasattr(mdp, "clinician_policy") else None
+        )
         if clin is not None:
             rec["agree_clinician"] = float(w @ (acts == clin) / w.sum())
         if args.teacher:

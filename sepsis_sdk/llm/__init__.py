@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "LocalModel": "sepsis_sdk.llm._local",
     "smollm2_path": "sepsis_sdk.llm._local",
     "embedded_agent_path": "sepsis_sdk.llm._local",
+    "cache_root": "sepsis_sdk.llm._local",
     "implied_adapter": "sepsis_sdk.llm._local",
     "Choice": "sepsis_sdk.llm._choice",
     "LogLikChooser": "sepsis_sdk.llm._choice",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sepsis_sdk.llm._litellm import LiteLLMChat, default_structured_mode, import_litellm, parse_tool_call
     from sepsis_sdk.llm._local import (
         LocalModel,
+        cache_root,
         embedded_agent_path,
         implied_adapter,
         load_local_model,

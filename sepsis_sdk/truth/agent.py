@@ -147,18 +147,29 @@ def prompt_fingerprint() -> str:
 
 
 def _adapter_digest(adapter: str | None) -> str | None:
-    """The adapter's path plus a hash of its files (so retrained weights at the same path are new)."""
+    """A hash of the adapter's weights and configuration (retrained weights at the same path are new).
+
+    Only the files' names and contents count, not where they are, so the same adapter installed on
+    another machine has the same key (a sweep record made elsewhere can be checked and reused:
+    :func:`seed_from_record`). Files that do not change decisions (model cards, run records, the
+    tokenizer copies PEFT writes beside the adapter) are left out.
+    """
     if not adapter:
         return None
     p = Path(adapter)
     if not p.exists():
         return adapter
     h = hashlib.sha256()
-    files = sorted(f for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    files = sorted(f for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file() and _weighs(f))
     for f in files:
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
         h.update(f.read_bytes())
-    return f"{adapter}#{h.hexdigest()[:16]}"
+    return f"sha256:{h.hexdigest()[:16]}"
+
+
+def _weighs(f: Path) -> bool:
+    """Whether an adapter file can change decisions (weights and adapter configuration)."""
+    return f.name.startswith("adapter_")  # adapter_config.json, adapter_model.safetensors / .bin
 
 
 def model_name(model: Any) -> str:
@@ -634,6 +645,99 @@ class AgentPolicy:
         return _shares(self.sources)
 
 
+@dataclass(frozen=True)
+class RecordCheck:
+    """How a shipped sweep record held up when some of its decisions were made again (:func:`seed_from_record`).
+
+    Attributes:
+        used: the record's decisions were put in the cache (its key matched and every re-decided state
+            agreed); ``False``: nothing was taken from it.
+        reason: why it was not used (``None`` when it was).
+        recorded: decisions in the record.
+        checked: states decided again now; ``agreed``: how many gave the recorded action.
+    """
+
+    used: bool
+    reason: str | None
+    recorded: int
+    checked: int = 0
+    agreed: int = 0
+
+    def describe(self) -> str:
+        """One line for a report."""
+        if not self.used:
+            return f"sweep record not used ({self.reason}); every state decided now"
+        return (
+            f"{self.recorded} decisions from the shipped sweep record; {self.checked} of them made again now, "
+            f"{self.agreed}/{self.checked} identical"
+        )
+
+
+def seed_from_record(
+    graph: Any,
+    record: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str],
+    key: dict[str, Any],
+    check: int = 32,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+) -> RecordCheck:
+    """Fill a Markov sweep's cache from a recorded sweep (e.g. the one shipped with a model), after checking it.
+
+    The record is a ``decisions.jsonl`` written by :func:`markov_agent_value` next to its ``key.json``.
+    It is used only when its key equals ``key`` (same model and adapter weights, graph, options and
+    prompt fingerprint) and ``check`` randomly chosen states, decided again now by ``graph``, all give
+    the recorded action; otherwise nothing is copied and a later sweep decides every state itself. A
+    record never replaces a decision already in the cache.
+
+    Args:
+        graph: the compiled graph the record claims to come from.
+        record: the record's ``decisions.jsonl``.
+        cache_dir: the cache root of the sweep that will use it.
+        key: that sweep's :func:`cache_key`.
+        check: states decided again (0: trust the key alone).
+        seed: which states are checked.
+        config: LangGraph run config for the checks.
+    """
+    path = Path(record)
+    key_file = path.with_name("key.json")
+    if not path.is_file() or not key_file.is_file():
+        return RecordCheck(False, f"no record at {path}", 0)
+    recorded = json.loads(key_file.read_text())
+    if recorded != key:
+        diff = sorted(k for k in set(key) | set(recorded) if key.get(k) != recorded.get(k))
+        return RecordCheck(False, f"recorded for a different {', '.join(diff)}", 0)
+    rows: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "item" in rec and _valid_action(rec.get("action")) and "state" in rec:
+            rows[str(rec["item"])] = rec
+    if not rows:
+        return RecordCheck(False, "the record holds no valid decision", 0)
+    rng = np.random.default_rng(seed)
+    items = sorted(rows)
+    picked = [items[i] for i in rng.choice(len(items), size=min(check, len(items)), replace=False)]
+    agreed = 0
+    for item in picked:
+        h = state_histories([int(rows[item]["state"])])[0]
+        if observation_item(h) != item:
+            return RecordCheck(False, f"record item {item} does not match its state", len(rows), len(picked))
+        state = graph.invoke({"history": h}, _config(graph, config))
+        agreed += int(int((state.get("final") or {}).get("action", -1)) == int(rows[item]["action"]))
+    if agreed < len(picked):
+        return RecordCheck(False, f"{len(picked) - agreed} of {len(picked)} re-decided states differ",
+                           len(rows), len(picked), agreed)  # fmt: skip
+    cache = DecisionCache(cache_dir, key)
+    for item, rec in rows.items():
+        if item not in cache:
+            cache.add(rec)
+    return RecordCheck(True, None, len(rows), len(picked), agreed)
+
+
 # ---------------------------------------------------------------------------------------------- history mode
 def _history_item(h: PatientHistory) -> str:
     """A decision's cache item: a hash of everything the graph can see (observations, actions, static)."""
@@ -739,6 +843,7 @@ __all__ = [
     "AgentPolicy",
     "AgentValue",
     "DecisionCache",
+    "RecordCheck",
     "cache_key",
     "decide_all",
     "key_hash",
@@ -748,5 +853,6 @@ __all__ = [
     "monte_carlo_agent_value",
     "observation_item",
     "prompt_fingerprint",
+    "seed_from_record",
     "state_histories",
 ]
