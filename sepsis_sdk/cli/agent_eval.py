@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +75,39 @@ def evaluate_agent(
     seed: int = typer.Option(0, "--seed", help="graph seed and Monte Carlo seed"),
     deadline: float = typer.Option(300.0, "--deadline", min=0.001, help="seconds one decision may take"),
     decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (threads in this process) or ray (Markov mode: decisions on Ray actors)",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="with --executor ray: auto, host:6379 or ray://host:10001 (default: a local Ray)",
+    ),
+    actors: int | None = typer.Option(
+        None,
+        "--actors",
+        min=1,
+        help="with --executor ray: actors, one graph and model each (default: one per CPU)",
+    ),
 ) -> None:
     """Score an agent graph by its true value on ICU-Sepsis, with the share of actions from model/guard/fallback.
 
     Markov mode (default) asks the graph once per clinical state and solves the policy exactly; the decisions
     are cached under --cache, so a rerun after a crash asks only for the states still missing; the decide mode
-    is part of the cache key (generate and loglik decisions never share a line). Exit codes: 0 ok; 2 bad input
-    or configuration (also --decide loglik with --graph tool-calling or a hosted model); 1 internal error.
+    is part of the cache key (generate and loglik decisions never share a line).
+
+    ``--executor ray`` (Markov mode) makes the decisions on Ray actors, each building the same graph and
+    model once, and then solves exactly as a local run would: same agent_value.json, same cache. With a
+    hosted model, --max-concurrency is one bound for the whole cluster. History mode runs locally (exit 2
+    with --executor ray). Exit codes: 0 ok; 2 bad input or configuration (also --decide loglik with --graph
+    tool-calling or a hosted model, an unreachable --ray-address); 1 internal error.
     """
     from sepsis_sdk.cli._common import console, ensure_writable, err_console, esc, progress
     from sepsis_sdk.cli.agent import _load_world_model, _model, build_graph, resolved_max_rounds
     from sepsis_sdk.errors import UserError
-    from sepsis_sdk.truth.agent import markov_agent_value, monte_carlo_agent_value, state_histories
+    from sepsis_sdk.truth.agent import cache_key, markov_agent_value, monte_carlo_agent_value, state_histories
 
     ensure_writable(out, directory=True)  # before any model call
     cache_dir = cache if cache is not None else out / "cache"
@@ -91,6 +115,7 @@ def evaluate_agent(
     chosen = parse_states(states)
     if not markov and (chosen is not None or complete_with is not None):
         raise UserError("--states and --complete-with apply to --markov only")
+    _check_executor(executor, ray_address, actors, markov)
     wm_spec = world_model or ("none" if graph == "direct" else "fake")
     wm = None if wm_spec == "none" else _load_world_model(wm_spec, state_histories([0])[0])
     if wm is None and graph != "direct":
@@ -109,12 +134,29 @@ def evaluate_agent(
     common = dict(model=model, graph_kind=graph, options=options, cache_dir=cache_dir,
                   max_concurrency=max_concurrency, config={"recursion_limit": 100})  # fmt: skip
     if markov:
+        on_cluster: ClusterSweep | None = None
         with progress() as bar:
             task = bar.add_task(esc(f"{graph} / {model}"), total=None)
+            step = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+            if executor == "ray":
+                # The decisions are made on the actors and written to the cache here; the solve below then
+                # reads every one of them from the cache, exactly as a rerun of a local sweep would.
+                build = ActorGraph(make_chat=_model, chat_args=(model, api_base, api_key, temperature),
+                                   wm_spec=wm_spec, graph=graph, graph_kwargs=dict(
+                                       n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
+                                       seed=seed, deadline_s=deadline, decide=decide))  # fmt: skip
+                on_cluster = sweep_on_ray(
+                    build, chosen, cache_dir=cache_dir, key=cache_key(
+                        model=model, graph_kind=graph, options=options, mode="markov"),
+                    address=ray_address, actors=actors, max_concurrency=max_concurrency,
+                    hosted=not model.startswith("local/"), config=common["config"], progress=step,
+                )  # fmt: skip
             result = markov_agent_value(
-                g, states=chosen, complete_with=complete_with,
-                progress=lambda done, total: bar.update(task, completed=done, total=total), **common,
-            )  # fmt: skip
+                g, states=chosen, complete_with=complete_with, progress=step, **common
+            )
+        if on_cluster is not None:
+            result = replace(result, new_decisions=result.new_decisions + on_cluster.new)
+            console.print(esc(on_cluster.describe()))
     else:
         with err_console.status(esc(f"{graph} / {model}: {episodes} simulated patients...")):
             result = monte_carlo_agent_value(g, episodes=episodes, seed=seed, **common)
@@ -131,3 +173,159 @@ def evaluate_agent(
     shares = ", ".join(f"{k} {v:.1%}" for k, v in result.shares.items())
     console.print(f"final actions from: {esc(shares)}; new decisions {result.new_decisions}")
     console.print(f"Written to {esc(path)}")
+
+
+# ---------------------------------------------------------------------------------------------- on Ray
+def _check_executor(executor: str, address: str | None, actors: int | None, markov: bool) -> None:
+    """Bad executor options fail before any model call or cluster connection."""
+    from sepsis_sdk.errors import UserError
+
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "local":
+        if address is not None or actors is not None:
+            raise UserError("--ray-address and --actors need --executor ray")
+        return
+    if not markov:
+        raise UserError(
+            "--executor ray applies to --markov only: history mode (--monte-carlo) runs locally (the "
+            "simulator drives the graph step by step in this process); use --executor local"
+        )
+
+
+@dataclass(frozen=True)
+class ActorGraph:
+    """Builds the sweep's graph inside a Ray actor: the same graph, model and world model as the driver's.
+
+    Only the recipe travels (model string, options, how to make the chat model), not a built model: each
+    actor loads its own (one ``local/`` model per actor) and, for a hosted model, wraps it in the run's
+    cluster-wide :class:`~sepsis_sdk.scale.ConcurrencyLimit`.
+
+    Attributes:
+        make_chat: ``make_chat(*chat_args)`` returns the chat model (the CLI's ``LiteLLMChat`` maker).
+        chat_args: its arguments (model string, API base, API key, temperature).
+        wm_spec: ``"none"``, ``"fake"`` or a saved world-model folder (it must exist on every node).
+        graph: the graph kind (``direct``, ``psr``, ``tool-calling``).
+        graph_kwargs: the keyword arguments of :func:`sepsis_sdk.cli.agent.build_graph`.
+        limit: the cluster-wide limit for a hosted model (None: no limit).
+    """
+
+    make_chat: Callable[..., Any]
+    chat_args: tuple[Any, ...]
+    wm_spec: str
+    graph: str
+    graph_kwargs: dict[str, Any] = field(default_factory=dict)
+    limit: Any = None
+
+    def __call__(self) -> Any:
+        from sepsis_sdk.cli.agent import _load_world_model, build_graph
+        from sepsis_sdk.truth.agent import state_histories
+
+        wm = None if self.wm_spec == "none" else _load_world_model(self.wm_spec, state_histories([0])[0])
+        chat = self.make_chat(*self.chat_args)
+        if self.limit is not None:
+            from sepsis_sdk.scale import limited
+
+            chat = limited(chat, self.limit)
+        return build_graph(self.graph, chat, wm, **self.graph_kwargs)
+
+
+def _decide_chunk(
+    max_concurrency: int, config: dict[str, Any] | None, graph: Any, chunk: list[Any]
+) -> list[dict[str, Any]]:
+    """On an actor: the records of one chunk of ``(item, history, extra)``, in order (no cache there)."""
+    from sepsis_sdk.truth.agent import decide_all
+
+    records, _ = decide_all(graph, chunk, None, max_concurrency=max_concurrency, config=config)
+    return [records[item] for item, _, _ in chunk]
+
+
+@dataclass(frozen=True)
+class ClusterSweep:
+    """What :func:`sweep_on_ray` did: new decisions, actors, and the peak of the hosted-model limit."""
+
+    new: int
+    actors: int
+    limit: int | None = None
+    peak: int | None = None
+
+    def describe(self) -> str:
+        """One line for the console."""
+        if not self.actors:
+            return "every decision was already in the cache: no Ray actor started"
+        line = f"{self.new} decisions made on {self.actors} Ray actors"
+        if self.limit is not None:
+            line += f"; model calls in flight cluster-wide: at most {self.peak} (limit {self.limit})"
+        return line
+
+
+def sweep_on_ray(
+    build: ActorGraph,
+    states: list[int] | None,
+    *,
+    cache_dir: Path,
+    key: dict[str, Any],
+    address: str | None,
+    actors: int | None,
+    max_concurrency: int,
+    hosted: bool,
+    config: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClusterSweep:
+    """Make the Markov sweep's missing decisions on Ray actors and add them to the decision cache.
+
+    Each actor builds the graph once (``build``) and decides chunks of states with ``max_concurrency``
+    threads; for a hosted model (``hosted``) every call holds a permit of one cluster-wide
+    :class:`~sepsis_sdk.scale.ConcurrencyLimit` of ``max_concurrency``. Records come back to this process,
+    the cache's only writer, which appends each chunk as it arrives (the actors need no shared storage, and
+    no two processes append to or reopen the file at once). A run killed midway resumes from what was
+    written, locally or on Ray.
+
+    Returns:
+        A :class:`ClusterSweep` (``new``: decisions made on the actors).
+
+    Raises:
+        ClusterError: the cluster at ``address`` cannot be reached (the message names it).
+    """
+    from sepsis_sdk.scale import ConcurrencyLimit, RayActorExecutor, connect
+    from sepsis_sdk.sources.icu_sepsis import N_CLINICAL
+    from sepsis_sdk.truth.agent import DecisionCache, observation_item, state_histories
+
+    idx = list(range(N_CLINICAL)) if states is None else list(states)
+    histories = state_histories(idx)  # validates the states
+    cache = DecisionCache(cache_dir, key)
+    todo, seen = [], set()
+    for s, h in zip(idx, histories, strict=True):
+        item = observation_item(h)
+        if item not in cache and item not in seen:
+            seen.add(item)
+            todo.append((item, h, {"state": s}))  # the same record a local sweep writes
+    done, total = len(idx) - len(todo), len(idx)
+    if progress is not None:
+        progress(done, total)
+    owned = connect(address)  # before any work: an unreachable address fails now, naming it
+    limit = ConcurrencyLimit(max_concurrency) if hosted and todo else None
+    ex = RayActorExecutor(replace(build, limit=limit), n_actors=actors, address=address)
+    new, peak = 0, None
+    try:
+        n_actors = len(ex.actors()) if todo else 0
+        size = 2 * max_concurrency  # each actor keeps its threads busy with one chunk
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        for records in ex.map(partial(_decide_chunk, max_concurrency, config), chunks):
+            for rec in records:
+                cache.add(rec)
+            new += len(records)
+            done += len(records)
+            if progress is not None:
+                progress(done, total)
+        if limit is not None:
+            peak = int(limit.stats()["peak"])
+    finally:
+        ex.close()
+        if limit is not None:
+            limit.kill()
+        if owned:
+            import ray
+
+            ray.shutdown()
+    return ClusterSweep(new=new, actors=n_actors, limit=max_concurrency if limit else None, peak=peak)
