@@ -126,3 +126,17 @@ def test_history_mode_on_ray_exits_2_and_says_it_runs_locally(ray_cluster, fake_
     res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert res.exit_code == 2 and "history mode (--monte-carlo) runs locally" in res.output, res.output
     assert not (tmp_path / "mc" / "agent_value.json").exists()
+
+
+def test_a_worker_killed_for_memory_is_a_cluster_error_not_an_internal_error():
+    """Ray reports a task whose worker its memory monitor killed as a task error caused by OutOfMemoryError:
+    that is the cluster's condition (exit 2, named), not an exception of the user's code (exit 1)."""
+    from sepsis_sdk.errors import ClusterError
+    from sepsis_sdk.scale._executor import _unwrap
+
+    oom = ray.exceptions.OutOfMemoryError("1 worker(s) were killed due to the node running low on memory")
+    exc = ray.exceptions.RayTaskError("_Holder.run", "", oom)
+    got = _unwrap(exc, "item 3 on actor 1")
+    assert isinstance(got, ClusterError) and "item 3 on actor 1" in str(got) and "low on memory" in str(got)
+    mine = ValueError("the user's own error")  # still reaches the caller unchanged
+    assert _unwrap(ray.exceptions.RayTaskError("f", "", mine), "task 0") is mine

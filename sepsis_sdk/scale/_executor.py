@@ -36,6 +36,10 @@ def _unwrap(exc: BaseException, what: str) -> BaseException:
     ray = ray_module()
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = getattr(exc, "cause", None)
+        if isinstance(cause, ray.exceptions.RayError) and not isinstance(cause, ray.exceptions.RayTaskError):
+            # Ray's own failure reported as the task's (a worker its memory monitor killed): the cluster's
+            # condition, named as such, not an exception of the user's code
+            return _unwrap(cause, what)
         return cause if isinstance(cause, BaseException) else exc
     if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
         return ClusterError(f"{what}: its worker died and the retries are used up ({exc})")
