@@ -98,7 +98,7 @@ def evaluate_agent(
     are cached under --cache, so a rerun after a crash asks only for the states still missing; the decide mode
     is part of the cache key (generate and loglik decisions never share a line).
 
-    ``--executor ray`` (Markov mode) makes the decisions on Ray actors, each building the same graph and
+    --executor ray (Markov mode) makes the decisions on Ray actors, each building the same graph and
     model once, and then solves exactly as a local run would: same agent_value.json, same cache. With a
     hosted model, --max-concurrency is one bound for the whole cluster. History mode runs locally (exit 2
     with --executor ray). Exit codes: 0 ok; 2 bad input or configuration (also --decide loglik with --graph
