@@ -392,3 +392,15 @@ def test_a_sweep_record_that_the_model_does_not_reproduce_is_not_used(markov_swe
     assert not chk2.used and "options" in chk2.reason and fresh.calls == []
     assert "not used" in chk2.describe()
     assert not seed_from_record(g, tmp_path / "missing.jsonl", cache_dir=tmp_path / "e", key=k2).used
+
+
+def test_an_append_after_another_writers_torn_line_keeps_its_own_line(tmp_path):
+    key = cache_key(model="fake/x", graph_kind="direct", mode="markov")
+    a = DecisionCache(tmp_path, key)
+    a.add({"item": "obs-1", "action": 3})
+    with open(a.path, "ab") as f:  # another process died mid-write, after `a` opened the cache
+        f.write(b'{"item": "obs-2", "act')
+    a.add({"item": "obs-3", "action": 7})
+    b = DecisionCache(tmp_path, key)  # the torn line is skipped; the records on both sides survive
+    assert {k: r["action"] for k, r in b.records.items()} == {"obs-1": 3, "obs-3": 7}
+    assert (a.dir / "decisions.lock").exists()  # opening and appending hold the folder's lock

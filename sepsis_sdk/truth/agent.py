@@ -37,12 +37,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,15 +242,36 @@ class DecisionCache:
         self._lock = threading.Lock()
         self.records: dict[str, dict[str, Any]] = self._load()
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on the cache folder across processes (``flock``; a no-op where it is missing).
+
+        Two sweeps of the same key on one machine may share a cache: one process opening it must not cut
+        off, as torn, the line another is writing. ``flock`` holds on one machine only; across machines
+        the driver should be the only writer (``evaluate-agent --executor ray`` does that).
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.dir / "decisions.lock", "a") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lk, fcntl.LOCK_UN)
+
     def _load(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
-        raw = self.path.read_bytes()
-        end = raw.rfind(b"\n") + 1
-        if end < len(raw):  # a torn last line from a crash mid-write: cut it off
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-            raw = raw[:end]
+        with self._locked():
+            raw = self.path.read_bytes()
+            end = raw.rfind(b"\n") + 1
+            if end < len(raw):  # a torn last line from a crash mid-write: cut it off
+                with open(self.path, "r+b") as f:
+                    f.truncate(end)
+                raw = raw[:end]
         out: dict[str, dict[str, Any]] = {}
         for line in raw.decode("utf-8", errors="replace").splitlines():
             try:
@@ -269,9 +291,15 @@ class DecisionCache:
     def add(self, record: dict[str, Any]) -> None:
         """Append one record (a dict with ``item`` and ``action``) as one line, flushed to disk."""
         line = (json.dumps(record, default=str) + "\n").encode()
-        with self._lock:
-            # One write of a whole line in append mode: a crash leaves either the line or a torn tail.
+        with self._lock, self._locked():
+            # One write of a whole line in append mode: a crash leaves either the line or a torn tail,
+            # and a torn tail left by another process gets its newline first, so it cannot swallow this line.
             with open(self.path, "ab") as f:
+                if f.tell() > 0:
+                    with open(self.path, "rb") as r:
+                        r.seek(-1, os.SEEK_END)
+                        if r.read(1) != b"\n":
+                            line = b"\n" + line
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
