@@ -1,7 +1,7 @@
 """The embedded benchmark behind ``make demo`` / ``sepsis-sdk demo``: one call of the evaluation runner.
 
 ICU-Sepsis episodes, a world model trained on the training split, the baselines, the world-model planner
-and the PSR agent, scored by :func:`~sepsis_sdk.evaluation.runner.run_evaluation`. All local: no keys,
+and the embedded agent, scored by :func:`~sepsis_sdk.evaluation.runner.run_evaluation`. All local: no keys,
 no network.
 
 The report's rows are data: :func:`demo_policies` lists the configured ones (one
@@ -109,17 +109,39 @@ def _planner_hold(world_model: Any, train: Any, quick: bool) -> Any:
     )
 
 
-def _psr_agent(world_model: Any, train: Any, quick: bool) -> Any:
-    from sepsis_sdk.graphs import build_psr_graph
-    from sepsis_sdk.policies.graph_policy import GraphPolicy
+EMBEDDED_AGENT = "local/sepsisagent-135m"
+"""The embedded agent model (SmolLM2-135M + the shipped LoRA adapter, docs/training.md)."""
 
-    # Small search so a 135M CPU model finishes in the budget: 2 candidates, 1 round.
-    return GraphPolicy(
-        lambda: build_psr_graph(
-            "local/smollm2", world_model=world_model, n_candidates=2, max_rounds=1, horizon=3, n_samples=4
-        ),
-        name="psr-smollm2",
-    )
+
+def _embedded_agent(world_model: Any, train: Any, quick: bool) -> Any:
+    """The embedded agent in the direct graph, choosing by its own log-likelihood, as a Markov policy.
+
+    Its exact true value needs one decision per ICU-Sepsis state (713; about 9 min on 2 idle cores), more
+    than the demo's budget. So the sweep record shipped with the adapter (made by the same graph, model
+    and prompts: the cache key checks it) fills the decision cache after ``check`` of its states, drawn
+    at random, are decided again now and all agree; otherwise the row is left out with a note (the
+    full live sweep is one ``sepsis-sdk evaluate-agent`` command). The report says which
+    (``report.meta["embedded_agent"]``).
+    """
+    from sepsis_sdk.graphs import build_direct_graph
+    from sepsis_sdk.llm import cache_root, embedded_agent_path
+    from sepsis_sdk.truth.agent import AgentPolicy, cache_key, seed_from_record
+
+    graph = build_direct_graph(EMBEDDED_AGENT, decide="loglik")
+    options = {"decide": "loglik"}
+    cache = cache_root() / "agent-decisions"
+    key = cache_key(model=EMBEDDED_AGENT, graph_kind=graph.name, options=options, mode="markov")
+    record = embedded_agent_path() / "markov_decisions.jsonl"
+    check = seed_from_record(graph, record, cache_dir=cache, key=key, check=16 if quick else 32)
+    if not check.used:  # a live sweep would take the demo past its budget: leave the row out, say why
+        raise RuntimeError(
+            f"{check.describe()}; the demo leaves it out (the full live sweep: sepsis-sdk evaluate-agent "
+            f"--model {EMBEDDED_AGENT} --decide loglik --markov --out runs/value, about 9 min)"
+        )
+    policy = AgentPolicy(graph, model=EMBEDDED_AGENT, options=options, cache_dir=cache,
+                         name="sepsisagent-135m", max_concurrency=1)  # fmt: skip
+    policy.record_check = check  # type: ignore[attr-defined]
+    return policy
 
 
 DEMO_OBJECT_ROWS: tuple[ObjectRow, ...] = (
@@ -128,9 +150,9 @@ DEMO_OBJECT_ROWS: tuple[ObjectRow, ...] = (
     ObjectRow("planner", _planner, lambda q: PolicyConfig(name="planner", max_patients=40 if q else 100, markov=True)),
     ObjectRow("planner-hold", _planner_hold, lambda q: PolicyConfig(
         name="planner-hold", max_patients=40 if q else 100, markov=True)),
-    ObjectRow("psr-smollm2", _psr_agent, lambda q: PolicyConfig(
-        name="psr-smollm2", max_patients=2 if q else 3, patient_selection="shortest", truth_episodes=0,
-        model_based=False)),
+    # exact truth from one decision per state; OPE and safety on the test histories (the same cache)
+    ObjectRow("sepsisagent-135m", _embedded_agent, lambda q: PolicyConfig(
+        name="sepsisagent-135m", max_patients=40 if q else 100, markov=True, model_based=False)),
 )  # fmt: skip
 
 
@@ -179,9 +201,9 @@ def run_demo_benchmark(
     3. score clinician, random, AI-Clinician tabular, the counting reference (``best-offline``), d3rlpy
        BC/DQN/DoubleDQN/BCQ/CQL, the optimal policy (reference), the world-model planner (two rounds of
        policy improvement over the fitted clinicians, exact on the neighbour model) and its former hold
-       rule on the torch model (on a sample of test patients), and the PSR agent with the default local
-       model (``local/smollm2``) on a few patients — each part is skipped with a note when its
-       dependencies are missing;
+       rule on the torch model (on a sample of test patients), and the embedded agent
+       (``local/sepsisagent-135m``, its exact value from one decision per state) — each part is skipped
+       with a note when its dependencies are missing;
     4. write the report (``results.md``/``.csv``/``.json`` and plots) into ``out_dir/report``.
 
     Reruns resume: finished policies are not recomputed.
@@ -200,6 +222,9 @@ def run_demo_benchmark(
     split = cohort.split(cfg.split.train, cfg.split.validation, cfg.split.test, seed=cfg.split.seed)
     world_model = _train_world_model(split.train, quick, console)
     policies, settings = _object_rows(world_model, split.train, quick, console)
+    check = getattr(policies.get("sepsisagent-135m"), "record_check", None)
+    if check is not None:
+        console.print(f"sepsisagent-135m: {check.describe()}")
     report = run_evaluation(
         cfg,
         policies=policies,
@@ -209,6 +234,8 @@ def run_demo_benchmark(
         progress=progress,
     )
     report.meta["demo_seconds"] = round(time.time() - t0, 1)
+    if check is not None:
+        report.meta["embedded_agent"] = check.describe()
     console.print(f"report written to {cfg.out_dir} in {time.time() - t0:.0f} s")
     return report
 

@@ -193,7 +193,9 @@ def test_peft_adapter_by_query_and_by_folder(tiny_path, tmp_path):
 
     by_query = load_local_model(f"{tiny_path}?adapter={tmp_path / 'adapter'}")
     by_folder = load_local_model(str(tmp_path / "adapter"))
-    assert isinstance(by_query.model, peft.PeftModel) and isinstance(by_folder.model, peft.PeftModel)
+    # folded into the base weights for inference (no LoRA layers left), the same either way
+    assert not isinstance(by_query.model, peft.PeftModel) and not isinstance(by_folder.model, peft.PeftModel)
+    assert not any("lora_" in n for n, _ in by_query.model.named_parameters())
     plain = load_local_model(str(tiny_path))
     import torch
 
@@ -202,6 +204,10 @@ def test_peft_adapter_by_query_and_by_folder(tiny_path, tmp_path):
         logits = [m.model(**enc).logits[0, -1] for m in (plain, by_query, by_folder)]
     assert torch.allclose(logits[1], logits[2])
     assert not torch.allclose(logits[0], logits[1])  # the adapter changes the model
+    unmerged = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(tiny_path),
+                                              tmp_path / "adapter").eval()  # fmt: skip
+    with torch.no_grad():
+        assert torch.allclose(unmerged(**enc).logits[0, -1], logits[1], atol=1e-5)  # merging changes nothing
     from sepsis_sdk.llm._local import GenRequest
 
     expected = by_query.generate([GenRequest(by_query.render(USER), max_new_tokens=12)])[0].text
