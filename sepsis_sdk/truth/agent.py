@@ -170,7 +170,9 @@ def _adapter_digest(adapter: str | None) -> str | None:
 
 def _weighs(f: Path) -> bool:
     """Whether an adapter file can change decisions (weights and adapter configuration)."""
-    return f.name.startswith("adapter_")  # adapter_config.json, adapter_model.safetensors / .bin
+    if f.name == "training_args.bin":  # the trainer's settings, written beside the adapter
+        return False
+    return f.name.startswith("adapter_") or f.suffix in (".safetensors", ".bin", ".pt")
 
 
 def model_name(model: Any) -> str:
