@@ -341,17 +341,20 @@ def run_pipeline(
         "seed": seed,
         "stages": {},
     }
+    trained_now = False
     for stage in stages:
         dest = out / stage
         cfg = cfg_for(stage)
         t0 = time.perf_counter()
-        done = _finished_stage(dest, cfg, plan, stage, adapter)
+        # a stage after one trained in this run is trained too: its saved adapter followed the old one
+        done = None if trained_now else _finished_stage(dest, cfg, plan, stage, adapter)
         if done is not None:  # an interrupted run resumes: this stage's adapter is saved, same settings
             print(f"train {stage}: already trained in {dest} (same settings), kept", file=sys.stderr)
             results[stage] = done
             record["stages"][stage] = done
             adapter = dest
             continue
+        trained_now = True
         if stage == "dynamics":
             data = dynamics_examples(cohort, plan.dynamics_examples, seed=seed)
             t_data = time.perf_counter() - t0
