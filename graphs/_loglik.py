@@ -19,7 +19,6 @@ round: a revision cannot be scored without generating new candidates' text, so t
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from sepsis_sdk.actions import Action, all_actions
@@ -144,24 +143,10 @@ def refine_loglik(state: AgentState, runtime: Runtime[AgentContext[PSROptions]])
     simulated candidates only, and the most likely is committed (never a revision: one round).
     """
     ctx = context_of(runtime)
-    t0 = time.perf_counter()
-    crit = N.critique(state, ctx)
-    crit_dt = time.perf_counter() - t0
     rnd = int(state.get("round", 1))
     # This mode never revises, so the prompt says no rounds are left (as the stage-II transcripts do), even
     # under a context passed at invoke with more rounds; the factory fixes max_rounds=1 to match.
-    rounds_left = 0
-    sim_text = (state.get("simulation") or {}).get("text", "No simulation available.")
-    messages = [
-        _system(ctx, P.SYSTEM),
-        {
-            "role": "user",
-            "content": P.refine_prompt(state["observation"], sim_text, crit["text"], rounds_left),
-        },
-    ]
-    events: list[dict[str, Any]] = [
-        {"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}
-    ]
+    crit, messages, events = N._refine_turn(state, ctx, rounds_left=0)
     actions = [int(c["action"]) for c in state.get("candidates", [])]
     chooser = as_chooser(ctx.model)
     options = refine_options(actions)

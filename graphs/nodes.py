@@ -321,14 +321,16 @@ def critique(state: AgentState, context: Any) -> dict[str, Any]:
     }
 
 
-def refine(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dict[str, Any]:
-    """Critique the simulated outcomes with the judge, then let the model commit or ask to revise."""
-    ctx = context_of(runtime)
+def _refine_turn(
+    state: AgentState, ctx: AgentContext[Any], rounds_left: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What every refine node does before asking the model: the critique and the refine prompt.
+
+    Returns ``(critique, messages, events)``; the events hold the critique's, with its latency.
+    """
     t0 = time.perf_counter()
     crit = critique(state, ctx)
     crit_dt = time.perf_counter() - t0
-    rnd = int(state.get("round", 1))
-    rounds_left = max(0, ctx.options.max_rounds - rnd)
     sim_text = (state.get("simulation") or {}).get("text", "No simulation available.")
     messages = [
         _system(ctx, P.SYSTEM),
@@ -337,9 +339,17 @@ def refine(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dic
             "content": P.refine_prompt(state["observation"], sim_text, crit["text"], rounds_left),
         },
     ]
-    events: list[dict[str, Any]] = [
-        {"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}
-    ]
+    rnd = int(state.get("round", 1))
+    events = [{"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}]
+    return crit, messages, events
+
+
+def refine(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> dict[str, Any]:
+    """Critique the simulated outcomes with the judge, then let the model commit or ask to revise."""
+    ctx = context_of(runtime)
+    rnd = int(state.get("round", 1))
+    rounds_left = max(0, ctx.options.max_rounds - rnd)
+    crit, messages, events = _refine_turn(state, ctx, rounds_left)
     out, usage, errs = call_model(ctx, "refine", lambda: call_structured(ctx.model, messages, RefineDecision),
                                   deadline_at=state.get("deadline_at"))  # fmt: skip
     events += errs

@@ -205,3 +205,28 @@ def test_a_shared_prompt_prefix_is_reused_and_gives_the_same_scores(local):
     before = prefix_stats(local)["reused"]
     score_continuations(local, other, options)
     assert prefix_stats(local)["reused"] == before
+
+
+def test_a_psr_refine_prompt_reuses_its_propose_prompt(local):
+    # Propose and refine of one decision share the system prompt and the patient text; the sweep's family
+    # prompt shares only the system prompt. The refine prompt starts from the propose prompt's cache (the
+    # "last" slot) and still scores exactly as without any reuse.
+    from sepsis_sdk.llm._choice import forget_prefix, prefix_stats
+
+    forget_prefix(local)
+    sys_msg = {"role": "system", "content": "You treat sepsis. Answer in JSON."}
+    patient = "Patient at t=0. MAP 58 mmHg, lactate 4.1 mmol/L, SOFA 9, urine output low, heart rate 121."
+    family = local.render([sys_msg, {"role": "user", "content": "Another patient entirely. Decide."}])
+    propose = local.render([sys_msg, {"role": "user", "content": P.propose_prompt(patient, 3)}])
+    refine = local.render([sys_msg, {"role": "user", "content": P.refine_prompt(patient, "A. sim", "ok", 0)}])
+    options = action_options()
+    for prompt in (family, propose):
+        score_continuations(local, prompt, options)
+    before = prefix_stats(local)["reused"]
+    got = score_continuations(local, refine, options[:3])
+    reused = prefix_stats(local)["reused"] - before
+    both = len(
+        local.tokenizer(refine[: refine.index(patient) + len(patient)], add_special_tokens=False)["input_ids"]
+    )
+    assert reused >= both - 2  # system prompt and patient text, not only the system prompt
+    assert got == pytest.approx([slow_loglik(local, refine, o) for o in options[:3]], abs=1e-4)

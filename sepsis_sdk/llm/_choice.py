@@ -85,10 +85,12 @@ def score_continuations(
         options: the candidate continuations (each at least one token).
         method: ``"prefix"`` (prompt once, KV cache reused by a batch of continuations) or ``"batch"``
             (one padded pass over the full sequences).
-        reuse_prefix: with ``"prefix"``, start from the stored KV cache of an earlier prompt on this model
-            (the last one that shared fewer than ``MIN_REUSE`` tokens with its predecessor) and run only
-            the tokens after the part both share (a sweep's prompts share the system prompt and the
-            patient header); the scores are the same. After changing the weights in place, call
+        reuse_prefix: with ``"prefix"``, start from a stored KV cache of an earlier prompt on this model
+            and run only the tokens after the part both share; the scores are the same. Two are kept:
+            the *family* prompt (the last one that shared fewer than ``MIN_REUSE`` tokens with every
+            stored one: a sweep's prompts share its system prompt and patient header) and the *last*
+            prompt (a PSR decision's refine prompt repeats its propose prompt's system prompt and patient
+            text); the longer shared part wins. After changing the weights in place, call
             :func:`forget_prefix`.
 
     Returns:
@@ -146,9 +148,10 @@ def _forward_params(model: Any) -> Any:
     return inspect.signature(base.forward).parameters
 
 
-# One stored prompt KV cache per loaded model, so the next prompt runs only the tokens after the part they
-# share (the system prompt and the patient header are the same for every decision of a sweep).
-_PREFIXES: weakref.WeakKeyDictionary[Any, tuple[list[int], Any]] = weakref.WeakKeyDictionary()
+# Stored prompt KV caches per loaded model ("family" and "last", see score_continuations), so the next
+# prompt runs only the tokens after the part it shares with one of them. Measured on the PSR graph
+# (benchmarks/bench_llm_choice.py --psr): the refine prompt reuses its propose prompt's ~415 tokens.
+_PREFIXES: weakref.WeakKeyDictionary[Any, dict[str, tuple[list[int], Any]]] = weakref.WeakKeyDictionary()
 MIN_REUSE = 16  # shared tokens worth a cache copy
 
 
@@ -199,8 +202,12 @@ def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]], reuse: b
     # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns): use what it takes.
     cache_kw = "cache" if "cache" in params else "past_key_values"
     keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # the prompt's last position only
-    stored = _PREFIXES.get(local) if reuse else None
-    shared = min(_common(stored[0], p_ids), len(p_ids) - 1) if stored is not None else 0
+    slots = _PREFIXES.get(local) if reuse else None
+    stored, shared = None, 0
+    for entry in (slots or {}).values():  # the stored prompt sharing the longest start with this one
+        n = min(_common(entry[0], p_ids), len(p_ids) - 1)
+        if n > shared:
+            stored, shared = entry, n
     if stored is not None and shared >= MIN_REUSE:
         past = copy.deepcopy(stored[1])
         extra = past.get_seq_length() - shared
@@ -213,8 +220,12 @@ def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]], reuse: b
         out = local.model(input_ids=torch.tensor([p_ids], device=local.device), use_cache=True, **keep)
     _count(local, len(p_ids) - shared, shared)
     cache = out[cache_kw] if cache_kw in out else out["past_key_values"]
-    if reuse and shared == 0:  # a new prompt family (or the first prompt): remember it
-        _PREFIXES[local] = (list(p_ids), copy.deepcopy(cache))
+    if reuse:  # this prompt is the new "last"; one sharing too little with every stored one starts a family
+        entry = (list(p_ids), copy.deepcopy(cache))
+        slots = _PREFIXES.setdefault(local, {})
+        slots["last"] = entry
+        if shared == 0 or "family" not in slots:
+            slots["family"] = entry
     first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
     scores = [float(first[c[0]].item()) for c in c_ids]
     rows, which = _rows(c_ids)
