@@ -16,6 +16,13 @@ Usage::
         # the PSR graph: decide="loglik" on 10 states vs generation on 3 of them, interleaved, with the
         # world model of the agent sweep (NeighbourWorldModel k=1 + closed-loop values, horizon 3, 4 samples);
         # time per node (model, simulate, critique) so the sweep's cost can be split
+    python benchmarks/bench_llm_choice.py --psr --baseline one-prefix --model local/sepsisagent-135m --states 12 \
+        --generate-states 12 --episodes 20000 --out benchmarks/results/llm_choice_psr_prefix.json
+        # the same loglik PSR graph with the prompt cache as before (one stored "family" prompt) vs now (also
+        # the last prompt, so refine reuses its propose prompt's start), interleaved per state
+    python benchmarks/bench_llm_choice.py --psr --report values --baseline full-report --model local/sepsisagent-135m \
+        --states 12 --generate-states 12 --episodes 20000 --out benchmarks/results/llm_choice_psr_report.json
+        # simulation_report="values" (no key-feature paths in the refine prompt) vs "full", interleaved
 
 Prints one line per state and a summary; writes the JSON with ``--out``.
 """
@@ -23,12 +30,14 @@ Prints one line per state and a summary; writes the JSON with ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 
 def main() -> None:
@@ -41,7 +50,13 @@ def main() -> None:
     ap.add_argument("--sweep", default=None, metavar="CACHE_DIR",
                     help="instead: the exact Markov sweep of the loglik graph on all 713 states")  # fmt: skip
     ap.add_argument("--psr", action="store_true", help="instead: the PSR graph, loglik vs generate")
-    ap.add_argument("--generate-states", type=int, default=3, help="--psr: states also run with generation")
+    ap.add_argument("--generate-states", type=int, default=3, help="--psr: states also run with the baseline")
+    ap.add_argument("--report", default="full", choices=("full", "values"),
+                    help="--psr: the loglik graph's simulation_report (the prompt's simulation text)")  # fmt: skip
+    ap.add_argument("--baseline", default="generate", choices=("generate", "one-prefix", "full-report"),
+                    help="--psr: compare loglik with generation, or with loglik keeping one stored prompt "
+                         "cache (the family prompt only, as before the last-prompt slot), or with loglik "
+                         "on the full simulation report (for --report values)")  # fmt: skip
     ap.add_argument("--world-model", default="neighbour", choices=("neighbour", "fake"),
                     help="--psr: NeighbourWorldModel fitted on --episodes ICU-Sepsis stays, or FakeWorldModel")  # fmt: skip
     ap.add_argument("--episodes", type=int, default=2000, help="--psr: cohort size for the neighbour model")
@@ -239,10 +254,21 @@ def psr(args: argparse.Namespace) -> None:
     kw = dict(world_model=wm, continuation=cont, n_candidates=3, horizon=3, n_samples=4, seed=0,
               fallback=HoldSafePolicy())  # fmt: skip
     gen = build_psr_graph(chat, **kw)
-    ll = build_psr_graph(chat, decide="loglik", **kw)
+    ll = build_psr_graph(chat, decide="loglik", simulation_report=args.report, **kw)
+    full = build_psr_graph(chat, decide="loglik", **kw) if args.baseline == "full-report" else None
     states = [int(s) for s in np.linspace(0, N_CLINICAL - 1, args.states).round()]
     step = max(1, len(states) // max(1, args.generate_states))
     gen_at = set(states[::step][: args.generate_states])
+    base = args.baseline.replace("-", "_")
+
+    def run_base(h):
+        if args.baseline == "generate":
+            return gen.invoke({"history": h}, {"recursion_limit": 100})
+        if full is not None:
+            return full.invoke({"history": h}, {"recursion_limit": 100})
+        with _one_prefix_slot():
+            return ll.invoke({"history": h}, {"recursion_limit": 100})
+
     histories = state_histories(states)
     ll.invoke({"history": state_histories([1])[0]})  # warm-up (first forward passes, the world model)
 
@@ -255,12 +281,12 @@ def psr(args: argparse.Namespace) -> None:
                "loglik_candidates": [c["action"] for c in a["candidates"]]}  # fmt: skip
         if s in gen_at:
             t = time.perf_counter()
-            b = gen.invoke({"history": h}, {"recursion_limit": 100})
-            row.update(generate_s=time.perf_counter() - t, generate_nodes=_node_seconds(b),
-                       generate={k: b["final"][k] for k in ("action", "proposed", "source", "rounds")},
-                       generate_candidates=[c["action"] for c in b.get("candidates") or []])  # fmt: skip
+            b = run_base(h)
+            row.update({f"{base}_s": time.perf_counter() - t, f"{base}_nodes": _node_seconds(b),
+                        base: {k: b["final"].get(k) for k in ("action", "proposed", "source", "rounds")},
+                        f"{base}_candidates": [c["action"] for c in b.get("candidates") or []]})  # fmt: skip
         rows.append(row)
-        gen_txt = f"; generate {row['generate_s']:6.1f} s -> {row['generate']}" if "generate_s" in row else ""
+        gen_txt = f"; {base} {row[f'{base}_s']:6.1f} s -> {row[base]}" if f"{base}_s" in row else ""
         print(f"state {s:3d}: loglik {row['loglik_s']:5.1f} s {row['loglik_nodes']} -> {row['loglik']}{gen_txt}",
               flush=True)  # fmt: skip
 
@@ -284,15 +310,13 @@ def psr(args: argparse.Namespace) -> None:
            "continuation": cont is not None, "settings": {"n_candidates": 3, "horizon": 3, "n_samples": 4},
            "fit_s": fit_s, "load_s": load_s, "torch_threads": torch.get_num_threads(),
            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
-           "loglik": stats("loglik"), "generate": stats("generate")}  # fmt: skip
-    both = [r for r in rows if "generate_s" in r]
+           "baseline": base, "report": args.report, "loglik": stats("loglik"), base: stats(base)}  # fmt: skip
+    both = [r for r in rows if f"{base}_s" in r]
     if both:
-        out["ratio_decisions_per_min"] = (
-            out["loglik"]["decisions_per_min"] / out["generate"]["decisions_per_min"]
-        )
-        # The same states only: generate vs loglik seconds in total.
-        out["ratio_same_states"] = sum(r["generate_s"] for r in both) / sum(r["loglik_s"] for r in both)
-        out["same_final_action"] = sum(r["loglik"]["action"] == r["generate"]["action"] for r in both)
+        out["ratio_decisions_per_min"] = out["loglik"]["decisions_per_min"] / out[base]["decisions_per_min"]
+        # The same states only: baseline vs loglik seconds in total.
+        out["ratio_same_states"] = sum(r[f"{base}_s"] for r in both) / sum(r["loglik_s"] for r in both)
+        out["same_final_action"] = sum(r["loglik"]["action"] == r[base]["action"] for r in both)
     out["prefix_tokens"] = prefix_stats(local)
     out["rows"] = rows
     print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
@@ -300,6 +324,27 @@ def psr(args: argparse.Namespace) -> None:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
             f.write("\n")
+
+
+@contextlib.contextmanager
+def _one_prefix_slot() -> Iterator[None]:
+    """Within it, log-likelihood scoring sees only the stored "family" prompt cache (the code before the
+    last-prompt slot): the "last" slot is dropped before every scoring call."""
+    from sepsis_sdk.llm import _choice
+
+    orig = _choice._score_prefix
+
+    def score(local, p_ids, c_ids, reuse=True):
+        slots = _choice._PREFIXES.get(local)
+        if slots is not None:
+            slots.pop("last", None)
+        return orig(local, p_ids, c_ids, reuse)
+
+    _choice._score_prefix = score
+    try:
+        yield
+    finally:
+        _choice._score_prefix = orig
 
 
 if __name__ == "__main__":

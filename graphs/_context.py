@@ -28,6 +28,7 @@ from sepsis_sdk.tools import ToolContext, ToolRegistry, as_registry, protocol_to
 from sepsis_sdk.types import PatientHistory
 from sepsis_sdk.world_model import WorldModel
 
+SIMULATION_REPORTS = ("full", "values")  # PSROptions.simulation_report
 PROTOCOL_RESERVED = ("simulation", "prescription", "simulate")  # never offered as extras beside the protocol
 
 
@@ -96,16 +97,25 @@ class PSROptions(SimulationOptions):
     Attributes:
         n_candidates: K, candidates proposed (and simulated) per round, 1-8.
         max_rounds: rounds before the model must commit.
+        simulation_report: what the refine prompt shows of the simulation: ``"full"`` (the ``simulate``
+            tool's text: outcomes, values and each candidate's key-feature paths) or ``"values"`` (the
+            same without the paths: the refine prompt is ~450 tokens shorter for 3 candidates, so a small
+            local model decides faster; the trace's simulation data keep the paths either way).
     """
 
     n_candidates: int = 3
     max_rounds: int = 3
+    simulation_report: str = "full"
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_candidates <= 8 or self.max_rounds < 1 or self.horizon < 1:
             raise UserError(
                 f"need 1 <= n_candidates <= 8, max_rounds >= 1, horizon >= 1; got {self.n_candidates}, "
                 f"{self.max_rounds}, {self.horizon}"
+            )
+        if self.simulation_report not in SIMULATION_REPORTS:
+            raise UserError(
+                f"simulation_report must be one of {SIMULATION_REPORTS}, got {self.simulation_report!r}"
             )
         super().__post_init__()
 

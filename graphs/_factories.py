@@ -71,6 +71,7 @@ def build_psr_graph(
     deadline_s: float | None = None,
     options: PSROptions | None = None,
     decide: str = "generate",
+    simulation_report: str | None = None,
     name: str | None = None,
 ) -> Any:
     """Propose–simulate–refine: observe → propose → simulate → refine (→ propose …) → guard → prescribe.
@@ -112,13 +113,17 @@ def build_psr_graph(
             no rounds are left (a revision would need new candidates' text, which only generation
             writes); an explicit ``max_rounds`` above 1 is a :class:`~sepsis_sdk.errors.UserError` rather
             than silently ignored. A hosted model fails here, at build.
+        simulation_report: what the refine prompt shows of the simulation (default ``"full"``: the
+            ``simulate`` tool's text; ``"values"``: without the key-feature paths, a shorter prompt for
+            small local models). See :class:`PSROptions`.
         name: the graph's name (default ``"psr"``, ``"psr_loglik"`` with ``decide="loglik"``).
 
     Returns:
         A compiled LangGraph graph; ``graph.invoke({"history": history})["final"]`` is the prescription.
 
     Raises:
-        UserError: an unknown ``decide``; ``decide="loglik"`` with a hosted model or ``max_rounds > 1``.
+        UserError: an unknown ``decide`` or ``simulation_report``; ``decide="loglik"`` with a hosted model
+            or ``max_rounds > 1``.
     """
     from sepsis_sdk.graphs import _loglik
 
@@ -134,7 +139,8 @@ def build_psr_graph(
     name = name or ("psr" if decide == "generate" else "psr_loglik")
     opts = _options(PSROptions, options, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
                     n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
-                    system_prompt=system_prompt, deadline_s=deadline_s)  # fmt: skip
+                    system_prompt=system_prompt, deadline_s=deadline_s,
+                    simulation_report=simulation_report)  # fmt: skip
     ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
                               fallback=fallback, safety=safety, options=opts, graph=name,
                               continuation=continuation)  # fmt: skip

@@ -263,6 +263,9 @@ def simulate(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> d
         return {"simulation": {"error": res.error, "text": res.content}, "events": [ev]}
     sim = dict(res.data) if isinstance(res.data, dict) else {"data": res.data}
     sim["text"] = res.content
+    short = getattr(ctx.options, "simulation_report", "full") == "values"
+    if short and callable(getattr(res.value, "to_text", None)):  # the built-in tool's report, without paths
+        sim["text"] = res.value.to_text(paths=False)
     ev = {"node": "simulate", "type": "simulation", "round": rnd, "latency_s": dt, "report": res.data}
     return {"simulation": sim, "events": [ev]}
 

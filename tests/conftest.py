@@ -18,3 +18,19 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs and no dashboard, started once and shared by every Ray test of the session.
+
+    A module whose functions must reach the workers registers itself for pickling by value in its own
+    ``ray_cluster`` fixture (under ``--import-mode=importlib`` the workers cannot import it by name).
+    """
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sepsis-sdk-tests")
+    yield ray
+    if started:
+        ray.shutdown()

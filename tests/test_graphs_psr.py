@@ -86,6 +86,28 @@ def test_node_order_and_prescription(wm):
     assert "World-model simulation" in refine_prompt and refine_prompt.count("score ") == 3
 
 
+def test_simulation_report_values_drops_the_paths_from_the_prompt_only(wm):
+    from sepsis_sdk.errors import UserError
+
+    prompts, data = {}, {}
+    for report in ("full", "values"):
+        model = ScriptedChatModel([proposals((2, 0), (3, 1), (1, 2)), commit(3, 1)])
+        g = build_psr_graph(model, world_model=wm, n_candidates=3, horizon=6, simulation_report=report)
+        state = g.invoke({"history": make_history()})
+        prompts[report], data[report] = model.calls[1].last_user_text, state["simulation"]
+        assert state["final"]["action"] == 16
+    # the paths ("MAP ... -> ...") are gone from the prompt; the outcome lines and the critique stay
+    assert "meanbp" in prompts["full"] and " -> " in prompts["full"]
+    assert " -> " not in prompts["values"] and prompts["values"].count("P(death within 24 h)") == 3
+    assert prompts["values"].count("score ") == 3 and len(prompts["values"]) < len(prompts["full"])
+    # the trace keeps the full simulation either way
+    assert [len(c["paths"]) for c in data["values"]["candidates"]] == [
+        len(c["paths"]) for c in data["full"]["candidates"]
+    ]
+    with pytest.raises(UserError, match="simulation_report"):
+        build_psr_graph(ScriptedChatModel([]), world_model=wm, simulation_report="short")
+
+
 def test_revise_loops_back_and_commit_is_forced_at_max_rounds(wm):
     revise = RefineDecision(decision="revise", fluid=0, vaso=0, rationale="all look poor")
     model = ScriptedChatModel([proposals((0, 0)), revise, proposals((4, 4), (2, 2)), revise])

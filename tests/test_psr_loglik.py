@@ -286,3 +286,19 @@ def test_refine_prompt_says_no_rounds_left_even_under_a_context_with_more_rounds
     out = g.invoke({"history": state_histories([9])[0]}, context=ctx)
     assert out["final"]["rounds"] == 1 and len(chooser.asked) == 2
     assert "No rounds are left" in chooser.asked[1][0][1]["content"]
+
+
+def test_cli_simulation_report_values_is_in_the_key_and_psr_only(tiny, tmp_path):
+    path, _ = tiny
+    model = f"local/{path}"
+    res = _evaluate(tmp_path, "--graph", "psr", "--model", model, "--decide", "loglik", "--simulation-report",
+                    "values", "--out", str(tmp_path / "v"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "v" / "agent_value.json").read_text())
+    assert data["key"]["options"]["simulation_report"] == "values" and data["new_decisions"] == 2
+    res = _evaluate(
+        tmp_path, "--graph", "direct", "--simulation-report", "values", "--out", str(tmp_path / "o")
+    )
+    assert res.exit_code == 2 and "--graph psr only" in res.output and "Traceback" not in res.output
+    res = _evaluate(tmp_path, "--graph", "psr", "--simulation-report", "short", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "simulation_report" in res.output

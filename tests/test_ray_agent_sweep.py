@@ -21,16 +21,11 @@ ray = pytest.importorskip("ray")
 from sepsis_sdk.testing import FunctionChatModel  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray with 2 CPUs and no dashboard, shared by every Ray test of the session."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sepsis-sdk-tests")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray
-    if started:
-        ray.shutdown()
+@pytest.fixture(scope="module")
+def ray_cluster(local_ray):
+    """The session's local Ray (tests/conftest.py), with this module's functions pickled by value."""
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return local_ray
 
 
 def _reply(messages, tools):

@@ -19,16 +19,11 @@ from sepsis_sdk.microbench._distributed import run_benchmark_ray  # noqa: E402
 from sepsis_sdk.scale import ConcurrencyLimit, RayExecutor  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray with 2 CPUs and no dashboard (the same session cluster as tests/test_ray_executor.py)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sepsis-sdk-tests")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray
-    if started:
-        ray.shutdown()
+@pytest.fixture(scope="module")
+def ray_cluster(local_ray):
+    """The session's local Ray (tests/conftest.py), with this module's functions pickled by value."""
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return local_ray
 
 
 def _task(i: int) -> BenchTask:

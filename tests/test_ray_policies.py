@@ -83,17 +83,6 @@ def mods(tmp_path, monkeypatch):
     sys.modules.pop("fanout_test_policies", None)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sepsis-sdk-tests")
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 def _config(out: Path, *configured: PolicyConfig) -> EvaluationConfig:
     return EvaluationConfig(
         out_dir=str(out), cohort=CohortConfig(n_episodes=200, seed=3), policies=configured,
@@ -232,10 +221,10 @@ def test_process_pool_policy_tasks_equal_serial(tmp_path, mods, serial_run):
 
 # ---------------------------------------------------------------------------------------------- Ray
 @pytest.mark.slow
-def test_policies_fan_out_on_ray_with_the_serial_results(ray_local, tmp_path, mods, serial_run):
+def test_policies_fan_out_on_ray_with_the_serial_results(local_ray, tmp_path, mods, serial_run):
     from sepsis_sdk.scale import RayExecutor
 
-    ray_local.cloudpickle.register_pickle_by_value(mods)
+    local_ray.cloudpickle.register_pickle_by_value(mods)
     out, ref, ref_seen = serial_run
     with RayExecutor() as ex:  # 5 policies >= 2 CPUs: "auto" gives one task per policy
         rep, seen = _run(tmp_path / "ray", _objects(mods), ex)
@@ -249,10 +238,10 @@ def test_policies_fan_out_on_ray_with_the_serial_results(ray_local, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_a_policy_that_cannot_be_shipped_is_scored_here_with_a_warning(ray_local, tmp_path, mods, serial_run):
+def test_a_policy_that_cannot_be_shipped_is_scored_here_with_a_warning(local_ray, tmp_path, mods, serial_run):
     from sepsis_sdk.scale import RayExecutor
 
-    ray_local.cloudpickle.register_pickle_by_value(mods)
+    local_ray.cloudpickle.register_pickle_by_value(mods)
     out, ref, _ = serial_run
     pols = _objects(mods)
     pols["stay-3"].lock = threading.Lock()  # cannot be pickled
@@ -264,7 +253,7 @@ def test_a_policy_that_cannot_be_shipped_is_scored_here_with_a_warning(ray_local
 
 
 @pytest.mark.slow
-def test_a_build_failing_on_a_worker_names_the_policy(ray_local, tmp_path, mods):
+def test_a_build_failing_on_a_worker_names_the_policy(local_ray, tmp_path, mods):
     from sepsis_sdk.scale import RayExecutor
 
     bad = (PolicyConfig(name="random"), PolicyConfig(name="mystery", kind="no_such_baseline"))
@@ -280,12 +269,12 @@ def test_a_build_failing_on_a_worker_names_the_policy(ray_local, tmp_path, mods)
 
 
 @pytest.mark.slow
-def test_a_killed_worker_reruns_its_policy_and_loses_nothing(ray_local, tmp_path, mods, serial_run):
+def test_a_killed_worker_reruns_its_policy_and_loses_nothing(local_ray, tmp_path, mods, serial_run):
     import os
 
     from sepsis_sdk.scale import RayExecutor
 
-    ray_local.cloudpickle.register_pickle_by_value(mods)
+    local_ray.cloudpickle.register_pickle_by_value(mods)
     out, ref, _ = serial_run
     (tmp_path / "marks").mkdir()
     pols = _objects(mods)
@@ -298,10 +287,10 @@ def test_a_killed_worker_reruns_its_policy_and_loses_nothing(ray_local, tmp_path
 
 
 @pytest.mark.slow
-def test_a_run_resumes_across_modes_without_redoing_saved_chunks(ray_local, tmp_path, mods):
+def test_a_run_resumes_across_modes_without_redoing_saved_chunks(local_ray, tmp_path, mods):
     from sepsis_sdk.scale import RayExecutor
 
-    ray_local.cloudpickle.register_pickle_by_value(mods)
+    local_ray.cloudpickle.register_pickle_by_value(mods)
     for d in ("fresh", "resumed"):
         (tmp_path / d).mkdir()
     cut = tmp_path / "cut"

@@ -142,8 +142,14 @@ class SimulationReport(_AsDictAlias):
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
-    def to_text(self) -> str:
-        """Compact rendering for a prompt: one block per candidate."""
+    def to_text(self, *, paths: bool = True) -> str:
+        """Compact rendering for a prompt: one block per candidate.
+
+        Args:
+            paths: also each candidate's key-feature paths (start -> end of the horizon). ``False`` keeps
+                the outcome and value line only, about 40 % of the tokens of three candidates' report
+                (``PSROptions.simulation_report="values"``).
+        """
         hours = 4 * self.horizon
         lines = [
             f"World-model simulation: each candidate held for {self.horizon} steps ({hours} h), "
@@ -171,7 +177,7 @@ class SimulationReport(_AsDictAlias):
                 + value
             )
             parts = []
-            for p in c.paths:
+            for p in c.paths if paths else ():
                 end = next((k for k in range(len(p.mean) - 1, -1, -1) if p.mean[k] == p.mean[k]), None)
                 if end is None:
                     parts.append(f"{p.role}: all samples ended")

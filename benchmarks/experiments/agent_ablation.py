@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--model", default="local/smollm2")
     ap.add_argument("--adapter", default=None, help="a PEFT adapter folder")
     ap.add_argument("--graph", default="direct", choices=("direct", "psr"))
+    ap.add_argument("--simulation-report", default="full", choices=("full", "values"),
+                    help="psr: the refine prompt's simulation text (values: without key-feature paths)")  # fmt: skip
     ap.add_argument("--episodes", type=int, default=20000, help="cohort for the world model / teacher")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher", default=None, help="teacher table (.npy, 713 actions) for agreement")
@@ -54,9 +56,12 @@ def main() -> None:
         wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
         cont = fit_continuation(cohort, seed=args.seed)
         graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik", n_candidates=3,
-                                horizon=3, n_samples=4, seed=args.seed)  # fmt: skip
+                                horizon=3, n_samples=4, seed=args.seed,
+                                simulation_report=args.simulation_report)  # fmt: skip
         options = {"decide": "loglik", "n_candidates": 3, "horizon": 3, "n_samples": 4, "seed": args.seed,
                    "world_model": f"neighbour-k1-icu{args.episodes}-s{args.seed}"}  # fmt: skip
+        if args.simulation_report != "full":  # the default is left out: earlier sweeps' keys stay valid
+            options["simulation_report"] = args.simulation_report
     t_fit = time.perf_counter() - t0
     states = None if args.states is None else range(args.states)
     done = [0]
@@ -73,6 +78,7 @@ def main() -> None:
     t_sweep = time.perf_counter() - t1
     acts = res.actions
     rec = {"label": args.label, "model": args.model, "adapter": args.adapter, "graph": args.graph,
+           "simulation_report": args.simulation_report if args.graph == "psr" else None,
            "decide": "loglik", "episodes": args.episodes, "seed": args.seed, **res.to_dict(),
            "fit_s": round(t_fit, 1), "sweep_s": round(t_sweep, 1)}  # fmt: skip
     if res.n_states == 713:

@@ -80,6 +80,10 @@ DECIDE_HELP = (
     "generate: the model writes JSON replies; loglik: the model's own log-likelihood picks among the answer "
     "openings (direct and psr graphs, local/ models only; psr then runs one round)"
 )
+REPORT_HELP = (
+    "psr graph: what the refine prompt shows of the simulation; full (outcomes, values, key-feature paths) "
+    "or values (no paths: a prompt ~450 tokens shorter, faster for small local models)"
+)
 
 EXIT_FALLBACK = 3
 """``recommend --strict`` exits with this code when the fallback acted instead of the model (the
@@ -99,12 +103,14 @@ def build_graph(
     seed: int,
     deadline_s: float | None = None,
     decide: str = "generate",
+    simulation_report: str = "full",
 ) -> Any:
     """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``).
 
     ``decide`` is ``"generate"`` or ``"loglik"`` (direct and PSR graphs, in-process ``local/`` models only:
     the model's log-likelihood chooses among fixed answer openings); ``max_rounds`` ``None`` is the graph's
-    default (3 rounds, 1 with ``loglik``).
+    default (3 rounds, 1 with ``loglik``). ``simulation_report`` is the PSR graph's (``"full"`` or
+    ``"values"``, see :class:`~sepsis_sdk.graphs.PSROptions`).
 
     Raises:
         UserError: an unknown graph or decide mode, ``loglik`` with the tool-calling graph or a hosted model.
@@ -126,6 +132,8 @@ def build_graph(
             f"--decide loglik needs an in-process model (--model local/...), got {name!r}: a hosted chat API "
             "does not return the log-likelihood of arbitrary answers"
         )
+    if simulation_report != "full" and graph != "psr":
+        raise UserError(f"--simulation-report applies to --graph psr only, got --graph {graph}")
     if graph == "psr":
         return build_psr_graph(
             model,
@@ -136,6 +144,7 @@ def build_graph(
             seed=seed,
             deadline_s=deadline_s,
             decide=decide,
+            simulation_report=simulation_report,
         )
     if graph == "direct":
         return build_direct_graph(model, world_model=wm, deadline_s=deadline_s, decide=decide)
@@ -283,6 +292,7 @@ def recommend(
         300.0, "--deadline", min=0.001, help="seconds the whole decision may take; then the fallback acts"
     ),
     decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
+    simulation_report: str = typer.Option("full", "--simulation-report", help=REPORT_HELP),
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -307,7 +317,8 @@ def recommend(
     wm = _load_world_model(world_model, history)
     chat = _model(model, api_base, api_key, temperature)
     g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
-                    seed=seed, deadline_s=deadline, decide=decide)  # fmt: skip
+                    seed=seed, deadline_s=deadline, decide=decide,
+                    simulation_report=simulation_report)  # fmt: skip
     with console.status(esc(f"{graph} agent with {model} is deciding...")):
         state = g.invoke({"history": history}, {"recursion_limit": 100})
     tr = build_trace(state)
