@@ -33,7 +33,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher", default=None, help="teacher table (.npy, 713 actions) for agreement")
     ap.add_argument("--cache", default="runs/agent-cache", help="decision cache root (resumable)")
-    ap.add_argument("--states", type=int, default=None, help="sweep only the first N states (pilot)")
+    ap.add_argument("--states", default=None,
+                    help="sweep only these states, e.g. 0-99 or 408-712 (a pilot, or one of several processes "
+                         "filling one cache; a last run without it then reads them all)")  # fmt: skip
     ap.add_argument("--out", required=True, help="JSON lines file; one record is appended")
     args = ap.parse_args()
 
@@ -63,7 +65,9 @@ def main() -> None:
         if args.simulation_report != "full":  # the default is left out: earlier sweeps' keys stay valid
             options["simulation_report"] = args.simulation_report
     t_fit = time.perf_counter() - t0
-    states = None if args.states is None else range(args.states)
+    from sepsis_sdk.cli.agent_eval import parse_states
+
+    states = parse_states(args.states)
     done = [0]
 
     def progress(n: int, total: int) -> None:

@@ -206,8 +206,8 @@ def _score_prefix(local: Any, p_ids: list[int], c_ids: list[list[int]], reuse: b
     stored, shared = None, 0
     for entry in (slots or {}).values():  # the stored prompt sharing the longest start with this one
         n = min(_common(entry[0], p_ids), len(p_ids) - 1)
-        if n > shared:
-            stored, shared = entry, n
+        if n > shared or (n == shared and stored is not None and len(entry[0]) < len(stored[0])):
+            stored, shared = entry, n  # on a tie the shorter one: less cache to copy and crop
     if stored is not None and shared >= MIN_REUSE:
         past = copy.deepcopy(stored[1])
         extra = past.get_seq_length() - shared
