@@ -55,7 +55,7 @@ def test_the_shipped_adapter_is_small_and_portable():
     card = (path / "MODEL_CARD.md").read_text()
     assert "not for clinical use" in card.lower() and "sepsis-sdk train llm --recipe sepsisagent-135m" in card
     run = json.loads((path / "training.json").read_text())
-    assert set(run["stages"]) == {"dynamics", "psr", "rl"}
+    assert set(run["stages"]) == {"dynamics", "psr", "rl"} and run["base"] == "smollm2"
 
 
 def test_the_shipped_sweep_record_matches_the_shipped_adapter_and_prompts():
@@ -122,9 +122,11 @@ def test_export_adapter_writes_a_portable_float16_copy(tmp_path):
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))  # fmt: skip
     run = tmp_path / "run"
     model.save_pretrained(run / "rl")
-    (run / "run.json").write_text(json.dumps({"stages": {"rl": {}}}))
+    (run / "run.json").write_text(json.dumps({"base": str(base), "stages": {"rl": {}}}))
     info = export_adapter(run / "rl", tmp_path / "ship", base="smollm2")
     assert info["files"] == ["adapter_config.json", "adapter_model.safetensors", "training.json"]
+    shipped = json.loads((tmp_path / "ship" / "training.json").read_text())
+    assert shipped == {"base": "smollm2", "stages": {"rl": {}}}  # the alias, not this machine's folder
     w = load_file(str(tmp_path / "ship" / "adapter_model.safetensors"))
     assert all(t.dtype == torch.float16 for t in w.values()) and info["parameters"] > 0
     assert (

@@ -404,7 +404,6 @@ def export_adapter(
     Returns:
         ``{"files": [...], "bytes": total size, "parameters": LoRA parameter count}``.
     """
-    import shutil
 
     require("safetensors", "training")  # a clear error when the extra is missing
     torch = require("torch", "training")
@@ -425,7 +424,10 @@ def export_adapter(
     save_file(tensors, str(dest / "adapter_model.safetensors"), metadata={"format": "pt"})
     run = src.parent / "run.json"
     if run.is_file():
-        shutil.copyfile(run, dest / "training.json")
+        record = json.loads(run.read_text())
+        if isinstance(record, dict) and "base" in record:
+            record["base"] = base  # the alias: the folder it was trained from is that machine's own path
+        (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     files = sorted(p.name for p in dest.iterdir() if p.is_file())
     return {
         "files": files,
