@@ -147,7 +147,8 @@ class SimulationReport(_AsDictAlias):
 
         Args:
             paths: also each candidate's key-feature paths (start -> end of the horizon). ``False`` keeps
-                the outcome and value line only, about 40 % of the tokens of three candidates' report
+                the header and each candidate's outcome and value line only: for three candidates about
+                half the tokens (measured on ICU-Sepsis with SmolLM2's tokenizer: 398 of 855)
                 (``PSROptions.simulation_report="values"``).
         """
         hours = 4 * self.horizon
