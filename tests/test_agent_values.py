@@ -50,6 +50,29 @@ def test_simulate_reports_value_interval_support_and_advantage(setup):
     )
 
 
+def test_the_report_names_the_best_supported_candidate():
+    from sepsis_sdk.tools import CandidateOutcome, SimulationReport
+
+    def cand(a, value, support):
+        return CandidateOutcome(action=a, p_death=0.1, p_discharge=0.2, support=support, uncertainty=0.0,
+                                value=value, value_lower=value - 0.01, value_upper=value + 0.01, advantage=0.0)  # fmt: skip
+
+    rep = SimulationReport("p", 3, 4, [cand(0, 0.80, 0.9), cand(5, 0.95, 0.2), cand(10, 0.83, 0.6)],
+                           value_method="exact", continuation="behaviour-tabular", reference=0)  # fmt: skip
+    # the highest value (B) rests on too few patients: the best supported is C
+    assert rep.best() == 2 and rep.to_dict()["best"] == 10
+    text = rep.to_text()
+    assert text.splitlines()[-1].startswith("Best supported: C. fluid 2") and "continues as usual" in text
+    rep.candidates = [cand(0, 0.80, 0.1), cand(5, 0.95, 0.2)]
+    assert rep.best() == 1 and rep.to_text().splitlines()[-1].startswith("No candidate has support >= 0.5")
+    rep.continuation = "pessimistic-pi"
+    assert (
+        "continues as planned (pessimistic-pi" in rep.to_text() and "the planned choice now" in rep.to_text()
+    )
+    plain = SimulationReport("p", 3, 4, [CandidateOutcome(0, 0.1, 0.2, 0.9, 0.0)])
+    assert plain.best() is None and "Best" not in plain.to_text() and plain.to_dict()["best"] is None
+
+
 def test_the_simulate_tool_reads_the_run_continuation(setup):
     oracle, cont, h = setup
     from sepsis_sdk.tools import builtin_tools

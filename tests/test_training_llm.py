@@ -125,8 +125,24 @@ def test_three_stage_pipeline_trains_and_saves_adapters(cohort, teacher, tmp_pat
     )
     assert info["steps"] == 10
     assert info["last_loss"] < 0.6 * info["first_loss"]
-    # the full pipeline continues one adapter through the three stages
-    cfg = StageConfig(max_steps=1, batch_size=2, num_generations=2, max_completion_length=8)
+    # an example longer than max_length is refused (TRL would cut its completion off and drop it silently),
+    # or left out with a count when asked
+    long = [
+        {"prompt": [{"role": "user", "content": "MAP falling " * 300}], "completion": tiny[0]["completion"]}
+    ]
+    with pytest.raises(Exception, match="1 of 3 examples are longer than max_length=256"):
+        train_sft(
+            base,
+            tiny + long,
+            tmp_path / "long",
+            stage="dynamics",
+            config=StageConfig(max_steps=1, max_length=256),
+        )
+    info = train_sft(base, tiny + long, tmp_path / "long", stage="dynamics", config=StageConfig(max_steps=1, max_length=256,
+                                                                              long_examples="drop"))  # fmt: skip
+    assert info["dropped_long"] == 1 and info["examples"] == 2
+    # the full pipeline continues one adapter through the three stages (a PSR refine turn is ~2,000 tokens)
+    cfg = StageConfig(max_steps=1, batch_size=2, num_generations=2, max_completion_length=8, max_length=4096)
     res = run_pipeline(base, cohort, teacher.world_model, tmp_path / "run", n_examples=4, config=cfg)
     assert set(res) == {"dynamics", "psr", "rl"} and res["rl"]["rewards"]
     final = tmp_path / "run" / "rl"
@@ -284,3 +300,96 @@ def test_recipes_are_registered_and_conflicting_cli_options_are_refused(tmp_path
     res = CliRunner().invoke(app, ["train", "llm", "--recipe", "sepsisagent-135m", "--steps", "3",
                                    "--out", str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2 and "--steps" in res.output
+
+
+# ------------------------------------------------------------------ refine cloning: shuffled, planned values
+def test_shuffled_proposals_make_the_refine_turn_read_the_planned_simulation(planner_teacher):
+    """The refine target is the teacher's best candidate, at a position that varies; values are planned."""
+    from sepsis_sdk.training.llm_data import graph_examples
+
+    big, _ = planner_teacher
+    teacher = Teacher(_teacher_wm(planner_teacher), continuation=planner_teacher[1].continuation,
+                      simulate_with="planned")  # fmt: skip
+    ex = graph_examples(big, teacher, 12, graph="psr", n_candidates=5, markov_share=1.0,
+                        proposal_order="shuffled", simulation_report="values", seed=4)  # fmt: skip
+    assert len(ex) == 24
+    positions = []
+    for propose_ex, refine_ex in zip(ex[::2], ex[1::2], strict=True):
+        ranked = json.loads(propose_ex["completion"][0]["content"])["candidates"]
+        assert len(ranked) == 5
+        refine = json.loads(refine_ex["completion"][0]["content"])
+        # the propose example teaches the ranked list, and the refine answer is the teacher's best of it
+        assert (refine["fluid"], refine["vaso"]) == (ranked[0]["fluid"], ranked[0]["vaso"])
+        text = refine_ex["prompt"][-1]["content"]
+        assert "continues as planned (pessimistic-pi; exact)" in text
+        assert "Best supported:" in text or "No candidate has support >= 0.5" in text
+        assert " -> " not in text  # the values-only report: no key-feature paths
+        lines = [ln for ln in text.splitlines() if ln[:3] in {f"{c}. " for c in "ABCDE"}]
+        want = f"fluid {refine['fluid']} "
+        positions.append(next(i for i, ln in enumerate(lines) if ln[3:].startswith(want)
+                              and f"vaso {refine['vaso']} " in ln.split(":")[0]))  # fmt: skip
+    assert len(set(positions)) > 1  # the best is not always candidate A
+    # refine_target="report": the refine turn commits the candidate the report's closing line names
+    rep = graph_examples(big, teacher, 6, graph="psr", n_candidates=5, markov_share=1.0,
+                         proposal_order="shuffled", simulation_report="values", refine_target="report", seed=4)  # fmt: skip
+    differs = 0
+    for propose_ex, refine_ex in zip(rep[::2], rep[1::2], strict=True):
+        text = refine_ex["prompt"][-1]["content"]
+        last = next(ln for ln in text.splitlines() if ln.startswith(("Best supported: ", "No candidate has")))
+        named = (
+            last.split(": ", 1)[1] if last.startswith("Best") else last.split("the highest value is ", 1)[1]
+        )
+        line = next(
+            ln for ln in text.splitlines() if ln.startswith(named[:3])
+        )  # "C. fluid 1 (...), vaso 0 ..."
+        refine = json.loads(refine_ex["completion"][0]["content"])
+        assert line.startswith(f"{named[:3]}fluid {refine['fluid']} ") and f"vaso {refine['vaso']} " in line
+        ranked = json.loads(propose_ex["completion"][0]["content"])["candidates"]
+        differs += (refine["fluid"], refine["vaso"]) != (ranked[0]["fluid"], ranked[0]["vaso"])
+    assert differs > 0  # on this cohort the report's best is not always the teacher's
+    with pytest.raises(Exception, match="refine_target"):
+        graph_examples(big, teacher, 2, graph="psr", refine_target="best")
+    only = graph_examples(big, teacher, 3, graph="psr", n_candidates=3, turns="refine", seed=4)
+    assert len(only) == 3 and all('"decision"' in e["prompt"][-1]["content"] for e in only)
+    with pytest.raises(Exception, match="proposal_order"):
+        graph_examples(big, teacher, 2, graph="psr", proposal_order="random")
+    with pytest.raises(Exception, match="turns"):
+        graph_examples(big, teacher, 2, graph="psr", turns="propose")
+    with pytest.raises(Exception, match="simulate_with"):
+        Teacher(teacher.world_model, continuation=teacher.continuation, simulate_with="oracle")
+
+
+def _teacher_wm(planner_teacher):
+    return planner_teacher[1].world_model
+
+
+def test_planned_continuation_is_the_converged_policy_and_hold_mode_refuses(planner_teacher):
+    from sepsis_sdk.policies.planner import PlannerContinuation, WorldModelPlannerPolicy
+    from sepsis_sdk.world_model.value import TableContinuation, support_states
+
+    _big, teacher = planner_teacher
+    cont = teacher.planner().planned_continuation()
+    assert isinstance(cont, TableContinuation) and cont.name == "pessimistic-pi"
+    sb = support_states(teacher.world_model)
+    # on the model's support states it plays the converged policy's actions
+    np.testing.assert_array_equal(cont.probabilities(sb).argmax(1), teacher.planner().optimized.actions)
+    one = WorldModelPlannerPolicy(teacher.world_model, continuation=teacher.continuation, lookahead=1)
+    assert isinstance(one.planned_continuation(), PlannerContinuation)
+    hold = WorldModelPlannerPolicy(teacher.world_model, mode="hold")
+    with pytest.raises(Exception, match="mode='improve'"):
+        hold.planned_continuation()
+
+
+def test_transcript_settings_enter_the_stage_plan_only_when_not_default():
+    from sepsis_sdk.training.llm_stages import PipelinePlan, _stage_plan, get_recipe
+
+    assert set(_stage_plan(PipelinePlan(), "psr")) == {"direct_examples", "psr_examples", "markov_share",
+                                                        "n_candidates"}  # fmt: skip
+    r = get_recipe("sepsisagent-135m-psr")
+    p = _stage_plan(r.plan, "psr")
+    assert p["proposal_order"] == "shuffled" and p["simulate_with"] == "planned"
+    assert p["simulation_report"] == "values" and p["n_candidates"] == 5 and "psr_turns" not in p
+    assert p["refine_target"] == "report"
+    # stage I is the shipped recipe's, so its adapter is reused
+    assert r.configs["dynamics"] == get_recipe("sepsisagent-135m").configs["dynamics"]
+    assert _stage_plan(r.plan, "dynamics") == _stage_plan(get_recipe("sepsisagent-135m").plan, "dynamics")

@@ -18,6 +18,9 @@ from sepsis_sdk.render import action_label, key_features
 from sepsis_sdk.types import PatientHistory
 
 Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs
+BEST_SUPPORT = 0.5
+"""Support a candidate needs to be named "best supported" in a report (0.5: five exact look-alikes given it
+under the neighbour model's default ``support_count``); below it a high value rests on too few patients."""
 
 
 class _AsDictAlias:
@@ -139,6 +142,7 @@ class SimulationReport(_AsDictAlias):
             "value_method": self.value_method,
             "continuation": self.continuation,
             "reference": self.reference,
+            "best": None if (b := self.best()) is None else self.candidates[b].action,
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -158,10 +162,11 @@ class SimulationReport(_AsDictAlias):
             "in the training data, so trust those predictions less."
         ]
         if self.value_method is not None and self.reference is not None:
+            how = "usual" if self.usual_care else "planned"
             lines.append(
                 "value = estimated chance of leaving the ICU alive if the candidate is given now and care then "
-                f"continues as usual ({self.continuation}; {self.value_method}), with a 90% interval; "
-                f"advantage = value minus that of the usual choice now ({action_label(self.reference)}). "
+                f"continues as {how} ({self.continuation}; {self.value_method}), with a 90% interval; "
+                f"advantage = value minus that of the {how} choice now ({action_label(self.reference)}). "
                 "Values of different actions often differ by less than 0.01: prefer a positive advantage "
                 "whose interval is narrow and whose support is high."
             )
@@ -186,7 +191,40 @@ class SimulationReport(_AsDictAlias):
                 parts.append(f"{p.role} {p.display[0]} -> {p.display[end + 1]}")
             if parts:
                 lines.append("   " + "; ".join(parts))
+        best = self.best_line()
+        if best:
+            lines.append(best)
         return "\n".join(lines)
+
+    @property
+    def usual_care(self) -> bool:
+        """Whether the values continue as the clinicians would (a behaviour model), not as a planner plans."""
+        return str(self.continuation or "").startswith("behaviour")
+
+    def best(self) -> int | None:
+        """Position of the best-supported candidate: the highest value among those with support >=
+        :data:`BEST_SUPPORT` (the highest value overall when none has); ``None`` without values."""
+        valued = [i for i, c in enumerate(self.candidates) if c.value is not None and c.value == c.value]
+        if not valued:
+            return None
+        pool = [i for i in valued if self.candidates[i].support >= BEST_SUPPORT] or valued
+        return max(pool, key=lambda i: (self.candidates[i].value, -i))
+
+    def best_line(self) -> str:
+        """The report's closing line: which candidate its numbers favour, and why ("" without values)."""
+        i = self.best()
+        if i is None:
+            return ""
+        c = self.candidates[i]
+        what = f"{chr(65 + i)}. {action_label(c.action)} (value {c.value:.3f}, support {c.support:.2f})"
+        if c.support >= BEST_SUPPORT:
+            return (
+                f"Best supported: {what}: the highest value among candidates with support >= {BEST_SUPPORT}."
+            )
+        return (
+            f"No candidate has support >= {BEST_SUPPORT}; the highest value is {what}, but few similar patients "
+            "were given it."
+        )
 
     def to_tool_result(self) -> Any:
         from sepsis_sdk.tools._base import ToolResult

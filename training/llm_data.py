@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +123,24 @@ class Teacher:
     continuation: Any = None
     value_samples: int = 64
     lookahead: int | str = "auto"
+    simulate_with: str = "usual"
     _planner: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.simulate_with not in SIMULATE_WITH:
+            raise UserError(f"simulate_with must be one of {SIMULATE_WITH}, got {self.simulate_with!r}")
+
+    def simulation_continuation(self) -> Any:
+        """The continuation the PSR transcripts' simulation reports use for their values.
+
+        ``simulate_with="usual"``: care continues as the clinicians would (``continuation``); ``"planned"``:
+        as the teacher's own planner would (:meth:`WorldModelPlannerPolicy.planned_continuation`), so a
+        candidate's reported value is the one the teacher ranks it by. The agent must then be evaluated with
+        the same continuation (``benchmarks/experiments/agent_ablation.py --continuation planned``).
+        """
+        if self.simulate_with == "planned" and self.continuation is not None:
+            return self.planner().planned_continuation()
+        return self.continuation
 
     def planner(self) -> Any:
         """The planner behind the scores (built once)."""
@@ -184,6 +202,26 @@ class Teacher:
         return out
 
 
+SIMULATE_WITH = ("usual", "planned")
+"""How care continues in the stage-II transcripts' simulated values (:meth:`Teacher.simulation_continuation`)."""
+PROPOSAL_ORDERS = ("ranked", "shuffled")
+"""How the teacher lists its candidates in a propose turn (:func:`graph_examples`)."""
+
+
+_BEST = re.compile(
+    r"^(?:Best supported: |No candidate has support >= [0-9.]+; the highest value is )([A-Z])\. ", re.M
+)
+
+
+def _report_best(text: str, listed: Sequence[int]) -> int | None:
+    """The candidate a simulation report's closing line names (``SimulationReport.best_line``), if any."""
+    m = _BEST.search(text)
+    if m is None:
+        return None
+    i = ord(m.group(1)) - ord("A")
+    return int(listed[i]) if 0 <= i < len(listed) else None
+
+
 class _TeacherModel:
     """A scripted chat model that answers every graph prompt with the teacher's choice for one patient.
 
@@ -192,11 +230,23 @@ class _TeacherModel:
     critique are the graph's own, not a re-implementation of them.
     """
 
-    def __init__(self, teacher: Teacher, n_candidates: int) -> None:
+    def __init__(
+        self,
+        teacher: Teacher,
+        n_candidates: int,
+        *,
+        order: str = "ranked",
+        refine_target: str = "teacher",
+        rng: np.random.Generator | None = None,
+    ) -> None:
         from sepsis_sdk.testing import FunctionChatModel
 
         self.teacher = teacher
         self.n_candidates = n_candidates
+        self.order = order
+        self.refine_target = refine_target
+        self.listed: list[int] = []
+        self.rng = rng if rng is not None else np.random.default_rng(0)
         self.scores: np.ndarray | None = None
         self.proposed: list[int] = []
         self.turns: list[tuple[list[dict[str, Any]], str]] = []
@@ -207,17 +257,20 @@ class _TeacherModel:
         text = str(messages[-1].get("content", ""))
         order = [int(a) for a in np.argsort(-self.scores, kind="stable")]
         if '"candidates"' in text:  # the propose turn
-            cands = []
             self.proposed = order[: self.n_candidates]
-            for a in self.proposed:
-                act = Action.from_index(a)
-                cands.append({"fluid": act.fluid, "vaso": act.vaso, "rationale": self._why(a)})
-            reply = json.dumps(
-                {"candidates": cands, "reasoning": "Ranked by planned survival, safety and data support."}
-            )
+            self.listed = list(self.proposed)
+            reply = self._proposal(self.proposed)
+            if self.order == "shuffled":
+                # The example teaches the ranked list (best first), but the graph is handed the candidates in
+                # a random order, so the refine turn's answer is not always candidate A: the model has to
+                # read the simulation to find it.
+                self.turns.append(([dict(m) for m in messages], reply))
+                self.listed = [self.proposed[i] for i in self.rng.permutation(len(self.proposed))]
+                return self._proposal(self.listed)
         elif '"decision"' in text:  # the refine turn: commit the best simulated candidate
             shown = [a for a in order if a in self.proposed] or order
-            act = Action.from_index(shown[0])
+            named = _report_best(text, self.listed) if self.refine_target == "report" else None
+            act = Action.from_index(shown[0] if named is None else named)
             reply = json.dumps({"decision": "commit", "fluid": act.fluid, "vaso": act.vaso,
                                 "rationale": "Highest planned survival among the simulated candidates."})  # fmt: skip
         else:  # the direct decision
@@ -225,6 +278,15 @@ class _TeacherModel:
             reply = json.dumps({"fluid": act.fluid, "vaso": act.vaso, "rationale": self._why(order[0])})
         self.turns.append(([dict(m) for m in messages], reply))
         return reply
+
+    def _proposal(self, actions: list[int]) -> str:
+        cands = []
+        for a in actions:
+            act = Action.from_index(a)
+            cands.append({"fluid": act.fluid, "vaso": act.vaso, "rationale": self._why(a)})
+        return json.dumps(
+            {"candidates": cands, "reasoning": "Ranked by planned survival, safety and data support."}
+        )
 
     def _why(self, a: int) -> str:
         assert self.scores is not None
@@ -242,6 +304,10 @@ def graph_examples(
     graph: str = "psr",
     n_candidates: int = 3,
     markov_share: float = 0.5,
+    proposal_order: str = "ranked",
+    simulation_report: str = "full",
+    turns: str = "all",
+    refine_target: str = "teacher",
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Stage II examples: the agent graph's own turns, answered by the teacher, for ``n`` decision points.
@@ -260,6 +326,20 @@ def graph_examples(
         markov_share: the share of decision points shown as the one-step history the exact Markov
             evaluation uses (:func:`sepsis_sdk.truth.agent.markov_history`: current values only, no
             treatment yet); the rest keep their recorded history.
+        proposal_order: ``"ranked"``: the graph gets the teacher's candidates best first, as the propose
+            example lists them. ``"shuffled"``: the propose example still lists them best first (what the
+            model should propose), but the graph is handed them in a random order, so the refine turn's
+            answer (the best one simulated) is not always candidate A and the model has to read the
+            simulation to find it. With ranked proposals a model learns "commit A"; measured: the shipped
+            agent's PSR graph chose what its direct graph chose in 709 of 713 states.
+        simulation_report: what the refine prompt shows of the simulation (``PSROptions``): ``"full"`` or
+            ``"values"``; the agent must be run with the same.
+        turns: ``"all"`` or ``"refine"`` (PSR: keep only the refine turns, the shorter way to teach reading).
+        refine_target: what the refine turn commits: ``"teacher"``, the teacher's best of the simulated
+            candidates (its own pessimistic scores), or ``"report"``, the candidate the simulation report
+            names best supported (:meth:`~sepsis_sdk.tools.SimulationReport.best_line`; the teacher's best
+            when the report has no values). ``"report"`` clones a rule the model can see: the teacher's
+            scores are not in the prompt, and on 12 pilot states they disagreed with the report's best in 7.
         seed: sampling seed.
     """
     from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
@@ -269,11 +349,19 @@ def graph_examples(
         raise UserError(f"graph must be 'psr' or 'direct', got {graph!r}")
     if not 0.0 <= markov_share <= 1.0:
         raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
-    fake = _TeacherModel(teacher, n_candidates)
+    if proposal_order not in PROPOSAL_ORDERS:
+        raise UserError(f"proposal_order must be one of {PROPOSAL_ORDERS}, got {proposal_order!r}")
+    if turns not in ("all", "refine"):
+        raise UserError(f"turns must be 'all' or 'refine', got {turns!r}")
+    if refine_target not in ("teacher", "report"):
+        raise UserError(f"refine_target must be 'teacher' or 'report', got {refine_target!r}")
+    fake = _TeacherModel(teacher, n_candidates, order=proposal_order, refine_target=refine_target,
+                         rng=np.random.default_rng(seed + 2))  # fmt: skip
     if graph == "psr":
-        g = build_psr_graph(fake.chat, world_model=teacher.world_model, continuation=teacher.continuation,
-                            n_candidates=n_candidates, max_rounds=1, horizon=teacher.horizon,
-                            n_samples=teacher.n_samples, seed=teacher.seed)  # fmt: skip
+        g = build_psr_graph(fake.chat, world_model=teacher.world_model,
+                            continuation=teacher.simulation_continuation(), n_candidates=n_candidates,
+                            max_rounds=1, horizon=teacher.horizon, n_samples=teacher.n_samples,
+                            seed=teacher.seed, simulation_report=simulation_report)  # fmt: skip
     else:
         g = build_direct_graph(fake.chat, world_model=teacher.world_model, continuation=teacher.continuation)
     rng = np.random.default_rng(seed + 1)
@@ -287,6 +375,8 @@ def graph_examples(
         fake.turns.clear()
         g.invoke({"history": hist})
         for messages, reply in fake.turns:
+            if turns == "refine" and '"decision"' not in str(messages[-1].get("content", "")):
+                continue
             rows.append({"prompt": messages, "completion": [{"role": "assistant", "content": reply}]})
     return rows
 

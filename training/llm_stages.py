@@ -37,6 +37,11 @@ class StageConfig:
     lora_dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     max_length: int = 1024
+    # An SFT example longer than max_length: "error" (default) refuses to train; "drop" leaves it out with a
+    # warning. TRL itself keeps the start of a long example, which cuts the completion off, and then drops
+    # the example as fully masked without a word: the shipped sepsisagent-135m lost its 10 PSR refine turns
+    # (~1,650 tokens, max_length 1024) that way; its recipe says "drop" so that it still reproduces.
+    long_examples: str = "error"
     # GRPO only
     num_generations: int = 4
     max_completion_length: int = 48
@@ -118,7 +123,7 @@ def _progress_callback(stage: str, every_s: float = 10.0) -> Any:
 
 
 def _finish(
-    trainer: Any, tok: Any, out: Path, stage: str, n_examples: int, cfg: StageConfig
+    trainer: Any, tok: Any, out: Path, stage: str, n_examples: int, cfg: StageConfig, *, dropped: int = 0
 ) -> dict[str, Any]:
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
@@ -133,6 +138,8 @@ def _finish(
         "rewards": rewards,
         "config": asdict(cfg),
     }
+    if dropped:
+        info["dropped_long"] = dropped  # examples left out for being longer than max_length
     (out / "stage.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -154,10 +161,13 @@ def train_sft(
     if not examples:
         raise UserError(f"stage {stage}: no training examples")
     cfg = config or StageConfig()
+    if cfg.long_examples not in ("error", "drop"):
+        raise UserError(f"long_examples must be 'error' or 'drop', got {cfg.long_examples!r}")
     trl = require("trl", "training")
     datasets = require("datasets", "training")
     out = Path(out_dir)
     model, tok = _load(base, adapter)
+    examples, dropped = _fit_length(examples, tok, cfg, stage)
     args = trl.SFTConfig(
         per_device_train_batch_size=cfg.batch_size,
         max_length=cfg.max_length,
@@ -173,7 +183,37 @@ def train_sft(
         callbacks=[_progress_callback(stage)],
     )
     trainer.train()
-    return _finish(trainer, tok, out, stage, len(examples), cfg)
+    info = _finish(trainer, tok, out, stage, len(examples), cfg, dropped=dropped)
+    return info
+
+
+def _fit_length(
+    examples: list[dict[str, Any]], tok: Any, cfg: StageConfig, stage: str
+) -> tuple[list[dict[str, Any]], int]:
+    """The examples that fit ``cfg.max_length`` tokens (chat template applied), and how many did not.
+
+    Raises:
+        UserError: some do not fit and ``cfg.long_examples == "error"`` (TRL would cut their completions off
+            and silently train on nothing of them).
+    """
+    lengths = []
+    for ex in examples:
+        ids = tok.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True, return_dict=True)
+        lengths.append(len(ids["input_ids"]))
+    long = {i for i, n in enumerate(lengths) if n > cfg.max_length}
+    if not long:
+        return examples, 0
+    msg = (
+        f"stage {stage}: {len(long)} of {len(examples)} examples are longer than max_length={cfg.max_length} "
+        f"tokens (longest {max(lengths)}); truncation would cut their completions off"
+    )
+    if cfg.long_examples == "error":
+        raise UserError(f"{msg}: raise StageConfig.max_length, or set long_examples='drop' to leave them out")
+    kept = [ex for i, ex in enumerate(examples) if i not in long]
+    if not kept:
+        raise UserError(f"{msg}, and no example is left")
+    print(f"warning: {msg}: left out (long_examples='drop')", file=sys.stderr)
+    return kept, len(long)
 
 
 def train_grpo(
@@ -225,6 +265,13 @@ class PipelinePlan:
         markov_share: the share of stage II/III decision points shown as the one-step history of the exact
             Markov evaluation (the rest keep their recorded history).
         n_candidates: candidates per PSR propose turn.
+        proposal_order: how the teacher lists its candidates (``"ranked"`` or ``"shuffled"``, see
+            :func:`~sepsis_sdk.training.llm_data.graph_examples`).
+        simulation_report: what the PSR refine turns show of the simulation (``"full"`` or ``"values"``).
+        simulate_with: whose care the simulated values continue with (``"usual"``: the clinicians';
+            ``"planned"``: the teacher's planner, :meth:`~sepsis_sdk.training.llm_data.Teacher.simulation_continuation`).
+        psr_turns: ``"all"`` (propose and refine turns) or ``"refine"`` (refine turns only).
+        refine_target: ``"teacher"`` or ``"report"`` (see :func:`~sepsis_sdk.training.llm_data.graph_examples`).
     """
 
     dynamics_examples: int = 48
@@ -233,6 +280,11 @@ class PipelinePlan:
     rl_prompts: int = 24
     markov_share: float = 0.75
     n_candidates: int = 3
+    proposal_order: str = "ranked"
+    simulation_report: str = "full"
+    simulate_with: str = "usual"
+    psr_turns: str = "all"
+    refine_target: str = "teacher"
 
     @classmethod
     def uniform(cls, n: int) -> PipelinePlan:
@@ -244,7 +296,21 @@ def _stage_plan(plan: PipelinePlan, stage: str) -> dict[str, Any]:
     """The part of the plan a stage's data depend on (what a resumed run must match)."""
     fields = {"dynamics": ("dynamics_examples",), "psr": ("direct_examples", "psr_examples", "markov_share",
               "n_candidates"), "rl": ("rl_prompts", "markov_share")}[stage]  # fmt: skip
-    return {f: getattr(plan, f) for f in fields}
+    out = {f: getattr(plan, f) for f in fields}
+    if stage == "psr":  # the transcript settings count only when not the default: older runs still resume
+        defaults = PipelinePlan()
+        for f in ("proposal_order", "simulation_report", "simulate_with", "psr_turns", "refine_target"):
+            if getattr(plan, f) != getattr(defaults, f):
+                out[f] = getattr(plan, f)
+    return out
+
+
+def _comparable(config: Any) -> Any:
+    """A stage config without ``long_examples``: it does not change what is trained from the examples kept
+    (stages saved before it existed behaved as "drop"; a finished "error" stage had no long example)."""
+    if not isinstance(config, dict):
+        return config
+    return {k: v for k, v in config.items() if k != "long_examples"}
 
 
 def _finished_stage(
@@ -259,7 +325,7 @@ def _finished_stage(
     except json.JSONDecodeError:
         return None
     same = (
-        info.get("config") == asdict(cfg)
+        _comparable(info.get("config")) == _comparable(asdict(cfg))
         and info.get("plan") == _stage_plan(plan, stage)
         and info.get("after") == (None if adapter is None else adapter.name)
     )
@@ -326,7 +392,8 @@ def run_pipeline(
         return (configs or {}).get(stage) or config or StageConfig(seed=seed)
 
     # the planner improves on the clinicians of the training cohort (never on hidden truth)
-    teacher = Teacher(world_model, seed=seed, continuation=fit_continuation(cohort, seed=seed))
+    teacher = Teacher(world_model, seed=seed, continuation=fit_continuation(cohort, seed=seed),
+                      simulate_with=plan.simulate_with)  # fmt: skip
     adapter: Path | None = None
     results: dict[str, Any] = {}
     record: dict[str, Any] = {
@@ -336,7 +403,11 @@ def run_pipeline(
             "episodes": getattr(cohort, "n_patients", None),
         },
         "world_model": type(world_model).__name__,
-        "teacher": {"lookahead": teacher.lookahead, "guideline_penalty": teacher.guideline_penalty},
+        "teacher": {
+            "lookahead": teacher.lookahead,
+            "guideline_penalty": teacher.guideline_penalty,
+            "simulate_with": teacher.simulate_with,
+        },
         "plan": asdict(plan),
         "seed": seed,
         "stages": {},
@@ -360,12 +431,16 @@ def run_pipeline(
             t_data = time.perf_counter() - t0
             results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
         elif stage == "psr":
-            data = graph_examples(cohort, teacher, plan.direct_examples, graph="direct",
-                                  markov_share=plan.markov_share, seed=seed)  # fmt: skip
+            data = []
+            if plan.direct_examples:
+                data += graph_examples(cohort, teacher, plan.direct_examples, graph="direct",
+                                       markov_share=plan.markov_share, seed=seed)  # fmt: skip
             if plan.psr_examples:
                 data += graph_examples(cohort, teacher, plan.psr_examples, graph="psr",
                                        n_candidates=plan.n_candidates, markov_share=plan.markov_share,
-                                       seed=seed + 1)  # fmt: skip
+                                       proposal_order=plan.proposal_order,
+                                       simulation_report=plan.simulation_report, turns=plan.psr_turns,
+                                       refine_target=plan.refine_target, seed=seed + 1)  # fmt: skip
             np.random.default_rng(seed).shuffle(data)  # direct and PSR turns mixed in every batch
             t_data = time.perf_counter() - t0
             results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
@@ -472,11 +547,49 @@ def _recipe_135m() -> Recipe:
         cohort_seed=0,
         plan=PipelinePlan(dynamics_examples=32, direct_examples=140, psr_examples=10, rl_prompts=8),
         configs={
-            "dynamics": StageConfig(max_steps=8, batch_size=4, learning_rate=2e-4, **lora),
-            "psr": StageConfig(max_steps=20, batch_size=8, learning_rate=5e-4, **lora),
+            # long_examples="drop": what this recipe's run did (TRL dropped its 10 refine turns, longer than
+            # 1,024 tokens, without a word); kept so the command still reproduces the shipped adapter
+            "dynamics": StageConfig(
+                max_steps=8, batch_size=4, learning_rate=2e-4, long_examples="drop", **lora
+            ),
+            "psr": StageConfig(max_steps=20, batch_size=8, learning_rate=5e-4, long_examples="drop", **lora),
             "rl": StageConfig(
                 max_steps=8, learning_rate=1e-4, num_generations=4, max_completion_length=32, **lora
             ),
+        },
+    )
+
+
+def _recipe_135m_psr() -> Recipe:
+    # The refine-cloning recipe: stage I as in sepsisagent-135m (its adapter is reused when present), then
+    # stage II on PSR turns only: 5 candidates, the teacher's ranked proposals handed to the graph shuffled,
+    # the values-only report with values that continue as the teacher plans (not as the clinicians would),
+    # and a refine turn that commits the candidate the report names best supported. A propose turn is ~660
+    # tokens, a refine turn ~1,500 (SmolLM2 tokenizer), trained at ~61 tokens/s on the 2 cores: the 96
+    # examples of 48 decision points are one pass of about 28 min. One example per step: mixed in a batch,
+    # the propose turns are padded to the refine turns' length (a batch of 4 took over 170 s, of 8 needed
+    # over 24 GB in float32 and was killed for memory). max_length 2304: the longest of 128 such examples
+    # was 2,151 tokens (2048 refused two of them).
+    base = _recipe_135m()
+    lora = {"lora_r": 8, "lora_alpha": 16, "target_modules": list(ALL_LINEAR)}
+    return Recipe(
+        name="sepsisagent-135m-psr",
+        episodes=base.episodes,
+        cohort_seed=base.cohort_seed,
+        plan=PipelinePlan(
+            dynamics_examples=32,
+            direct_examples=0,
+            psr_examples=48,
+            rl_prompts=8,
+            n_candidates=5,
+            proposal_order="shuffled",
+            simulation_report="values",
+            simulate_with="planned",
+            refine_target="report",
+        ),
+        configs={
+            **base.configs,
+            "psr": StageConfig(max_steps=96, batch_size=1, learning_rate=3e-4, max_length=2304, **lora),
         },
     )
 
@@ -501,7 +614,11 @@ def _recipe_gpu() -> Recipe:
     )
 
 
-RECIPES: dict[str, Any] = {"sepsisagent-135m": _recipe_135m, "sepsisagent-gpu": _recipe_gpu}
+RECIPES: dict[str, Any] = {
+    "sepsisagent-135m": _recipe_135m,
+    "sepsisagent-135m-psr": _recipe_135m_psr,
+    "sepsisagent-gpu": _recipe_gpu,
+}
 """Named training recipes (``name -> () -> Recipe``); register your own here."""
 
 

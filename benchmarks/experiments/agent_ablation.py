@@ -29,6 +29,10 @@ def main() -> None:
     ap.add_argument("--graph", default="direct", choices=("direct", "psr"))
     ap.add_argument("--simulation-report", default="full", choices=("full", "values"),
                     help="psr: the refine prompt's simulation text (values: without key-feature paths)")  # fmt: skip
+    ap.add_argument("--n-candidates", type=int, default=3, help="psr: candidates per propose turn")
+    ap.add_argument("--continuation", default="usual", choices=("usual", "planned"),
+                    help="psr: simulated values continue as the clinicians would (usual) or as the teacher "
+                         "planner plans (planned: what the sepsisagent-135m-psr recipe trains on)")  # fmt: skip
     ap.add_argument("--episodes", type=int, default=20000, help="cohort for the world model / teacher")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher", default=None, help="teacher table (.npy, 713 actions) for agreement")
@@ -57,13 +61,22 @@ def main() -> None:
         cohort = load("icu-sepsis", episodes=args.episodes, seed=args.seed)
         wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
         cont = fit_continuation(cohort, seed=args.seed)
-        graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik", n_candidates=3,
-                                horizon=3, n_samples=4, seed=args.seed,
+        if args.continuation == "planned":  # the stage-II teacher's planner (same settings as in training)
+            from sepsis_sdk.training.llm_data import Teacher
+
+            cont = Teacher(
+                wm, seed=args.seed, continuation=cont, simulate_with="planned"
+            ).simulation_continuation()
+        graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik",
+                                n_candidates=args.n_candidates, horizon=3, n_samples=4, seed=args.seed,
                                 simulation_report=args.simulation_report)  # fmt: skip
-        options = {"decide": "loglik", "n_candidates": 3, "horizon": 3, "n_samples": 4, "seed": args.seed,
-                   "world_model": f"neighbour-k1-icu{args.episodes}-s{args.seed}"}  # fmt: skip
+        options = {"decide": "loglik", "n_candidates": args.n_candidates, "horizon": 3, "n_samples": 4,
+                   "seed": args.seed, "world_model": f"neighbour-k1-icu{args.episodes}-s{args.seed}"}  # fmt: skip
         if args.simulation_report != "full":  # the default is left out: earlier sweeps' keys stay valid
             options["simulation_report"] = args.simulation_report
+        if args.continuation != "usual":
+            # the report (its "planned" wording and best line) changed with this option: a new key
+            options.update(continuation=args.continuation, report="best-line")
     t_fit = time.perf_counter() - t0
     from sepsis_sdk.cli.agent_eval import parse_states
 
@@ -83,6 +96,7 @@ def main() -> None:
     acts = res.actions
     rec = {"label": args.label, "model": args.model, "adapter": args.adapter, "graph": args.graph,
            "simulation_report": args.simulation_report if args.graph == "psr" else None,
+           **({"n_candidates": args.n_candidates, "continuation": args.continuation} if args.graph == "psr" else {}),
            "decide": "loglik", "episodes": args.episodes, "seed": args.seed, **res.to_dict(),
            "fit_s": round(t_fit, 1), "sweep_s": round(t_sweep, 1)}  # fmt: skip
     if res.n_states == 713:

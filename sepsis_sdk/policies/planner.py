@@ -360,6 +360,27 @@ class WorldModelPlannerPolicy(PolicyBase):
         }
         return base, parts
 
+    def planned_continuation(self) -> Any:
+        """Care that continues as this planner would plan it: a continuation for closed-loop values.
+
+        With ``lookahead="converge"`` it is the converged pessimistic policy on the model's support states
+        (a table lookup, so a simulate call stays fast; the behaviour continuation off the support); with an
+        integer lookahead it is the planner itself (:class:`PlannerContinuation`). Pass it as
+        ``continuation=`` to a graph or to ``action_values`` and a candidate's value reads "this action now,
+        then the planned care": the value the planner ranks actions by, which "then usual care" is not
+        (docs/decisions.md §1). Needs a continuation policy (``mode="improve"``).
+
+        Raises:
+            UserError: a planner in ``mode="hold"`` (no continuation to plan over).
+        """
+        if self.mode != "improve" or self.continuation is None:
+            raise UserError(
+                "planned_continuation() needs a planner in mode='improve' (built with continuation=)"
+            )
+        if self.lookahead == "converge":
+            return self._inner_continuation()
+        return PlannerContinuation(self)
+
     def _inner_continuation(self) -> Any:
         """The continuation of the last improvement round (``lookahead - 1`` rounds already done)."""
         if self.lookahead == 1:
