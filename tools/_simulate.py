@@ -21,6 +21,8 @@ Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs
 BEST_SUPPORT = 0.5
 """Support a candidate needs to be named "best supported" in a report (0.5: five exact look-alikes given it
 under the neighbour model's default ``support_count``); below it a high value rests on too few patients."""
+BEST_OPENINGS = ("Best supported: ", f"No candidate has support >= {BEST_SUPPORT}; the highest value is ")
+"""How a report's closing line begins (:meth:`SimulationReport.best_line`); a candidate letter follows."""
 
 
 class _AsDictAlias:
@@ -218,13 +220,8 @@ class SimulationReport(_AsDictAlias):
         c = self.candidates[i]
         what = f"{chr(65 + i)}. {action_label(c.action)} (value {c.value:.3f}, support {c.support:.2f})"
         if c.support >= BEST_SUPPORT:
-            return (
-                f"Best supported: {what}: the highest value among candidates with support >= {BEST_SUPPORT}."
-            )
-        return (
-            f"No candidate has support >= {BEST_SUPPORT}; the highest value is {what}, but few similar patients "
-            "were given it."
-        )
+            return f"{BEST_OPENINGS[0]}{what}: the highest value among candidates with support >= {BEST_SUPPORT}."
+        return f"{BEST_OPENINGS[1]}{what}, but few similar patients were given it."
 
     def to_tool_result(self) -> Any:
         from sepsis_sdk.tools._base import ToolResult

@@ -135,7 +135,7 @@ class Teacher:
 
         ``simulate_with="usual"``: care continues as the clinicians would (``continuation``); ``"planned"``:
         as the teacher's own planner would (:meth:`WorldModelPlannerPolicy.planned_continuation`), so a
-        candidate's reported value is the one the teacher ranks it by. The agent must then be evaluated with
+        candidate's reported value is the planned policy's (without the teacher's data penalty). The agent must then be evaluated with
         the same continuation (``benchmarks/experiments/agent_ablation.py --continuation planned``).
         """
         if self.simulate_with == "planned" and self.continuation is not None:
@@ -208,14 +208,11 @@ PROPOSAL_ORDERS = ("ranked", "shuffled")
 """How the teacher lists its candidates in a propose turn (:func:`graph_examples`)."""
 
 
-_BEST = re.compile(
-    r"^(?:Best supported: |No candidate has support >= [0-9.]+; the highest value is )([A-Z])\. ", re.M
-)
-
-
 def _report_best(text: str, listed: Sequence[int]) -> int | None:
     """The candidate a simulation report's closing line names (``SimulationReport.best_line``), if any."""
-    m = _BEST.search(text)
+    from sepsis_sdk.tools._simulate import BEST_OPENINGS
+
+    m = re.search("^(?:" + "|".join(map(re.escape, BEST_OPENINGS)) + r")([A-Z])\. ", text, re.M)
     if m is None:
         return None
     i = ord(m.group(1)) - ord("A")
