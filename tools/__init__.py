@@ -62,9 +62,18 @@ from sepsis_sdk.tools._protocol import (
     protocol_tools,
     simulation,
 )
-from sepsis_sdk.tools._simulate import CandidateOutcome, FeaturePath, SimulationReport, simulate_actions
+from sepsis_sdk.tools._simulate import (
+    BEST_OPENINGS,
+    BEST_SUPPORT,
+    CandidateOutcome,
+    FeaturePath,
+    SimulationReport,
+    simulate_actions,
+)
 
 __all__ = [
+    "BEST_OPENINGS",
+    "BEST_SUPPORT",
     "DEFAULT_HARD_RULES",
     "PRESCRIPTION_TOOL",
     "SIMULATION_TOOL",

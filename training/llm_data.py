@@ -210,7 +210,7 @@ PROPOSAL_ORDERS = ("ranked", "shuffled")
 
 def _report_best(text: str, listed: Sequence[int]) -> int | None:
     """The candidate a simulation report's closing line names (``SimulationReport.best_line``), if any."""
-    from sepsis_sdk.tools._simulate import BEST_OPENINGS
+    from sepsis_sdk.tools import BEST_OPENINGS
 
     m = re.search("^(?:" + "|".join(map(re.escape, BEST_OPENINGS)) + r")([A-Z])\. ", text, re.M)
     if m is None:
