@@ -135,8 +135,9 @@ class Teacher:
 
         ``simulate_with="usual"``: care continues as the clinicians would (``continuation``); ``"planned"``:
         as the teacher's own planner would (:meth:`WorldModelPlannerPolicy.planned_continuation`), so a
-        candidate's reported value is the planned policy's (without the teacher's data penalty). The agent must then be evaluated with
-        the same continuation (``benchmarks/experiments/agent_ablation.py --continuation planned``).
+        candidate's reported value is the planned policy's (without the teacher's data penalty). The agent
+        must then be evaluated with the same continuation (``benchmarks/experiments/agent_ablation.py
+        --continuation planned``).
         """
         if self.simulate_with == "planned" and self.continuation is not None:
             return self.planner().planned_continuation()
