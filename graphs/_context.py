@@ -28,7 +28,7 @@ from sepsis_sdk.tools import ToolContext, ToolRegistry, as_registry, protocol_to
 from sepsis_sdk.types import PatientHistory
 from sepsis_sdk.world_model import WorldModel
 
-SIMULATION_REPORTS = ("full", "values")  # PSROptions.simulation_report
+SIMULATION_REPORTS = ("full", "values", "cautious")  # PSROptions.simulation_report
 PROTOCOL_RESERVED = ("simulation", "prescription", "simulate")  # never offered as extras beside the protocol
 
 
@@ -100,7 +100,10 @@ class PSROptions(SimulationOptions):
         simulation_report: what the refine prompt shows of the simulation: ``"full"`` (the ``simulate``
             tool's text: outcomes, values and each candidate's key-feature paths) or ``"values"`` (the
             same without the paths: the refine prompt is ~450 tokens shorter for 3 candidates, so a small
-            local model decides faster; the trace's simulation data keep the paths either way).
+            local model decides faster; the trace's simulation data keep the paths either way) or
+            ``"cautious"`` (the values-only report plus each candidate's cautious value, the planner's
+            pessimistic score, and a closing line that ranks by it; needs a continuation that offers them,
+            such as ``WorldModelPlannerPolicy.planned_continuation()``, else the simulate node raises).
     """
 
     n_candidates: int = 3

@@ -263,9 +263,11 @@ def simulate(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> d
         return {"simulation": {"error": res.error, "text": res.content}, "events": [ev]}
     sim = dict(res.data) if isinstance(res.data, dict) else {"data": res.data}
     sim["text"] = res.content
-    short = getattr(ctx.options, "simulation_report", "full") == "values"
-    if short and callable(getattr(res.value, "to_text", None)):  # the built-in tool's report, without paths
-        sim["text"] = res.value.to_text(paths=False)
+    report = getattr(ctx.options, "simulation_report", "full")
+    if report != "full" and callable(getattr(res.value, "to_text", None)):  # the built-in tool's report
+        # "values": without paths; "cautious": also ranked by the planner's pessimistic score (a report
+        # without cautious values raises UserError here: a configuration error, not a transient one)
+        sim["text"] = res.value.to_text(paths=False, rank="cautious" if report == "cautious" else "value")
     ev = {"node": "simulate", "type": "simulation", "round": rnd, "latency_s": dt, "report": res.data}
     return {"simulation": sim, "events": [ev]}
 

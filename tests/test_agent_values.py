@@ -73,6 +73,70 @@ def test_the_report_names_the_best_supported_candidate():
     assert plain.best() is None and "Best" not in plain.to_text() and plain.to_dict()["best"] is None
 
 
+def test_a_cautious_report_shows_and_ranks_by_the_planners_pessimistic_score():
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.tools import CandidateOutcome, SimulationReport
+
+    def cand(a, value, support, cautious):
+        return CandidateOutcome(action=a, p_death=0.1, p_discharge=0.2, support=support, uncertainty=0.0,
+                                value=value, value_lower=value - 0.01, value_upper=value + 0.01, advantage=0.0,
+                                cautious=cautious)  # fmt: skip
+
+    # A has the highest value but thin data behind its later steps: its cautious score is lowest.
+    rep = SimulationReport("p", 3, 4, [cand(0, 0.86, 0.9, 0.80), cand(5, 0.84, 0.8, 0.83),
+                                       cand(10, 0.99, 0.1, 0.95), cand(15, 0.85, 0.7, float("-inf"))],
+                           value_method="exact", continuation="pessimistic-pi", reference=0)  # fmt: skip
+    assert rep.best() == 0 and rep.best("cautious") == 1  # C (support 0.1) and D (unrankable) are out
+    text = rep.to_text(paths=False, rank="cautious")
+    assert "cautious = the planner's value with a penalty" in text
+    assert "cautious=0.830" in text and "cautious=unsupported" in text
+    assert text.splitlines()[-1] == (
+        "Best supported: B. fluid 1 (0-50 mL/4h), vaso 0 (none) (cautious value 0.830, support 0.80): the highest "
+        "cautious value among candidates with support >= 0.5."
+    )
+    # the default text is unchanged by the extra field: no cautious column, ranked by value
+    assert "cautious" not in rep.to_text(paths=False) and rep.to_text().splitlines()[-1].startswith(
+        "Best supported: A."
+    )
+    assert rep.to_dict()["candidates"][3]["cautious"] == "unsupported"
+    assert rep.to_dict()["candidates"][1]["cautious"] == pytest.approx(0.83)
+    # every ranked candidate unrankable: the highest-value pool stays, first on a tie
+    rep.candidates = [cand(0, 0.80, 0.9, float("-inf")), cand(5, 0.95, 0.9, float("-inf"))]
+    assert rep.best("cautious") == 0
+    plain = SimulationReport("p", 3, 4, [cand(0, 0.8, 0.9, None)], value_method="exact", reference=0)
+    with pytest.raises(UserError, match="no cautious values"):
+        plain.to_text(rank="cautious")
+    with pytest.raises(UserError, match="rank must be one of"):
+        rep.best("lcb")
+
+
+def test_the_psr_graph_with_a_cautious_report_takes_the_planners_scores(setup):
+    from sepsis_sdk.errors import UserError
+    from sepsis_sdk.policies.planner import WorldModelPlannerPolicy
+
+    oracle, cont, h = setup
+    planner = WorldModelPlannerPolicy(oracle, continuation=cont, lookahead=1)
+    planned = planner.planned_continuation()
+    rep = simulate_actions(oracle, h, [0, 7, 24], horizon=2, n_samples=4, continuation=planned)
+    scores = planner.cautious_values(oracle.batch([h]))[0]
+    assert [c.cautious for c in rep.candidates] == pytest.approx([scores[0], scores[7], scores[24]])
+    props = Proposals(candidates=[{"fluid": f, "vaso": v, "rationale": "try"} for f, v in ((0, 0), (1, 2), (4, 4))],
+                      reasoning="compare")  # fmt: skip
+    decision = RefineDecision(decision="commit", fluid=1, vaso=2, rationale="cautious best")
+    model = ScriptedChatModel([props, decision])
+    g = build_psr_graph(model, world_model=oracle, continuation=planned, horizon=2, n_samples=4, safety=False,
+                        simulation_report="cautious")  # fmt: skip
+    final = g.invoke({"history": h})["final"]
+    refine_prompt = model.calls[1].last_user_text
+    assert "cautious=" in refine_prompt and "highest cautious value" in refine_prompt
+    assert final["action"] == 7 and final["source"] == "model"
+    # a continuation without cautious values is a configuration error, not a silent value-ranked report
+    g2 = build_psr_graph(ScriptedChatModel([props, decision]), world_model=oracle, continuation=cont,
+                         horizon=2, n_samples=4, safety=False, simulation_report="cautious")  # fmt: skip
+    with pytest.raises(UserError, match="no cautious values"):
+        g2.invoke({"history": h})
+
+
 def test_the_simulate_tool_reads_the_run_continuation(setup):
     oracle, cont, h = setup
     from sepsis_sdk.tools import builtin_tools

@@ -274,3 +274,23 @@ def test_weighted_fqe_fit_equals_a_fit_on_duplicated_patients():
         a = fit_fqe(c, pe, model=kind, sample_weight=w, tol=1e-12, n_iter=3000)
         b = fit_fqe(both, pe_both, model=kind, tol=1e-12, n_iter=3000)
         np.testing.assert_allclose(a.q_cohort(c), b.q_cohort(c), atol=atol)
+
+
+def test_the_embedded_psr_agents_value_is_stated_only_when_its_record_was_used(run):
+    import copy
+
+    from sepsis_sdk.evaluation.report import markdown
+
+    rep, _out = run
+    with_psr = copy.copy(rep)
+    with_psr.meta = {**rep.meta, "embedded_psr_agent": {
+        "model": "local/sepsisagent-135m-psr", "value": 0.8388, "gap_closed": 0.61, "adherence": 1.0,
+        "unsafe_rate": 0.0, "visit_shares": {"model": 0.961, "guard": 0.039, "fallback": 0.0},
+        "check": "713 decisions from the shipped sweep record; 4 of them made again now, 4/4 identical"}}  # fmt: skip
+    md = markdown(with_psr)
+    assert "Embedded PSR agent `local/sepsisagent-135m-psr`" in md and "**0.8388**" in md
+    assert "61.0% of the clinician-to-optimal gap" in md and "the model 96.1%" in md and "4/4 identical" in md
+    # a record that was not used (no value): nothing is stated as a result
+    with_psr.meta["embedded_psr_agent"] = {"model": "local/sepsisagent-135m-psr", "value": None,
+                                           "check": "sweep record not used (recorded for a different adapter)"}  # fmt: skip
+    assert "Embedded PSR agent" not in markdown(with_psr)

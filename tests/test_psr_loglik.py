@@ -302,3 +302,12 @@ def test_cli_simulation_report_values_is_in_the_key_and_psr_only(tiny, tmp_path)
     assert res.exit_code == 2 and "--graph psr only" in res.output and "Traceback" not in res.output
     res = _evaluate(tmp_path, "--graph", "psr", "--simulation-report", "short", "--out", str(tmp_path / "o"))
     assert res.exit_code == 2 and "simulation_report" in res.output
+
+
+def test_cli_refuses_a_cautious_report_before_any_decision(tmp_path):
+    # the CLI builds no planned continuation, so a cautious report could never be shown: exit 2 at once
+    res = _evaluate(
+        tmp_path, "--graph", "psr", "--simulation-report", "cautious", "--out", str(tmp_path / "c")
+    )
+    assert res.exit_code == 2 and "planned continuation" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "c" / "agent_value.json").exists()

@@ -364,15 +364,19 @@ def _teacher_wm(planner_teacher):
 
 
 def test_planned_continuation_is_the_converged_policy_and_hold_mode_refuses(planner_teacher):
-    from sepsis_sdk.policies.planner import PlannerContinuation, WorldModelPlannerPolicy
+    from sepsis_sdk.policies.planner import PlannedContinuation, PlannerContinuation, WorldModelPlannerPolicy
     from sepsis_sdk.world_model.value import TableContinuation, support_states
 
     _big, teacher = planner_teacher
     cont = teacher.planner().planned_continuation()
-    assert isinstance(cont, TableContinuation) and cont.name == "pessimistic-pi"
+    assert isinstance(cont, PlannedContinuation) and cont.name == "pessimistic-pi"
+    assert isinstance(cont.inner, TableContinuation) and cont.markov
     sb = support_states(teacher.world_model)
     # on the model's support states it plays the converged policy's actions
-    np.testing.assert_array_equal(cont.probabilities(sb).argmax(1), teacher.planner().optimized.actions)
+    opt = teacher.planner().optimized
+    np.testing.assert_array_equal(cont.probabilities(sb).argmax(1), opt.actions)
+    # and its cautious values there are the converged pessimistic Q the planner ranks by
+    np.testing.assert_allclose(cont.cautious_values(sb), opt.q)
     one = WorldModelPlannerPolicy(teacher.world_model, continuation=teacher.continuation, lookahead=1)
     assert isinstance(one.planned_continuation(), PlannerContinuation)
     hold = WorldModelPlannerPolicy(teacher.world_model, mode="hold")

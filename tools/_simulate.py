@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sepsis_sdk.actions import Action, validate_index
+from sepsis_sdk.actions import N_ACTIONS, Action, validate_index
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.features import FeatureSchema, FeatureSpec
 from sepsis_sdk.render import action_label, key_features
@@ -23,6 +23,8 @@ BEST_SUPPORT = 0.5
 under the neighbour model's default ``support_count``); below it a high value rests on too few patients."""
 BEST_OPENINGS = ("Best supported: ", f"No candidate has support >= {BEST_SUPPORT}; the highest value is ")
 """How a report's closing line begins (:meth:`SimulationReport.best_line`); a candidate letter follows."""
+RANKS = ("value", "cautious")
+"""What a report's closing line ranks candidates by (:meth:`SimulationReport.best`)."""
 
 
 class _AsDictAlias:
@@ -79,6 +81,10 @@ class CandidateOutcome(_AsDictAlias):
             the run's continuation policy — by default the clinicians — would: P(leaving the ICU alive)
             under the survival reward) and its 90 % interval; ``None`` without a continuation.
         advantage: ``value`` minus the value of the continuation's usual choice now.
+        cautious: the continuation planner's pessimistic score of the action, when the continuation
+            offers one (``cautious_values``, e.g. :meth:`WorldModelPlannerPolicy.planned_continuation`):
+            the value with a penalty for every thinly supported step, ``-inf`` where the data are too
+            few to rank it; what the planner itself ranks by. ``None`` otherwise.
     """
 
     action: int
@@ -91,6 +97,7 @@ class CandidateOutcome(_AsDictAlias):
     value_lower: float | None = None
     value_upper: float | None = None
     advantage: float | None = None
+    cautious: float | None = None
 
     @property
     def action_obj(self) -> Action:
@@ -113,6 +120,7 @@ class CandidateOutcome(_AsDictAlias):
             "value_lower": _num(self.value_lower) if self.value_lower is not None else None,
             "value_upper": _num(self.value_upper) if self.value_upper is not None else None,
             "advantage": _num(self.advantage) if self.advantage is not None else None,
+            "cautious": _cautious_num(self.cautious),
             "paths": [p.to_dict() for p in self.paths],
         }
 
@@ -148,7 +156,7 @@ class SimulationReport(_AsDictAlias):
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
-    def to_text(self, *, paths: bool = True) -> str:
+    def to_text(self, *, paths: bool = True, rank: str = "value") -> str:
         """Compact rendering for a prompt: one block per candidate.
 
         Args:
@@ -156,7 +164,13 @@ class SimulationReport(_AsDictAlias):
                 the header and each candidate's outcome and value line only: for three candidates about
                 half the tokens (measured on ICU-Sepsis with SmolLM2's tokenizer: 398 of 855)
                 (``PSROptions.simulation_report="values"``).
+            rank: what the closing line ranks by (:meth:`best`); ``"cautious"`` also shows each
+                candidate's cautious value and says what it is (``simulation_report="cautious"``).
+
+        Raises:
+            UserError: ``rank="cautious"`` on a report without cautious values.
         """
+        self._check_rank(rank)
         hours = 4 * self.horizon
         lines = [
             f"World-model simulation: each candidate held for {self.horizon} steps ({hours} h), "
@@ -172,6 +186,11 @@ class SimulationReport(_AsDictAlias):
                 "Values of different actions often differ by less than 0.01: prefer a positive advantage "
                 "whose interval is narrow and whose support is high."
             )
+        if rank == "cautious":
+            lines.append(
+                "cautious = the planner's value with a penalty for every step that rests on few similar "
+                "patients (what it ranks by; unsupported: too few to rank)."
+            )
         for i, c in enumerate(self.candidates):
             value = ""
             if c.value is not None:
@@ -179,6 +198,8 @@ class SimulationReport(_AsDictAlias):
                     f", value={c.value:.3f} [{c.value_lower:.3f}, {c.value_upper:.3f}], "
                     f"advantage={c.advantage:+.3f}"
                 )
+                if rank == "cautious":
+                    value += f", cautious={_cautious_text(c.cautious)}"
             lines.append(
                 f"{chr(65 + i)}. {action_label(c.action)}: P(death within {hours} h)={c.p_death:.2f}, "
                 f"P(discharge)={c.p_discharge:.2f}, support={c.support:.2f}, uncertainty={c.uncertainty:.2f}"
@@ -193,7 +214,7 @@ class SimulationReport(_AsDictAlias):
                 parts.append(f"{p.role} {p.display[0]} -> {p.display[end + 1]}")
             if parts:
                 lines.append("   " + "; ".join(parts))
-        best = self.best_line()
+        best = self.best_line(rank)
         if best:
             lines.append(best)
         return "\n".join(lines)
@@ -203,25 +224,59 @@ class SimulationReport(_AsDictAlias):
         """Whether the values continue as the clinicians would (a behaviour model), not as a planner plans."""
         return str(self.continuation or "").startswith("behaviour")
 
-    def best(self) -> int | None:
-        """Position of the best-supported candidate: the highest value among those with support >=
-        :data:`BEST_SUPPORT` (the highest value overall when none has); ``None`` without values."""
+    def best(self, rank: str = "value") -> int | None:
+        """Position of the best-supported candidate: the highest ``rank`` (its value, or its cautious
+        value) among those with support >= :data:`BEST_SUPPORT` (the highest overall when none has; the
+        first on a tie); ``None`` without values.
+
+        Raises:
+            UserError: ``rank="cautious"`` on a report without cautious values.
+        """
+        self._check_rank(rank)
         valued = [i for i, c in enumerate(self.candidates) if c.value is not None and c.value == c.value]
         if not valued:
             return None
         pool = [i for i in valued if self.candidates[i].support >= BEST_SUPPORT] or valued
+        if rank == "cautious":  # -inf (too few data to rank) loses to any ranked candidate
+            ranked = [i for i in pool if self.candidates[i].cautious != -math.inf] or pool
+            return max(ranked, key=lambda i: (self.candidates[i].cautious, -i))
         return max(pool, key=lambda i: (self.candidates[i].value, -i))
 
-    def best_line(self) -> str:
+    def best_line(self, rank: str = "value") -> str:
         """The report's closing line: which candidate its numbers favour, and why ("" without values)."""
-        i = self.best()
+        i = self.best(rank)
         if i is None:
             return ""
         c = self.candidates[i]
+        if rank == "cautious":
+            what = (
+                f"{chr(65 + i)}. {action_label(c.action)} (cautious value {_cautious_text(c.cautious)}, "
+                f"support {c.support:.2f})"
+            )
+            if c.support >= BEST_SUPPORT:
+                return (
+                    f"{BEST_OPENINGS[0]}{what}: the highest cautious value among candidates with support >= "
+                    f"{BEST_SUPPORT}."
+                )
+            return f"{BEST_OPENINGS[1]}{what}, but few similar patients were given it."
         what = f"{chr(65 + i)}. {action_label(c.action)} (value {c.value:.3f}, support {c.support:.2f})"
         if c.support >= BEST_SUPPORT:
             return f"{BEST_OPENINGS[0]}{what}: the highest value among candidates with support >= {BEST_SUPPORT}."
         return f"{BEST_OPENINGS[1]}{what}, but few similar patients were given it."
+
+    @property
+    def has_cautious(self) -> bool:
+        """Whether every candidate carries a cautious value (the continuation offered them)."""
+        return bool(self.candidates) and all(c.cautious is not None for c in self.candidates)
+
+    def _check_rank(self, rank: str) -> None:
+        if rank not in RANKS:
+            raise UserError(f"rank must be one of {RANKS}, got {rank!r}")
+        if rank == "cautious" and not self.has_cautious:
+            raise UserError(
+                "this simulation report has no cautious values: its continuation offers none (use a "
+                "planner's planned_continuation(), or a continuation with cautious_values(batch))"
+            )
 
     def to_tool_result(self) -> Any:
         from sepsis_sdk.tools._base import ToolResult
@@ -231,6 +286,17 @@ class SimulationReport(_AsDictAlias):
 
 def _num(v: float) -> float | None:
     return None if v != v else round(float(v), 4)
+
+
+def _cautious_num(v: float | None) -> float | str | None:
+    """A cautious value for JSON: ``"unsupported"`` for ``-inf`` (too few data to rank the action)."""
+    if v is None or v != v:
+        return None
+    return "unsupported" if v == -math.inf else round(float(v), 4)
+
+
+def _cautious_text(v: float | None) -> str:
+    return "unsupported" if v is None or v == -math.inf or v != v else f"{v:.3f}"
 
 
 def _scale(spec: FeatureSpec) -> float:
@@ -372,6 +438,11 @@ def _add_values(
             float(av.upper[0, k]),
         )
         c.advantage = float(av.advantage[0, k])
+    scorer = getattr(continuation, "cautious_values", None)
+    if callable(scorer):
+        cv = np.asarray(scorer(batch), dtype=float).reshape(-1, N_ACTIONS)[0]
+        for c in report.candidates:  # NaN: not among the planner's candidates, so it cannot rank it
+            c.cautious = float(cv[c.action]) if cv[c.action] == cv[c.action] else -math.inf
     report.value_method, report.continuation, report.reference = (
         av.method,
         av.continuation,

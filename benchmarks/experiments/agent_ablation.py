@@ -27,8 +27,9 @@ def main() -> None:
     ap.add_argument("--model", default="local/smollm2")
     ap.add_argument("--adapter", default=None, help="a PEFT adapter folder")
     ap.add_argument("--graph", default="direct", choices=("direct", "psr"))
-    ap.add_argument("--simulation-report", default="full", choices=("full", "values"),
-                    help="psr: the refine prompt's simulation text (values: without key-feature paths)")  # fmt: skip
+    ap.add_argument("--simulation-report", default="full", choices=("full", "values", "cautious"),
+                    help="psr: the refine prompt's simulation text (values: without key-feature paths; cautious: "
+                         "values plus the planner's pessimistic score, ranked by it; needs --continuation planned)")  # fmt: skip
     ap.add_argument("--n-candidates", type=int, default=3, help="psr: candidates per propose turn")
     ap.add_argument("--continuation", default="usual", choices=("usual", "planned"),
                     help="psr: simulated values continue as the clinicians would (usual) or as the teacher "
@@ -43,12 +44,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON lines file; one record is appended")
     args = ap.parse_args()
 
-    from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
-    from sepsis_sdk.sources import load
+    from sepsis_sdk.graphs import build_direct_graph
     from sepsis_sdk.truth._icu_sepsis import load_mdp, state_values
     from sepsis_sdk.truth.agent import markov_agent_value
-    from sepsis_sdk.world_model import NeighbourWorldModel
-    from sepsis_sdk.world_model.value import fit_continuation
 
     t0 = time.perf_counter()
     model = args.model if args.adapter is None else f"{args.model}?adapter={args.adapter}"
@@ -58,25 +56,11 @@ def main() -> None:
         graph = build_direct_graph(model, decide="loglik")
         options = {"decide": "loglik"}
     else:  # the PSR graph simulates in the teacher's world model, fitted on the training cohort
-        cohort = load("icu-sepsis", episodes=args.episodes, seed=args.seed)
-        wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
-        cont = fit_continuation(cohort, seed=args.seed)
-        if args.continuation == "planned":  # the stage-II teacher's planner (same settings as in training)
-            from sepsis_sdk.training.llm_data import Teacher
+        from sepsis_sdk.training.embedded import psr_sweep_graph
 
-            cont = Teacher(
-                wm, seed=args.seed, continuation=cont, simulate_with="planned"
-            ).simulation_continuation()
-        graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik",
-                                n_candidates=args.n_candidates, horizon=3, n_samples=4, seed=args.seed,
-                                simulation_report=args.simulation_report)  # fmt: skip
-        options = {"decide": "loglik", "n_candidates": args.n_candidates, "horizon": 3, "n_samples": 4,
-                   "seed": args.seed, "world_model": f"neighbour-k1-icu{args.episodes}-s{args.seed}"}  # fmt: skip
-        if args.simulation_report != "full":  # the default is left out: earlier sweeps' keys stay valid
-            options["simulation_report"] = args.simulation_report
-        if args.continuation != "usual":
-            # the report (its "planned" wording and best line) changed with this option: a new key
-            options.update(continuation=args.continuation, report="best-line")
+        graph, options = psr_sweep_graph(model, episodes=args.episodes, seed=args.seed,
+                                         n_candidates=args.n_candidates, continuation=args.continuation,
+                                         simulation_report=args.simulation_report)  # fmt: skip
     t_fit = time.perf_counter() - t0
     from sepsis_sdk.cli.agent_eval import parse_states
 

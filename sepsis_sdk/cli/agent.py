@@ -82,7 +82,8 @@ DECIDE_HELP = (
 )
 REPORT_HELP = (
     "psr graph: what the refine prompt shows of the simulation; full (outcomes, values, key-feature paths) "
-    "or values (no paths: a prompt ~450 tokens shorter, faster for small local models)"
+    "or values (no paths: a prompt ~450 tokens shorter, faster for small local models); cautious (ranked by "
+    "a planner's pessimistic score) needs a planned continuation, from Python only"
 )
 
 EXIT_FALLBACK = 3
@@ -134,6 +135,12 @@ def build_graph(
         )
     if simulation_report != "full" and graph != "psr":
         raise UserError(f"--simulation-report applies to --graph psr only, got --graph {graph}")
+    if simulation_report == "cautious":  # refused before any decision, not at the first simulate call
+        raise UserError(
+            "--simulation-report cautious needs a planner's planned continuation, which the CLI does not "
+            "build; use sepsis_sdk.training.embedded.embedded_psr_graph() (the measured PSR agent) or "
+            "benchmarks/experiments/agent_ablation.py --continuation planned --simulation-report cautious"
+        )
     if graph == "psr":
         return build_psr_graph(
             model,

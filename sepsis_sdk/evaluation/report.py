@@ -155,6 +155,21 @@ def _write_header(w: Any, report: EvaluationReport) -> None:
     if meta.get("reference_values"):
         refs = ", ".join(f"{k} {v:.4f}" for k, v in meta["reference_values"].items())
         w(f"Exact reference values on ICU-Sepsis: {refs}.\n\n")
+    psr = meta.get("embedded_psr_agent") or {}
+    if psr.get("value") is not None:
+        shares = psr.get("visit_shares") or {}
+        w(
+            f"Embedded PSR agent `{psr.get('model')}` (propose-simulate-refine around the neighbour world model; "
+            f"exact true value from its shipped sweep record, {psr.get('check')}): **{psr['value']:.4f}**, "
+            f"{100 * psr['gap_closed']:.1f}% of the clinician-to-optimal gap; guideline adherence "
+            f"{_pct(psr.get('adherence'))}, unsafe {_pct(psr.get('unsafe_rate'))}; final actions from the model "
+            f"{_pct(shares.get('model'))}, the guard {_pct(shares.get('guard'))}, the fallback "
+            f"{_pct(shares.get('fallback'))} (visit-weighted).\n\n"
+        )
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * float(v):.1f}%"
 
 
 def ranked(dicts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

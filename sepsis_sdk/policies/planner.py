@@ -378,8 +378,21 @@ class WorldModelPlannerPolicy(PolicyBase):
                 "planned_continuation() needs a planner in mode='improve' (built with continuation=)"
             )
         if self.lookahead == "converge":
-            return self._inner_continuation()
+            return PlannedContinuation(self, self._inner_continuation())
         return PlannerContinuation(self)
+
+    def cautious_values(self, batch: Any) -> np.ndarray:
+        """``(B, 25)`` the planner's pessimistic score of every action (``NaN`` for non-candidates).
+
+        The score it ranks actions by, without the safety rules: with ``lookahead="converge"`` the
+        pessimistic Q (a penalty ``backup_pessimism / sqrt(n)`` inside every backup; ``-inf`` below
+        ``min_count``), otherwise the closed-loop value minus the spread and missing-support penalties.
+        The ``simulate`` tool reports it as each candidate's *cautious* value
+        (``PSROptions.simulation_report="cautious"``). Built from the world model only.
+        """
+        out = np.full((batch.size, N_ACTIONS), np.nan)
+        out[:, np.asarray(self.candidates, dtype=np.int64)] = np.asarray(self.scores(batch), dtype=float)
+        return out
 
     def _inner_continuation(self) -> Any:
         """The continuation of the last improvement round (``lookahead - 1`` rounds already done)."""
@@ -649,8 +662,35 @@ class PlannerContinuation:
         out[np.arange(batch.size), np.asarray(self.planner.candidates)[s.argmax(1)]] = 1.0
         return out
 
+    def cautious_values(self, batch: Any) -> np.ndarray:
+        """The planner's pessimistic scores (:meth:`WorldModelPlannerPolicy.cautious_values`)."""
+        return self.planner.cautious_values(batch)
+
+
+class PlannedContinuation:
+    """Care as a converged planner plans it: its table on the support states, with its cautious values.
+
+    What :meth:`WorldModelPlannerPolicy.planned_continuation` returns for ``lookahead="converge"``: the
+    probabilities (and the name) are the inner table continuation's, unchanged; ``cautious_values`` adds the
+    planner's pessimistic Q, which the ``simulate`` tool reports beside each candidate's value.
+    """
+
+    def __init__(self, planner: WorldModelPlannerPolicy, inner: Any) -> None:
+        self.planner = planner
+        self.inner = inner
+        self.name = str(getattr(inner, "name", "planned"))
+        self.markov = bool(getattr(inner, "markov", True))
+
+    def probabilities(self, batch: Any) -> np.ndarray:
+        return self.inner.probabilities(batch)
+
+    def cautious_values(self, batch: Any) -> np.ndarray:
+        """The planner's pessimistic scores (:meth:`WorldModelPlannerPolicy.cautious_values`)."""
+        return self.planner.cautious_values(batch)
+
 
 __all__ = [
+    "PlannedContinuation",
     "PlannerContinuation",
     "PlannerDecision",
     "WorldModelPlannerPolicy",
