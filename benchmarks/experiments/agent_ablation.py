@@ -100,6 +100,8 @@ def main() -> None:
             rec["agree_teacher"] = float(w @ (acts == teach) / w.sum())
             rec["teacher_value"] = float(mdp.d0 @ state_values(teach))
         rec["distinct_actions"] = int(len(set(acts.tolist())))
+    if rec.get("cache_dir"):  # the cache's key folder, not this machine's path to it
+        rec["cache_dir"] = Path(rec["cache_dir"]).name
     rec.pop("actions", None)
     rec["actions"] = [int(a) for a in acts]
     with Path(args.out).open("a") as f:
