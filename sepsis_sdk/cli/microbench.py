@@ -63,7 +63,10 @@ def info(
     with friendly_errors():
         bench = load_benchmark(source, weights=weights)  # type: ignore[arg-type]
     c = bench.counts()
-    table = Table(title=f"MicroWorldBench ({esc(bench.source)}, weights={bench.weights})", show_header=False)
+    # The source goes on its own unwrapped line: a table title wraps at the (narrow) table's width and
+    # would break a long path in the middle, where it can be neither read nor copied.
+    console.print(f"source: {esc(str(bench.source))}", soft_wrap=True)
+    table = Table(title=f"MicroWorldBench (weights={esc(str(bench.weights))})", show_header=False)
     table.add_row("tasks", str(c["tasks"]))
     table.add_row("criteria", str(c["criteria"]))
     for d, n in c["criteria_per_dimension"].items():
