@@ -27,6 +27,29 @@ EMBEDDED_PSR_SETTINGS: dict[str, Any] = {
 CONTINUATIONS = ("usual", "planned")
 
 
+def teacher_world(*, episodes: int = 20000, seed: int = 0, cohort: Any = None) -> tuple[Any, Any]:
+    """The stage-II teacher's world: the neighbour world model (k=1, no prior) and the clinicians' fitted
+    behaviour (the continuation), both from one ICU-Sepsis training cohort.
+
+    :func:`psr_sweep_graph` simulates in it, and ``benchmarks/experiments/teacher_table.py`` plans in it
+    (``Teacher(world_model, seed=seed, continuation=continuation)``), so the agent and the teacher it is
+    compared with see the same model.
+
+    Args:
+        episodes / seed: the cohort to sample (cached after the first load).
+        cohort: a cohort already loaded with these ``episodes`` and ``seed`` (saves the load).
+
+    Returns:
+        ``(world_model, continuation)``.
+    """
+    from sepsis_sdk.sources import load
+    from sepsis_sdk.world_model import NeighbourWorldModel
+    from sepsis_sdk.world_model.value import fit_continuation
+
+    cohort = cohort if cohort is not None else load("icu-sepsis", episodes=episodes, seed=seed)
+    return NeighbourWorldModel.fit(cohort, k=1, prior_count=0), fit_continuation(cohort, seed=seed)
+
+
 def psr_sweep_graph(
     model: Any,
     *,
@@ -63,14 +86,9 @@ def psr_sweep_graph(
             "simulation_report='cautious' needs continuation='planned': usual care has no cautious values"
         )
     from sepsis_sdk.graphs import build_psr_graph
-    from sepsis_sdk.sources import load
     from sepsis_sdk.training.llm_data import Teacher
-    from sepsis_sdk.world_model import NeighbourWorldModel
-    from sepsis_sdk.world_model.value import fit_continuation
 
-    cohort = cohort if cohort is not None else load("icu-sepsis", episodes=episodes, seed=seed)
-    wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
-    cont = fit_continuation(cohort, seed=seed)
+    wm, cont = teacher_world(episodes=episodes, seed=seed, cohort=cohort)
     if continuation == "planned":  # the stage-II teacher's planner (the settings it was trained with)
         cont = Teacher(wm, seed=seed, continuation=cont, simulate_with="planned").simulation_continuation()
     graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik", n_candidates=n_candidates,
@@ -93,4 +111,4 @@ def embedded_psr_graph(model: Any = PSR_AGENT, **overrides: Any) -> tuple[Any, d
     return psr_sweep_graph(model, **{**EMBEDDED_PSR_SETTINGS, **overrides})
 
 
-__all__ = ["EMBEDDED_PSR_SETTINGS", "PSR_AGENT", "embedded_psr_graph", "psr_sweep_graph"]
+__all__ = ["EMBEDDED_PSR_SETTINGS", "PSR_AGENT", "embedded_psr_graph", "psr_sweep_graph", "teacher_world"]

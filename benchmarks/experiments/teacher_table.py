@@ -24,18 +24,14 @@ def main() -> None:
     ap.add_argument("--out", required=True, help=".npy file of 713 action indices")
     args = ap.parse_args()
 
-    from sepsis_sdk.sources import load
+    from sepsis_sdk.training.embedded import teacher_world
     from sepsis_sdk.training.llm_data import Teacher
     from sepsis_sdk.truth import true_value
     from sepsis_sdk.truth._icu_sepsis import load_mdp, state_values
     from sepsis_sdk.truth.agent import state_histories
-    from sepsis_sdk.world_model import NeighbourWorldModel
-    from sepsis_sdk.world_model.value import fit_continuation
 
     t0 = time.perf_counter()
-    cohort = load("icu-sepsis", episodes=args.episodes, seed=args.seed)
-    wm = NeighbourWorldModel.fit(cohort, k=1, prior_count=0)
-    cont = fit_continuation(cohort, seed=args.seed)
+    wm, cont = teacher_world(episodes=args.episodes, seed=args.seed)  # the world the PSR sweep simulates in
     teacher = Teacher(wm, seed=args.seed, continuation=cont)
     table = np.asarray(teacher.choose(state_histories(range(713))), dtype=np.int64)
     np.save(args.out, table)
