@@ -72,6 +72,7 @@ def build_psr_graph(
     options: PSROptions | None = None,
     decide: str = "generate",
     simulation_report: str | None = None,
+    refine_critique: bool | None = None,
     name: str | None = None,
 ) -> Any:
     """Propose–simulate–refine: observe → propose → simulate → refine (→ propose …) → guard → prescribe.
@@ -115,7 +116,10 @@ def build_psr_graph(
             than silently ignored. A hosted model fails here, at build.
         simulation_report: what the refine prompt shows of the simulation (default ``"full"``: the
             ``simulate`` tool's text; ``"values"``: without the key-feature paths, a shorter prompt for
-            small local models). See :class:`PSROptions`.
+            small local models; ``"cautious"``; ``"brief"``: one line per candidate). See
+            :class:`PSROptions`.
+        refine_critique: whether the refine prompt includes the judge's critique (default ``True``;
+            ``False`` shortens it, the critique is still traced). See :class:`PSROptions`.
         name: the graph's name (default ``"psr"``, ``"psr_loglik"`` with ``decide="loglik"``).
 
     Returns:
@@ -140,7 +144,7 @@ def build_psr_graph(
     opts = _options(PSROptions, options, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
                     n_samples=n_samples, seed=seed, max_retries=max_retries, history_steps=history_steps,
                     system_prompt=system_prompt, deadline_s=deadline_s,
-                    simulation_report=simulation_report)  # fmt: skip
+                    simulation_report=simulation_report, refine_critique=refine_critique)  # fmt: skip
     ctx = AgentContext.create(model, tools=tools, world_model=world_model, judge=judge, guard=guard,
                               fallback=fallback, safety=safety, options=opts, graph=name,
                               continuation=continuation)  # fmt: skip

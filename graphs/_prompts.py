@@ -35,14 +35,16 @@ def propose_prompt(observation: str, n: int, feedback: str = "") -> str:
     )
 
 
-def refine_prompt(observation: str, simulation: str, critique: str, rounds_left: int) -> str:
+def refine_prompt(observation: str, simulation: str, critique: str | None, rounds_left: int) -> str:
+    """The refine turn's user message; ``critique=None`` leaves the critique section out."""
     revise = (
         f'Set "decision" to "revise" to propose new candidates instead ({rounds_left} round(s) left), or '
         if rounds_left > 0
         else "No rounds are left: "
     )
+    crit = "" if critique is None else f"Critique of the simulated outcomes:\n{critique}\n\n"
     return (
-        f"{observation}\n\n{simulation}\n\nCritique of the simulated outcomes:\n{critique}\n\n"
+        f"{observation}\n\n{simulation}\n\n{crit}"
         f'Choose one treatment. {revise}set "decision" to "commit" to prescribe it. Answer as JSON: '
         '{"decision": "commit" | "revise", "fluid": 0-4, "vaso": 0-4, "rationale": "..."}'
     )

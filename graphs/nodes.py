@@ -267,7 +267,11 @@ def simulate(state: AgentState, runtime: Runtime[AgentContext[PSROptions]]) -> d
     if report != "full" and callable(getattr(res.value, "to_text", None)):  # the built-in tool's report
         # "values": without paths; "cautious": also ranked by the planner's pessimistic score (a report
         # without cautious values raises UserError here: a configuration error, not a transient one)
-        sim["text"] = res.value.to_text(paths=False, rank="cautious" if report == "cautious" else "value")
+        if report == "brief":  # ranked by the cautious value when the continuation offers one
+            rank = "cautious" if res.value.has_cautious else "value"
+            sim["text"] = res.value.to_text(rank=rank, brief=True)
+        else:
+            sim["text"] = res.value.to_text(paths=False, rank="cautious" if report == "cautious" else "value")
     ev = {"node": "simulate", "type": "simulation", "round": rnd, "latency_s": dt, "report": res.data}
     return {"simulation": sim, "events": [ev]}
 
@@ -337,12 +341,10 @@ def _refine_turn(
     crit = critique(state, ctx)
     crit_dt = time.perf_counter() - t0
     sim_text = (state.get("simulation") or {}).get("text", "No simulation available.")
+    shown = crit["text"] if getattr(ctx.options, "refine_critique", True) else None  # traced either way
     messages = [
         _system(ctx, P.SYSTEM),
-        {
-            "role": "user",
-            "content": P.refine_prompt(state["observation"], sim_text, crit["text"], rounds_left),
-        },
+        {"role": "user", "content": P.refine_prompt(state["observation"], sim_text, shown, rounds_left)},
     ]
     rnd = int(state.get("round", 1))
     events = [{"node": "refine", "type": "critique", "round": rnd, "latency_s": crit_dt, **crit}]

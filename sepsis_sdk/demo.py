@@ -150,7 +150,7 @@ def embedded_psr_value(*, check: int = 4) -> dict[str, Any]:
     ``local/sepsisagent-135m-psr`` decides in the propose-simulate-refine graph around the neighbour world
     model of 20,000 ICU-Sepsis episodes and its teacher's planned care
     (:func:`~sepsis_sdk.training.embedded.embedded_psr_graph`, about a minute to build). One decision takes
-    about 10 s on a CPU thread, so the 713-state sweep (~65 min on 2 cores) is not redone: the record
+    about 4 s on a CPU thread, so the 713-state sweep (~27 min on 2 cores) is not redone: the record
     shipped with the adapter fills the decision cache once ``check`` of its states, drawn at random, are
     decided again now and all agree, and the truth layer solves the resulting table exactly. It is not a
     row of the report's table: the table's OPE and safety columns would need live decisions on every test

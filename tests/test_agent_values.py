@@ -73,19 +73,30 @@ def test_the_report_names_the_best_supported_candidate():
     assert plain.best() is None and "Best" not in plain.to_text() and plain.to_dict()["best"] is None
 
 
+def cand(a, value, support, cautious):
+    """A simulated candidate with a value, its interval and a cautious score."""
+    from sepsis_sdk.tools import CandidateOutcome
+
+    return CandidateOutcome(action=a, p_death=0.1, p_discharge=0.2, support=support, uncertainty=0.0,
+                            value=value, value_lower=value - 0.01, value_upper=value + 0.01, advantage=0.0,
+                            cautious=cautious)  # fmt: skip
+
+
+def _four_candidates():
+    """A has the highest value but thin data behind its later steps (its cautious score is lowest); C has
+    support 0.1 and D no cautious rank."""
+    from sepsis_sdk.tools import SimulationReport
+
+    return SimulationReport("p", 3, 4, [cand(0, 0.86, 0.9, 0.80), cand(5, 0.84, 0.8, 0.83),
+                                        cand(10, 0.99, 0.1, 0.95), cand(15, 0.85, 0.7, float("-inf"))],
+                            value_method="exact", continuation="pessimistic-pi", reference=0)  # fmt: skip
+
+
 def test_a_cautious_report_shows_and_ranks_by_the_planners_pessimistic_score():
     from sepsis_sdk.errors import UserError
-    from sepsis_sdk.tools import CandidateOutcome, SimulationReport
+    from sepsis_sdk.tools import SimulationReport
 
-    def cand(a, value, support, cautious):
-        return CandidateOutcome(action=a, p_death=0.1, p_discharge=0.2, support=support, uncertainty=0.0,
-                                value=value, value_lower=value - 0.01, value_upper=value + 0.01, advantage=0.0,
-                                cautious=cautious)  # fmt: skip
-
-    # A has the highest value but thin data behind its later steps: its cautious score is lowest.
-    rep = SimulationReport("p", 3, 4, [cand(0, 0.86, 0.9, 0.80), cand(5, 0.84, 0.8, 0.83),
-                                       cand(10, 0.99, 0.1, 0.95), cand(15, 0.85, 0.7, float("-inf"))],
-                           value_method="exact", continuation="pessimistic-pi", reference=0)  # fmt: skip
+    rep = _four_candidates()
     assert rep.best() == 0 and rep.best("cautious") == 1  # C (support 0.1) and D (unrankable) are out
     text = rep.to_text(paths=False, rank="cautious")
     assert "cautious = the planner's value with a penalty" in text
@@ -108,6 +119,37 @@ def test_a_cautious_report_shows_and_ranks_by_the_planners_pessimistic_score():
         plain.to_text(rank="cautious")
     with pytest.raises(UserError, match="rank must be one of"):
         rep.best("lcb")
+
+
+def test_a_brief_report_keeps_only_what_its_closing_line_ranks_by():
+    from sepsis_sdk.tools import CandidateOutcome, SimulationReport
+
+    rep = _four_candidates()
+    text = rep.to_text(rank="cautious", brief=True)
+    lines = text.splitlines()
+    assert lines[0].startswith("World-model simulation (3 steps, 4 samples). value = estimated chance")
+    assert "continuing as planned" in lines[0] and "cautious = value with a penalty" in lines[0]
+    assert lines[1:5] == [
+        "A. [fluid 0, vaso 0]: value 0.860, cautious 0.800, support 0.90",
+        "B. [fluid 1, vaso 0]: value 0.840, cautious 0.830, support 0.80",
+        "C. [fluid 2, vaso 0]: value 0.990, cautious 0.950, support 0.10",
+        "D. [fluid 3, vaso 0]: value 0.850, cautious unsupported, support 0.70",
+    ]
+    # the same pick as the long cautious report, named without dose ranges
+    assert lines[5] == (
+        "Best supported: B. [fluid 1, vaso 0] (cautious value 0.830, support 0.80): the highest cautious value "
+        "among candidates with support >= 0.5."
+    )
+    assert len(lines) == 6 and "P(death" not in text and "[0.85" not in text and "advantage" not in text
+    assert len(text) < len(rep.to_text(paths=False, rank="cautious")) / 2
+    # ranked by value: no cautious column; paths are never shown
+    by_value = rep.to_text(rank="value", brief=True, paths=True)
+    assert "cautious" not in by_value and "continuing as planned" in by_value
+    assert by_value.splitlines()[-1].startswith(
+        "Best supported: A. [fluid 0, vaso 0] (value 0.860, support 0.90)"
+    )
+    usual = SimulationReport("p", 3, 4, [CandidateOutcome(0, 0.1, 0.2, 0.9, 0.0)])  # no values at all
+    assert usual.to_text(brief=True).splitlines()[1:] == ["A. [fluid 0, vaso 0]: value n/a, support 0.90"]
 
 
 def test_the_psr_graph_with_a_cautious_report_takes_the_planners_scores(setup):

@@ -31,7 +31,9 @@ class ReportReader(FunctionChatModel):
     def choose(self, messages, options):
         text = str(messages[-1]["content"])
         opening = "|".join(map(re.escape, BEST_OPENINGS))
-        best = re.search(rf"^(?:{opening})[A-Z]\. fluid (\d).*?vaso (\d)", text, re.M)
+        best = re.search(
+            rf"^(?:{opening})[A-Z]\. \[?fluid (\d).*?vaso (\d)", text, re.M
+        )  # brief: "[fluid F, ..."
         i = 0
         if best is not None and len(options) <= 8:  # the refine turn: one commit option per candidate
             self.refine_texts.append(text)
@@ -55,8 +57,13 @@ def test_the_sweep_graph_keys_its_options_as_the_shipped_record_was_made(small_c
     assert plain == {"decide": "loglik", "n_candidates": 3, "horizon": 3, "n_samples": 4, "seed": 0,
                      "world_model": "neighbour-k1-icu400-s0"}  # fmt: skip
     g, opts = embedded_psr_graph(ReportReader(), episodes=400, cohort=small_cohort)
-    assert g.name == "psr_loglik" and EMBEDDED_PSR_SETTINGS["simulation_report"] == "cautious"
-    assert opts == {**plain, "n_candidates": 5, "simulation_report": "cautious", "continuation": "planned",
+    assert g.name == "psr_loglik" and EMBEDDED_PSR_SETTINGS["simulation_report"] == "brief"
+    assert opts == {**plain, "n_candidates": 5, "simulation_report": "brief", "refine_critique": False,
+                    "continuation": "planned", "report": "best-line"}  # fmt: skip
+    # the earlier cautious prompt with the critique is another key: its decisions never mix with these
+    _g, long = embedded_psr_graph(ReportReader(), episodes=400, cohort=small_cohort, simulation_report="cautious",
+                                  refine_critique=True)  # fmt: skip
+    assert long == {**plain, "n_candidates": 5, "simulation_report": "cautious", "continuation": "planned",
                     "report": "best-line"}  # fmt: skip
 
 
@@ -69,11 +76,16 @@ def test_the_sweep_graph_refuses_a_cautious_report_on_usual_care(small_cohort):
         psr_sweep_graph(ReportReader(), continuation="optimal", cohort=small_cohort)
 
 
-def test_a_reader_of_the_cautious_report_commits_the_planners_best_candidate(small_cohort):
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [({}, ", cautious "), ({"simulation_report": "cautious", "refine_critique": True}, "cautious=")],
+    ids=["brief-shipped", "cautious"],
+)
+def test_a_reader_of_the_cautious_report_commits_the_planners_best_candidate(small_cohort, settings, shown):
     from sepsis_sdk.training.embedded import embedded_psr_graph
 
     reader = ReportReader()
-    g, _ = embedded_psr_graph(reader, episodes=400, cohort=small_cohort)
+    g, _ = embedded_psr_graph(reader, episodes=400, cohort=small_cohort, **settings)
     for s in (0, 100, 500):
         out = g.invoke({"history": state_histories([s])[0]})
         report = next(e for e in out["events"] if e.get("type") == "simulation")["report"]
@@ -83,7 +95,8 @@ def test_a_reader_of_the_cautious_report_commits_the_planners_best_candidate(sma
         pool = [c for c in cands if c["support"] >= 0.5] or cands
         ranked = [c for c in pool if c["cautious"] != "unsupported"] or pool
         best = max(ranked, key=lambda c: -math.inf if c["cautious"] == "unsupported" else c["cautious"])
-        assert "cautious=" in reader.refine_texts[-1]
+        assert shown in reader.refine_texts[-1]
+        assert ("Critique of the simulated outcomes" in reader.refine_texts[-1]) == bool(settings)
         assert out["final"]["proposed"] == best["action"]
         assert 0 <= out["final"]["action"] < 25
 
@@ -110,8 +123,8 @@ def test_the_psr_agent_ships_beside_the_direct_one_and_its_record_matches_its_ke
     assert set(run["stages"]) == {"dynamics", "psr"} and run["base"] == "smollm2"
     key = json.loads((path / "key.json").read_text())
     opts = {"decide": "loglik", "n_candidates": EMBEDDED_PSR_SETTINGS["n_candidates"], "horizon": 3,
-            "n_samples": 4, "seed": 0, "world_model": "neighbour-k1-icu20000-s0", "simulation_report": "cautious",
-            "continuation": "planned", "report": "best-line"}  # fmt: skip
+            "n_samples": 4, "seed": 0, "world_model": "neighbour-k1-icu20000-s0", "simulation_report": "brief",
+            "refine_critique": False, "continuation": "planned", "report": "best-line"}  # fmt: skip
     assert key == cache_key(model=PSR_AGENT, graph_kind="psr_loglik", options=opts, mode="markov")
     rows = [json.loads(x) for x in (path / "markov_decisions.jsonl").read_text().splitlines()]
     assert sorted(r["state"] for r in rows) == list(range(713))

@@ -108,6 +108,34 @@ def test_simulation_report_values_drops_the_paths_from_the_prompt_only(wm):
         build_psr_graph(ScriptedChatModel([]), world_model=wm, simulation_report="short")
 
 
+def test_a_brief_report_without_critique_shortens_the_refine_prompt_only(wm):
+    model = ScriptedChatModel([proposals((2, 0), (3, 1), (1, 2)), commit(3, 1)])
+    g = build_psr_graph(model, world_model=wm, n_candidates=3, horizon=6, simulation_report="brief",
+                        refine_critique=False)  # fmt: skip
+    state = g.invoke({"history": make_history()})
+    assert state["final"]["action"] == 16 and state["final"]["source"] == "model"
+    prompt = model.calls[1].last_user_text
+    # one line per candidate; the fake world model offers no values, so there is no closing line
+    assert [ln for ln in prompt.splitlines() if ln[:3] in ("A. ", "B. ", "C. ")] == [
+        f"{c}. [fluid {f}, vaso {v}]: value n/a, support {cand['support']:.2f}"
+        for c, (f, v), cand in zip(
+            "ABC", ((2, 0), (3, 1), (1, 2)), state["simulation"]["candidates"], strict=True
+        )
+    ]
+    assert "Critique of the simulated outcomes" not in prompt and "score " not in prompt
+    assert "P(death" not in prompt and prompt.rstrip().endswith('"rationale": "..."}')
+    # the critique is still made and traced; the simulation data keep everything
+    assert len(state["critique"]["items"]) == 3
+    assert any(e.get("type") == "critique" for e in state["events"])
+    assert all(c["paths"] for c in state["simulation"]["candidates"])
+    # with the critique (the default) the same brief report is followed by it
+    model = ScriptedChatModel([proposals((2, 0), (3, 1), (1, 2)), commit(3, 1)])
+    build_psr_graph(model, world_model=wm, n_candidates=3, horizon=6, simulation_report="brief").invoke(
+        {"history": make_history()}
+    )
+    assert "Critique of the simulated outcomes" in model.calls[1].last_user_text
+
+
 def test_revise_loops_back_and_commit_is_forced_at_max_rounds(wm):
     revise = RefineDecision(decision="revise", fluid=0, vaso=0, rationale="all look poor")
     model = ScriptedChatModel([proposals((0, 0)), revise, proposals((4, 4), (2, 2)), revise])

@@ -304,6 +304,20 @@ def test_cli_simulation_report_values_is_in_the_key_and_psr_only(tiny, tmp_path)
     assert res.exit_code == 2 and "simulation_report" in res.output
 
 
+def test_cli_brief_report_without_critique_is_its_own_key_and_psr_only(tiny, tmp_path):
+    path, _ = tiny
+    model = f"local/{path}"
+    res = _evaluate(tmp_path, "--graph", "psr", "--model", model, "--decide", "loglik", "--simulation-report",
+                    "brief", "--no-critique", "--out", str(tmp_path / "b"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "b" / "agent_value.json").read_text())
+    opts = data["key"]["options"]
+    assert opts["simulation_report"] == "brief" and opts["refine_critique"] is False
+    assert data["new_decisions"] == 2
+    res = _evaluate(tmp_path, "--graph", "direct", "--no-critique", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2 and "--graph psr only" in res.output and "Traceback" not in res.output
+
+
 def test_cli_refuses_a_cautious_report_before_any_decision(tmp_path):
     # the CLI builds no planned continuation, so a cautious report could never be shown: exit 2 at once
     res = _evaluate(

@@ -359,6 +359,44 @@ def test_shuffled_proposals_make_the_refine_turn_read_the_planned_simulation(pla
         Teacher(teacher.world_model, continuation=teacher.continuation, simulate_with="oracle")
 
 
+def test_brief_transcripts_without_critique_clone_the_named_candidate(planner_teacher):
+    """The short refine turn of sepsisagent-135m-psr-brief: brief report, no critique, commit what it names."""
+    import re
+
+    from sepsis_sdk.training.llm_data import graph_examples
+
+    big, _ = planner_teacher
+    teacher = Teacher(_teacher_wm(planner_teacher), continuation=planner_teacher[1].continuation,
+                      simulate_with="planned")  # fmt: skip
+    ex = graph_examples(big, teacher, 6, graph="psr", n_candidates=5, markov_share=1.0, proposal_order="shuffled",
+                        simulation_report="brief", refine_target="report", refine_critique=False, seed=4)  # fmt: skip
+    assert len(ex) == 12
+    for refine_ex in ex[1::2]:
+        text = refine_ex["prompt"][-1]["content"]
+        assert "Critique of the simulated outcomes" not in text and "P(death" not in text
+        lines = [ln for ln in text.splitlines() if re.match(r"^[A-E]\. \[fluid \d, vaso \d\]: value ", ln)]
+        assert len(lines) == 5 and all(", cautious " in ln for ln in lines)  # planned values: cautious shown
+        named = re.search(r"^(?:Best supported: |No candidate has .*? is )([A-E])\. \[fluid (\d), vaso (\d)\]",
+                          text, re.M)  # fmt: skip
+        assert named is not None
+        refine = json.loads(refine_ex["completion"][0]["content"])
+        assert (refine["fluid"], refine["vaso"]) == (int(named.group(2)), int(named.group(3)))
+        assert lines["ABCDE".index(named.group(1))].startswith(
+            f"{named.group(1)}. [fluid {refine['fluid']}, "
+        )
+
+
+def test_the_brief_recipe_is_the_psr_recipe_with_the_short_refine_prompt():
+    from sepsis_sdk.training.llm_stages import _stage_plan, get_recipe
+
+    psr, brief = get_recipe("sepsisagent-135m-psr"), get_recipe("sepsisagent-135m-psr-brief")
+    p, q = _stage_plan(psr.plan, "psr"), _stage_plan(brief.plan, "psr")
+    assert q == {**p, "simulation_report": "brief", "refine_critique": False}
+    assert brief.configs == psr.configs
+    assert (brief.episodes, brief.cohort_seed) == (psr.episodes, psr.cohort_seed)
+    assert _stage_plan(brief.plan, "dynamics") == _stage_plan(psr.plan, "dynamics")  # stage I is shared
+
+
 def _teacher_wm(planner_teacher):
     return planner_teacher[1].world_model
 

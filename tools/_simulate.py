@@ -14,7 +14,7 @@ import numpy as np
 from sepsis_sdk.actions import N_ACTIONS, Action, validate_index
 from sepsis_sdk.errors import UserError
 from sepsis_sdk.features import FeatureSchema, FeatureSpec
-from sepsis_sdk.render import action_label, key_features
+from sepsis_sdk.render import action_label, key_features, short_action
 from sepsis_sdk.types import PatientHistory
 
 Z90 = 1.645  # half-width of a central 90 % normal interval, in SDs
@@ -156,7 +156,7 @@ class SimulationReport(_AsDictAlias):
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
-    def to_text(self, *, paths: bool = True, rank: str = "value") -> str:
+    def to_text(self, *, paths: bool = True, rank: str = "value", brief: bool = False) -> str:
         """Compact rendering for a prompt: one block per candidate.
 
         Args:
@@ -166,11 +166,17 @@ class SimulationReport(_AsDictAlias):
                 (``PSROptions.simulation_report="values"``).
             rank: what the closing line ranks by (:meth:`best`); ``"cautious"`` also shows each
                 candidate's cautious value and says what it is (``simulation_report="cautious"``).
+            brief: one short header and one line per candidate with only what the closing line ranks by:
+                value, support and (``rank="cautious"``) the cautious value, actions as ``[fluid F, vaso
+                V]`` (the dose ranges are in the system prompt); no outcomes, intervals, advantages or
+                paths (``simulation_report="brief"``; ``paths`` is ignored).
 
         Raises:
             UserError: ``rank="cautious"`` on a report without cautious values.
         """
         self._check_rank(rank)
+        if brief:
+            return self._brief_text(rank)
         hours = 4 * self.horizon
         lines = [
             f"World-model simulation: each candidate held for {self.horizon} steps ({hours} h), "
@@ -219,6 +225,27 @@ class SimulationReport(_AsDictAlias):
             lines.append(best)
         return "\n".join(lines)
 
+    def _brief_text(self, rank: str) -> str:
+        how = "usual" if self.usual_care else "planned"
+        head = (
+            f"World-model simulation ({self.horizon} steps, {self.n_samples} samples). value = estimated chance "
+            f"of leaving the ICU alive if given now, care then continuing as {how}; support = how well similar "
+            "training patients cover it (0-1; low: trust less)"
+        )
+        if rank == "cautious":
+            head += "; cautious = value with a penalty for steps resting on few similar patients"
+        lines = [head + "."]
+        for i, c in enumerate(self.candidates):
+            line = f"{chr(65 + i)}. {short_action(c.action)}: "
+            line += "value n/a" if c.value is None else f"value {c.value:.3f}"
+            if rank == "cautious":
+                line += f", cautious {_cautious_text(c.cautious)}"
+            lines.append(line + f", support {c.support:.2f}")
+        best = self.best_line(rank, brief=True)
+        if best:
+            lines.append(best)
+        return "\n".join(lines)
+
     @property
     def usual_care(self) -> bool:
         """Whether the values continue as the clinicians would (a behaviour model), not as a planner plans."""
@@ -242,15 +269,19 @@ class SimulationReport(_AsDictAlias):
             return max(ranked, key=lambda i: (self.candidates[i].cautious, -i))
         return max(pool, key=lambda i: (self.candidates[i].value, -i))
 
-    def best_line(self, rank: str = "value") -> str:
-        """The report's closing line: which candidate its numbers favour, and why ("" without values)."""
+    def best_line(self, rank: str = "value", *, brief: bool = False) -> str:
+        """The report's closing line: which candidate its numbers favour, and why ("" without values).
+
+        ``brief`` names the action as ``[fluid F, vaso V]`` instead of with its dose ranges.
+        """
         i = self.best(rank)
         if i is None:
             return ""
         c = self.candidates[i]
+        label = short_action(c.action) if brief else action_label(c.action)
         if rank == "cautious":
             what = (
-                f"{chr(65 + i)}. {action_label(c.action)} (cautious value {_cautious_text(c.cautious)}, "
+                f"{chr(65 + i)}. {label} (cautious value {_cautious_text(c.cautious)}, "
                 f"support {c.support:.2f})"
             )
             if c.support >= BEST_SUPPORT:
@@ -259,7 +290,7 @@ class SimulationReport(_AsDictAlias):
                     f"{BEST_SUPPORT}."
                 )
             return f"{BEST_OPENINGS[1]}{what}, but few similar patients were given it."
-        what = f"{chr(65 + i)}. {action_label(c.action)} (value {c.value:.3f}, support {c.support:.2f})"
+        what = f"{chr(65 + i)}. {label} (value {c.value:.3f}, support {c.support:.2f})"
         if c.support >= BEST_SUPPORT:
             return f"{BEST_OPENINGS[0]}{what}: the highest value among candidates with support >= {BEST_SUPPORT}."
         return f"{BEST_OPENINGS[1]}{what}, but few similar patients were given it."

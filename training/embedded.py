@@ -17,11 +17,12 @@ from typing import Any
 from sepsis_sdk.errors import UserError
 
 PSR_AGENT = "local/sepsisagent-135m-psr"
-"""The embedded PSR agent model (SmolLM2-135M + the refine-cloning adapter)."""
+"""The embedded PSR agent model (SmolLM2-135M + the adapter of the ``sepsisagent-135m-psr-brief`` recipe)."""
 EMBEDDED_PSR_SETTINGS: dict[str, Any] = {
     "n_candidates": 5,
     "continuation": "planned",
-    "simulation_report": "cautious",
+    "simulation_report": "brief",
+    "refine_critique": False,
 }
 """The settings the shipped PSR agent was measured with (docs/training.md)."""
 CONTINUATIONS = ("usual", "planned")
@@ -58,6 +59,7 @@ def psr_sweep_graph(
     n_candidates: int = 3,
     continuation: str = "usual",
     simulation_report: str = "full",
+    refine_critique: bool = True,
     cohort: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The PSR graph (``decide="loglik"``, horizon 3, 4 samples) in the teacher's world, and its sweep options.
@@ -69,7 +71,9 @@ def psr_sweep_graph(
         continuation: how care continues in the simulated values: ``"usual"`` (the clinicians' fitted
             behaviour) or ``"planned"`` (the teacher planner's converged plan, which also offers cautious
             values).
-        simulation_report: ``PSROptions.simulation_report`` (``"cautious"`` needs ``"planned"``).
+        simulation_report: ``PSROptions.simulation_report`` (``"cautious"`` needs ``"planned"``;
+            ``"brief"`` shows cautious values with ``"planned"``).
+        refine_critique: ``PSROptions.refine_critique`` (whether the refine prompt includes the critique).
         cohort: a cohort already loaded with these ``episodes`` and ``seed`` (saves the load).
 
     Returns:
@@ -92,11 +96,14 @@ def psr_sweep_graph(
     if continuation == "planned":  # the stage-II teacher's planner (the settings it was trained with)
         cont = Teacher(wm, seed=seed, continuation=cont, simulate_with="planned").simulation_continuation()
     graph = build_psr_graph(model, world_model=wm, continuation=cont, decide="loglik", n_candidates=n_candidates,
-                            horizon=3, n_samples=4, seed=seed, simulation_report=simulation_report)  # fmt: skip
+                            horizon=3, n_samples=4, seed=seed, simulation_report=simulation_report,
+                            refine_critique=refine_critique)  # fmt: skip
     options: dict[str, Any] = {"decide": "loglik", "n_candidates": n_candidates, "horizon": 3, "n_samples": 4,
                                "seed": seed, "world_model": f"neighbour-k1-icu{episodes}-s{seed}"}  # fmt: skip
     if simulation_report != "full":  # the default is left out: earlier sweeps' keys stay valid
         options["simulation_report"] = simulation_report
+    if not refine_critique:  # the default is left out, as above
+        options["refine_critique"] = False
     if continuation != "usual":  # the report (its "planned" wording and best line) changed: a new key
         options.update(continuation=continuation, report="best-line")
     return graph, options
@@ -106,7 +113,8 @@ def embedded_psr_graph(model: Any = PSR_AGENT, **overrides: Any) -> tuple[Any, d
     """:func:`psr_sweep_graph` with the shipped PSR agent's settings (:data:`EMBEDDED_PSR_SETTINGS`).
 
     About a minute to fit the world model and plan in it (the cohort of 20,000 episodes is sampled once
-    and cached); then about 10 s per decision on one CPU thread.
+    and cached); then about 4 s per decision on one CPU thread (the brief report without the critique:
+    BENCHMARKS.md).
     """
     return psr_sweep_graph(model, **{**EMBEDDED_PSR_SETTINGS, **overrides})
 

@@ -306,6 +306,7 @@ def graph_examples(
     simulation_report: str = "full",
     turns: str = "all",
     refine_target: str = "teacher",
+    refine_critique: bool = True,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Stage II examples: the agent graph's own turns, answered by the teacher, for ``n`` decision points.
@@ -330,8 +331,10 @@ def graph_examples(
             answer (the best one simulated) is not always candidate A and the model has to read the
             simulation to find it. With ranked proposals a model learns "commit A"; measured: the shipped
             agent's PSR graph chose what its direct graph chose in 709 of 713 states.
-        simulation_report: what the refine prompt shows of the simulation (``PSROptions``): ``"full"`` or
-            ``"values"``; the agent must be run with the same.
+        simulation_report: what the refine prompt shows of the simulation (``PSROptions``): ``"full"``,
+            ``"values"``, ``"cautious"`` or ``"brief"``; the agent must be run with the same.
+        refine_critique: whether the refine prompt includes the judge's critique (``PSROptions``); the
+            agent must be run with the same.
         turns: ``"all"`` or ``"refine"`` (PSR: keep only the refine turns, the shorter way to teach reading).
         refine_target: what the refine turn commits: ``"teacher"``, the teacher's best of the simulated
             candidates (its own pessimistic scores), or ``"report"``, the candidate the simulation report
@@ -359,7 +362,8 @@ def graph_examples(
         g = build_psr_graph(fake.chat, world_model=teacher.world_model,
                             continuation=teacher.simulation_continuation(), n_candidates=n_candidates,
                             max_rounds=1, horizon=teacher.horizon, n_samples=teacher.n_samples,
-                            seed=teacher.seed, simulation_report=simulation_report)  # fmt: skip
+                            seed=teacher.seed, simulation_report=simulation_report,
+                            refine_critique=refine_critique)  # fmt: skip
     else:
         g = build_direct_graph(fake.chat, world_model=teacher.world_model, continuation=teacher.continuation)
     rng = np.random.default_rng(seed + 1)

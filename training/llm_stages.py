@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +267,9 @@ class PipelinePlan:
         n_candidates: candidates per PSR propose turn.
         proposal_order: how the teacher lists its candidates (``"ranked"`` or ``"shuffled"``, see
             :func:`~sepsis_sdk.training.llm_data.graph_examples`).
-        simulation_report: what the PSR refine turns show of the simulation (``"full"`` or ``"values"``).
+        simulation_report: what the PSR refine turns show of the simulation (``PSROptions``: ``"full"``,
+            ``"values"``, ``"cautious"`` or ``"brief"``).
+        refine_critique: whether the PSR refine turns include the judge's critique (``PSROptions``).
         simulate_with: whose care the simulated values continue with (``"usual"``: the clinicians';
             ``"planned"``: the teacher's planner, :meth:`~sepsis_sdk.training.llm_data.Teacher.simulation_continuation`).
         psr_turns: ``"all"`` (propose and refine turns) or ``"refine"`` (refine turns only).
@@ -285,11 +287,17 @@ class PipelinePlan:
     simulate_with: str = "usual"
     psr_turns: str = "all"
     refine_target: str = "teacher"
+    refine_critique: bool = True
 
     @classmethod
     def uniform(cls, n: int) -> PipelinePlan:
         """``n`` examples for every stage (stage II: ``n`` direct and ``n // 2`` PSR decisions)."""
         return cls(dynamics_examples=n, direct_examples=n, psr_examples=max(1, n // 2), rl_prompts=n)
+
+
+TRANSCRIPT_SETTINGS = ("proposal_order", "simulation_report", "simulate_with", "psr_turns", "refine_target",
+                       "refine_critique")  # fmt: skip
+"""The plan fields that change stage II's transcripts (in a stage's saved plan only when not the default)."""
 
 
 def _stage_plan(plan: PipelinePlan, stage: str) -> dict[str, Any]:
@@ -299,7 +307,7 @@ def _stage_plan(plan: PipelinePlan, stage: str) -> dict[str, Any]:
     out = {f: getattr(plan, f) for f in fields}
     if stage == "psr":  # the transcript settings count only when not the default: older runs still resume
         defaults = PipelinePlan()
-        for f in ("proposal_order", "simulation_report", "simulate_with", "psr_turns", "refine_target"):
+        for f in TRANSCRIPT_SETTINGS:
             if getattr(plan, f) != getattr(defaults, f):
                 out[f] = getattr(plan, f)
     return out
@@ -440,7 +448,8 @@ def run_pipeline(
                                        n_candidates=plan.n_candidates, markov_share=plan.markov_share,
                                        proposal_order=plan.proposal_order,
                                        simulation_report=plan.simulation_report, turns=plan.psr_turns,
-                                       refine_target=plan.refine_target, seed=seed + 1)  # fmt: skip
+                                       refine_target=plan.refine_target,
+                                       refine_critique=plan.refine_critique, seed=seed + 1)  # fmt: skip
             np.random.default_rng(seed).shuffle(data)  # direct and PSR turns mixed in every batch
             t_data = time.perf_counter() - t0
             results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
@@ -594,6 +603,21 @@ def _recipe_135m_psr() -> Recipe:
     )
 
 
+def _recipe_135m_psr_brief() -> Recipe:
+    # The refine-cloning recipe with the short refine prompt: the brief report (one line per candidate:
+    # value, cautious value, support; the closing line names the best-supported cautious pick) and no
+    # critique, so the refine prompt adds 335 tokens to the propose prompt's prefix instead of 1,153
+    # (benchmarks/experiments/psr_prompt_budget.py, one state), for the 45-minute PSR sweep. Everything else is
+    # sepsisagent-135m-psr's, and the model is trained on the report it is run with (cautious values need
+    # the planned continuation, which the plan has).
+    r = _recipe_135m_psr()
+    return replace(
+        r,
+        name="sepsisagent-135m-psr-brief",
+        plan=replace(r.plan, simulation_report="brief", refine_critique=False),
+    )
+
+
 def _recipe_gpu() -> Recipe:
     # The same pipeline for a Qwen-class 0.5-4B instruct base on one CUDA GPU (pass --base FOLDER): ten
     # times the data, LoRA r=16, bf16 (set automatically on CUDA). Not run here: no GPU was lent to the
@@ -617,6 +641,7 @@ def _recipe_gpu() -> Recipe:
 RECIPES: dict[str, Any] = {
     "sepsisagent-135m": _recipe_135m,
     "sepsisagent-135m-psr": _recipe_135m_psr,
+    "sepsisagent-135m-psr-brief": _recipe_135m_psr_brief,
     "sepsisagent-gpu": _recipe_gpu,
 }
 """Named training recipes (``name -> () -> Recipe``); register your own here."""

@@ -27,9 +27,15 @@ def main() -> None:
     ap.add_argument("--model", default="local/smollm2")
     ap.add_argument("--adapter", default=None, help="a PEFT adapter folder")
     ap.add_argument("--graph", default="direct", choices=("direct", "psr"))
-    ap.add_argument("--simulation-report", default="full", choices=("full", "values", "cautious"),
+    ap.add_argument("--simulation-report", default="full", choices=("full", "values", "cautious", "brief"),
                     help="psr: the refine prompt's simulation text (values: without key-feature paths; cautious: "
-                         "values plus the planner's pessimistic score, ranked by it; needs --continuation planned)")  # fmt: skip
+                         "values plus the planner's pessimistic score, ranked by it; needs --continuation planned; "
+                         "brief: one line per candidate)")  # fmt: skip
+    ap.add_argument(
+        "--no-critique",
+        action="store_true",
+        help="psr: leave the judge's critique out of the refine prompt (PSROptions.refine_critique)",
+    )
     ap.add_argument("--n-candidates", type=int, default=3, help="psr: candidates per propose turn")
     ap.add_argument("--continuation", default="usual", choices=("usual", "planned"),
                     help="psr: simulated values continue as the clinicians would (usual) or as the teacher "
@@ -60,7 +66,8 @@ def main() -> None:
 
         graph, options = psr_sweep_graph(model, episodes=args.episodes, seed=args.seed,
                                          n_candidates=args.n_candidates, continuation=args.continuation,
-                                         simulation_report=args.simulation_report)  # fmt: skip
+                                         simulation_report=args.simulation_report,
+                                         refine_critique=not args.no_critique)  # fmt: skip
     t_fit = time.perf_counter() - t0
     from sepsis_sdk.cli.agent_eval import parse_states
 
@@ -80,7 +87,8 @@ def main() -> None:
     acts = res.actions
     rec = {"label": args.label, "model": args.model, "adapter": args.adapter, "graph": args.graph,
            "simulation_report": args.simulation_report if args.graph == "psr" else None,
-           **({"n_candidates": args.n_candidates, "continuation": args.continuation} if args.graph == "psr" else {}),
+           **({"n_candidates": args.n_candidates, "continuation": args.continuation,
+               "refine_critique": not args.no_critique} if args.graph == "psr" else {}),
            "decide": "loglik", "episodes": args.episodes, "seed": args.seed, **res.to_dict(),
            "fit_s": round(t_fit, 1), "sweep_s": round(t_sweep, 1)}  # fmt: skip
     if res.n_states == 713:

@@ -82,8 +82,13 @@ DECIDE_HELP = (
 )
 REPORT_HELP = (
     "psr graph: what the refine prompt shows of the simulation; full (outcomes, values, key-feature paths) "
-    "or values (no paths: a prompt ~450 tokens shorter, faster for small local models); cautious (ranked by "
-    "a planner's pessimistic score) needs a planned continuation, from Python only"
+    "or values (no paths: a prompt ~450 tokens shorter, faster for small local models); brief (one line per "
+    "candidate: value and support); cautious (ranked by a planner's pessimistic score) needs a planned "
+    "continuation, from Python only"
+)
+CRITIQUE_HELP = (
+    "psr graph: whether the refine prompt includes the judge's critique (--no-critique: a shorter prompt; "
+    "the critique is still traced; run a model with the prompt it was trained on)"
 )
 
 EXIT_FALLBACK = 3
@@ -105,13 +110,14 @@ def build_graph(
     deadline_s: float | None = None,
     decide: str = "generate",
     simulation_report: str = "full",
+    refine_critique: bool = True,
 ) -> Any:
     """The graph the CLI runs (``psr``, ``direct`` or ``tool-calling``).
 
     ``decide`` is ``"generate"`` or ``"loglik"`` (direct and PSR graphs, in-process ``local/`` models only:
     the model's log-likelihood chooses among fixed answer openings); ``max_rounds`` ``None`` is the graph's
-    default (3 rounds, 1 with ``loglik``). ``simulation_report`` is the PSR graph's (``"full"`` or
-    ``"values"``, see :class:`~sepsis_sdk.graphs.PSROptions`).
+    default (3 rounds, 1 with ``loglik``). ``simulation_report`` and ``refine_critique`` are the PSR graph's
+    (``"full"``, ``"values"`` or ``"brief"``; see :class:`~sepsis_sdk.graphs.PSROptions`).
 
     Raises:
         UserError: an unknown graph or decide mode, ``loglik`` with the tool-calling graph or a hosted model.
@@ -135,6 +141,8 @@ def build_graph(
         )
     if simulation_report != "full" and graph != "psr":
         raise UserError(f"--simulation-report applies to --graph psr only, got --graph {graph}")
+    if not refine_critique and graph != "psr":
+        raise UserError(f"--no-critique applies to --graph psr only, got --graph {graph}")
     if simulation_report == "cautious":  # refused before any decision, not at the first simulate call
         raise UserError(
             "--simulation-report cautious needs a planner's planned continuation, which the CLI does not "
@@ -152,6 +160,7 @@ def build_graph(
             deadline_s=deadline_s,
             decide=decide,
             simulation_report=simulation_report,
+            refine_critique=refine_critique,
         )
     if graph == "direct":
         return build_direct_graph(model, world_model=wm, deadline_s=deadline_s, decide=decide)
@@ -300,6 +309,7 @@ def recommend(
     ),
     decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
     simulation_report: str = typer.Option("full", "--simulation-report", help=REPORT_HELP),
+    refine_critique: bool = typer.Option(True, "--critique/--no-critique", help=CRITIQUE_HELP),
     strict: bool = typer.Option(
         False,
         "--strict",
@@ -324,8 +334,8 @@ def recommend(
     wm = _load_world_model(world_model, history)
     chat = _model(model, api_base, api_key, temperature)
     g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
-                    seed=seed, deadline_s=deadline, decide=decide,
-                    simulation_report=simulation_report)  # fmt: skip
+                    seed=seed, deadline_s=deadline, decide=decide, simulation_report=simulation_report,
+                    refine_critique=refine_critique)  # fmt: skip
     with console.status(esc(f"{graph} agent with {model} is deciding...")):
         state = g.invoke({"history": history}, {"recursion_limit": 100})
     tr = build_trace(state)

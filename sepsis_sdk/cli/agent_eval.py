@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from sepsis_sdk.cli.agent import DECIDE_HELP, REPORT_HELP
+from sepsis_sdk.cli.agent import CRITIQUE_HELP, DECIDE_HELP, REPORT_HELP
 
 app = typer.Typer(add_completion=False)
 
@@ -76,6 +76,7 @@ def evaluate_agent(
     deadline: float = typer.Option(300.0, "--deadline", min=0.001, help="seconds one decision may take"),
     decide: str = typer.Option("generate", "--decide", help=DECIDE_HELP),
     simulation_report: str = typer.Option("full", "--simulation-report", help=REPORT_HELP),
+    refine_critique: bool = typer.Option(True, "--critique/--no-critique", help=CRITIQUE_HELP),
     executor: str = typer.Option(
         "local",
         "--executor",
@@ -123,8 +124,8 @@ def evaluate_agent(
         raise UserError(f"--graph {graph} needs a world model (--world-model fake or a saved folder)")
     chat = _model(model, api_base, api_key, temperature)
     g = build_graph(graph, chat, wm, n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
-                    seed=seed, deadline_s=deadline, decide=decide,
-                    simulation_report=simulation_report)  # fmt: skip
+                    seed=seed, deadline_s=deadline, decide=decide, simulation_report=simulation_report,
+                    refine_critique=refine_critique)  # fmt: skip
     options: dict[str, Any] = {"world_model": wm_spec, "deadline_s": deadline, "temperature": temperature}
     if decide != "generate":
         # Only a non-default mode is written: generate keys stay as they were, so existing caches still resume.
@@ -135,6 +136,8 @@ def evaluate_agent(
         options.update(n_candidates=n_candidates, max_rounds=resolved_max_rounds(max_rounds, decide))
         if simulation_report != "full":  # written only when not the default: existing keys stay valid
             options["simulation_report"] = simulation_report
+        if not refine_critique:  # likewise: a new key only for the non-default prompt
+            options["refine_critique"] = False
     common = dict(model=model, graph_kind=graph, options=options, cache_dir=cache_dir,
                   max_concurrency=max_concurrency, config={"recursion_limit": 100})  # fmt: skip
     if markov:
@@ -149,7 +152,8 @@ def evaluate_agent(
                                    wm_spec=wm_spec, graph=graph, graph_kwargs=dict(
                                        n_candidates=n_candidates, max_rounds=max_rounds, horizon=horizon,
                                        seed=seed, deadline_s=deadline, decide=decide,
-                                       simulation_report=simulation_report))  # fmt: skip
+                                       simulation_report=simulation_report,
+                                       refine_critique=refine_critique))  # fmt: skip
                 on_cluster = sweep_on_ray(
                     build, chosen, cache_dir=cache_dir, key=cache_key(
                         model=model, graph_kind=graph, options=options, mode="markov"),
