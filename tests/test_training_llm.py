@@ -159,6 +159,17 @@ def test_three_stage_pipeline_trains_and_saves_adapters(cohort, teacher, tmp_pat
     assert res2["dynamics"]["first_loss"] == res["dynamics"]["first_loss"]  # kept
     assert (tmp_path / "run" / "psr" / "adapter_config.json").exists()  # trained again
     assert weights.stat().st_mtime_ns != stamp  # stage III follows a new stage II, so it is trained again
+    # stage III in the PSR graph's refine turn (the brief recipe's rl_turns="refine")
+    from sepsis_sdk.training.llm_stages import PipelinePlan
+
+    plan = PipelinePlan(rl_prompts=2, n_candidates=3, rl_turns="refine", simulation_report="brief",
+                        refine_critique=False)  # fmt: skip
+    res3 = run_pipeline(
+        base, cohort, teacher.world_model, tmp_path / "refine", stages=("rl",), plan=plan, config=cfg
+    )
+    assert res3["rl"]["examples"] == 2 and res3["rl"]["rewards"]
+    assert res3["rl"]["plan"]["rl_turns"] == "refine" and res3["rl"]["plan"]["simulation_report"] == "brief"
+    assert (tmp_path / "refine" / "rl" / "adapter_config.json").exists()
 
 
 @pytest.mark.slow
@@ -392,7 +403,15 @@ def test_the_brief_recipe_is_the_psr_recipe_with_the_short_refine_prompt():
     psr, brief = get_recipe("sepsisagent-135m-psr"), get_recipe("sepsisagent-135m-psr-brief")
     p, q = _stage_plan(psr.plan, "psr"), _stage_plan(brief.plan, "psr")
     assert q == {**p, "simulation_report": "brief", "refine_critique": False}
-    assert brief.configs == psr.configs
+    assert {k: brief.configs[k] for k in ("dynamics", "psr")} == {
+        k: psr.configs[k] for k in ("dynamics", "psr")
+    }
+    # its stage III trains the refine turn it decides in, with room for the committed JSON reply
+    assert _stage_plan(brief.plan, "rl") == {"rl_prompts": 12, "markov_share": 0.75, "rl_turns": "refine",
+                                             "n_candidates": 5, "proposal_order": "shuffled",
+                                             "simulation_report": "brief", "refine_critique": False}  # fmt: skip
+    assert brief.configs["rl"].max_completion_length == 64 and brief.configs["rl"].max_steps == 12
+    assert _stage_plan(psr.plan, "rl") == {"rl_prompts": 8, "markov_share": 0.75}  # older runs still resume
     assert (brief.episodes, brief.cohort_seed) == (psr.episodes, psr.cohort_seed)
     assert _stage_plan(brief.plan, "dynamics") == _stage_plan(psr.plan, "dynamics")  # stage I is shared
 
@@ -435,3 +454,51 @@ def test_transcript_settings_enter_the_stage_plan_only_when_not_default():
     # stage I is the shipped recipe's, so its adapter is reused
     assert r.configs["dynamics"] == get_recipe("sepsisagent-135m").configs["dynamics"]
     assert _stage_plan(r.plan, "dynamics") == _stage_plan(get_recipe("sepsisagent-135m").plan, "dynamics")
+
+
+def test_refine_rl_prompts_end_at_the_psr_refine_turn_and_the_reward_scores_its_commit(planner_teacher):
+    """Stage III of the PSR recipe: the graph's own refine turn, rewarded by the teacher's world model."""
+    import re
+
+    from sepsis_sdk.training.llm_data import graph_examples, refine_rl_prompts
+    from sepsis_sdk.training.llm_stages import PipelinePlan
+
+    big, _ = planner_teacher
+    teacher = Teacher(_teacher_wm(planner_teacher), continuation=planner_teacher[1].continuation,
+                      simulate_with="planned")  # fmt: skip
+    prompts, hists = refine_rl_prompts(big, teacher, 5, n_candidates=5, markov_share=1.0, seed=2)
+    assert len(prompts) == len(hists) == 5
+    assert [p["history_id"] for p in prompts] == list(range(5))
+    reward = WorldModelReward(teacher, hists)
+    for p, hist in zip(prompts, hists, strict=True):
+        msgs = p["prompt"]
+        # the refine turn as the graph sends it: its system prompt and one user turn holding the patient, the
+        # candidates and their simulation report (no answer: GRPO samples it)
+        assert [m["role"] for m in msgs] == ["system", "user"] and '"decision"' in msgs[-1]["content"]
+        text = msgs[-1]["content"]
+        assert "Critique of the simulated outcomes" not in text  # the recipe's brief report, no critique
+        shown = [
+            (int(f), int(v)) for f, v in re.findall(r"^[A-E]\. \[fluid (\d), vaso (\d)\]: value ", text, re.M)
+        ]
+        assert len(shown) == 5
+        # the candidates are the teacher's top five for this patient (handed over shuffled)
+        s = teacher.scores(hist)
+        top = {int(a) for a in np.argsort(-s, kind="stable")[:5]}
+        assert {5 * f + v for f, v in shown} == top
+        # the reward follows the teacher's world-model score of what is committed
+        best, worst = max(top, key=lambda a: s[a]), min(top, key=lambda a: s[a])
+        comp = [[{"role": "assistant", "content": json.dumps({"decision": "commit", "fluid": a // 5,
+                                                              "vaso": a % 5, "rationale": "x"})}]
+                for a in (best, worst)] + [[{"role": "assistant", "content": '{"decision": "commit", "fluid'}]]  # fmt: skip
+        r = reward([p] * 3, comp, history_id=[p["history_id"]] * 3)
+        assert r[0] >= r[1] > r[2] == reward.invalid_reward
+        if s[best] > s[worst]:
+            assert r[0] > r[1]
+    # the same conversation stage II trains on, for the same decision point and seed
+    ex = graph_examples(big, teacher, 5, graph="psr", n_candidates=5, markov_share=1.0, proposal_order="shuffled",
+                        simulation_report="brief", refine_critique=False, turns="refine", seed=5)  # fmt: skip
+    assert [e["prompt"] for e in ex] == [p["prompt"] for p in prompts]
+    with pytest.raises(Exception, match="rl_turns must be one of"):
+        PipelinePlan(rl_turns="propose")
+    with pytest.raises(Exception, match="proposal_order"):
+        refine_rl_prompts(big, teacher, 2, proposal_order="random")

@@ -7,8 +7,9 @@
   loop written by a *teacher* that searches all 25 actions in the world model. Each decision yields two
   examples in the graph's own prompt formats (the propose turn and the refine turn), so the fine-tuned
   model plugs into :func:`sepsis_sdk.graphs.build_psr_graph` unchanged.
-- **Stage III — world-model RL** (:func:`rl_prompts` + :class:`WorldModelReward`): prompts of the direct
-  decision format, scored by a reward computed inside the world model (GRPO).
+- **Stage III — world-model RL** (:func:`rl_prompts` or :func:`refine_rl_prompts`, +
+  :class:`WorldModelReward`): prompts of the direct decision format, or of the PSR graph's refine turn
+  (where a PSR agent decides), scored by a reward computed inside the world model (GRPO).
 
 Examples are conversational ``{"prompt": [messages], "completion": [messages]}`` dicts, the format
 TRL's trainers take.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -343,9 +344,6 @@ def graph_examples(
             scores are not in the prompt, and on 12 pilot states they disagreed with the report's best in 7.
         seed: sampling seed.
     """
-    from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
-    from sepsis_sdk.truth.agent import markov_history
-
     if graph not in ("psr", "direct"):
         raise UserError(f"graph must be 'psr' or 'direct', got {graph!r}")
     if not 0.0 <= markov_share <= 1.0:
@@ -356,6 +354,41 @@ def graph_examples(
         raise UserError(f"turns must be 'all' or 'refine', got {turns!r}")
     if refine_target not in ("teacher", "report"):
         raise UserError(f"refine_target must be 'teacher' or 'report', got {refine_target!r}")
+    rows = []
+    for _, messages, reply in _graph_turns(cohort, teacher, n, graph=graph, n_candidates=n_candidates,
+                                           markov_share=markov_share, proposal_order=proposal_order,
+                                           simulation_report=simulation_report, refine_target=refine_target,
+                                           refine_critique=refine_critique, seed=seed):  # fmt: skip
+        if turns == "refine" and not _is_refine(messages):
+            continue
+        rows.append({"prompt": messages, "completion": [{"role": "assistant", "content": reply}]})
+    return rows
+
+
+def _is_refine(messages: list[dict[str, Any]]) -> bool:
+    """Whether a recorded turn is the PSR graph's refine turn (its prompt asks for a ``"decision"``)."""
+    return '"decision"' in str(messages[-1].get("content", ""))
+
+
+def _graph_turns(
+    cohort: Cohort,
+    teacher: Teacher,
+    n: int,
+    *,
+    graph: str,
+    n_candidates: int,
+    markov_share: float,
+    proposal_order: str,
+    simulation_report: str,
+    refine_target: str,
+    refine_critique: bool,
+    seed: int,
+) -> Iterator[tuple[PatientHistory, list[dict[str, Any]], str]]:
+    """``(history, messages, reply)`` for every model turn of the graph run around the teacher on ``n``
+    decision points (the arguments as in :func:`graph_examples`, already checked there)."""
+    from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
+    from sepsis_sdk.truth.agent import markov_history
+
     fake = _TeacherModel(teacher, n_candidates, order=proposal_order, refine_target=refine_target,
                          rng=np.random.default_rng(seed + 2))  # fmt: skip
     if graph == "psr":
@@ -370,17 +403,13 @@ def graph_examples(
     hists = [h for h, _ in _sample_histories(cohort, n, seed, need_next=False)]
     hists = [markov_history(h) if rng.random() < markov_share else h for h in hists]
     all_scores = teacher.scores_many(hists)
-    rows = []
     for hist, sc in zip(hists, all_scores, strict=True):
         fake.scores = sc
         fake.proposed = []
         fake.turns.clear()
         g.invoke({"history": hist})
         for messages, reply in fake.turns:
-            if turns == "refine" and '"decision"' not in str(messages[-1].get("content", "")):
-                continue
-            rows.append({"prompt": messages, "completion": [{"role": "assistant", "content": reply}]})
-    return rows
+            yield hist, messages, reply
 
 
 def psr_examples(
@@ -418,6 +447,42 @@ def rl_prompts(
             }
         )
         hists.append(hist)
+    return rows, hists
+
+
+def refine_rl_prompts(
+    cohort: Cohort,
+    teacher: Teacher,
+    n: int = 16,
+    *,
+    n_candidates: int = 5,
+    markov_share: float = 0.75,
+    proposal_order: str = "shuffled",
+    simulation_report: str = "brief",
+    refine_critique: bool = False,
+    seed: int = 0,
+) -> tuple[list[dict[str, Any]], list[PatientHistory]]:
+    """Stage III prompts in the PSR graph's refine format, with the histories the reward needs.
+
+    Each prompt is the whole conversation up to the PSR graph's refine turn (system prompt, patient,
+    propose turn with the teacher's ``n_candidates`` proposals handed over in ``proposal_order``, the
+    simulation report, the critique when ``refine_critique``): the turn the PSR agent decides in, built by
+    the graph itself around the teacher (as :func:`graph_examples` does for stage II). What the model then
+    commits is rewarded by :class:`WorldModelReward`, so GRPO trains the decision where the agent makes
+    it rather than in the direct graph's prompt. The agent must be run with the same settings.
+    """
+    if not 0.0 <= markov_share <= 1.0:
+        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
+    if proposal_order not in PROPOSAL_ORDERS:
+        raise UserError(f"proposal_order must be one of {PROPOSAL_ORDERS}, got {proposal_order!r}")
+    rows, hists = [], []
+    for hist, messages, _ in _graph_turns(cohort, teacher, n, graph="psr", n_candidates=n_candidates,
+                                          markov_share=markov_share, proposal_order=proposal_order,
+                                          simulation_report=simulation_report, refine_target="teacher",
+                                          refine_critique=refine_critique, seed=seed + 3):  # fmt: skip
+        if _is_refine(messages):
+            rows.append({"prompt": messages, "history_id": len(hists)})
+            hists.append(hist)
     return rows, hists
 
 

@@ -261,7 +261,7 @@ class PipelinePlan:
         dynamics_examples: stage I transitions.
         direct_examples: stage II decisions in the direct graph's format (one turn each).
         psr_examples: stage II decisions in the PSR graph's formats (a propose and a refine turn each).
-        rl_prompts: stage III direct-format prompts (each sampled ``num_generations`` times).
+        rl_prompts: stage III prompts (each sampled ``num_generations`` times).
         markov_share: the share of stage II/III decision points shown as the one-step history of the exact
             Markov evaluation (the rest keep their recorded history).
         n_candidates: candidates per PSR propose turn.
@@ -274,6 +274,10 @@ class PipelinePlan:
             ``"planned"``: the teacher's planner, :meth:`~sepsis_sdk.training.llm_data.Teacher.simulation_continuation`).
         psr_turns: ``"all"`` (propose and refine turns) or ``"refine"`` (refine turns only).
         refine_target: ``"teacher"`` or ``"report"`` (see :func:`~sepsis_sdk.training.llm_data.graph_examples`).
+        rl_turns: the turn stage III trains: ``"direct"``, the direct graph's decision prompt
+            (:func:`~sepsis_sdk.training.llm_data.rl_prompts`), or ``"refine"``, the PSR graph's refine turn
+            with this plan's candidates, report and critique settings
+            (:func:`~sepsis_sdk.training.llm_data.refine_rl_prompts`): where a PSR agent decides.
     """
 
     dynamics_examples: int = 48
@@ -288,12 +292,20 @@ class PipelinePlan:
     psr_turns: str = "all"
     refine_target: str = "teacher"
     refine_critique: bool = True
+    rl_turns: str = "direct"
+
+    def __post_init__(self) -> None:
+        if self.rl_turns not in RL_TURNS:
+            raise UserError(f"rl_turns must be one of {RL_TURNS}, got {self.rl_turns!r}")
 
     @classmethod
     def uniform(cls, n: int) -> PipelinePlan:
         """``n`` examples for every stage (stage II: ``n`` direct and ``n // 2`` PSR decisions)."""
         return cls(dynamics_examples=n, direct_examples=n, psr_examples=max(1, n // 2), rl_prompts=n)
 
+
+RL_TURNS = ("direct", "refine")
+"""The turns stage III can train (:attr:`PipelinePlan.rl_turns`)."""
 
 TRANSCRIPT_SETTINGS = ("proposal_order", "simulation_report", "simulate_with", "psr_turns", "refine_target",
                        "refine_critique")  # fmt: skip
@@ -305,11 +317,15 @@ def _stage_plan(plan: PipelinePlan, stage: str) -> dict[str, Any]:
     fields = {"dynamics": ("dynamics_examples",), "psr": ("direct_examples", "psr_examples", "markov_share",
               "n_candidates"), "rl": ("rl_prompts", "markov_share")}[stage]  # fmt: skip
     out = {f: getattr(plan, f) for f in fields}
+    defaults = PipelinePlan()
     if stage == "psr":  # the transcript settings count only when not the default: older runs still resume
-        defaults = PipelinePlan()
         for f in TRANSCRIPT_SETTINGS:
             if getattr(plan, f) != getattr(defaults, f):
                 out[f] = getattr(plan, f)
+    if stage == "rl" and plan.rl_turns != defaults.rl_turns:  # refine prompts: the PSR settings shape them
+        out["rl_turns"] = plan.rl_turns
+        for f in ("n_candidates", "proposal_order", "simulation_report", "refine_critique"):
+            out[f] = getattr(plan, f)
     return out
 
 
@@ -380,6 +396,7 @@ def run_pipeline(
         WorldModelReward,
         dynamics_examples,
         graph_examples,
+        refine_rl_prompts,
         rl_prompts,
     )
 
@@ -453,6 +470,16 @@ def run_pipeline(
             np.random.default_rng(seed).shuffle(data)  # direct and PSR turns mixed in every batch
             t_data = time.perf_counter() - t0
             results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
+        elif plan.rl_turns == "refine":
+            prompts, hists = refine_rl_prompts(cohort, teacher, plan.rl_prompts, n_candidates=plan.n_candidates,
+                                               markov_share=plan.markov_share,
+                                               proposal_order=plan.proposal_order,
+                                               simulation_report=plan.simulation_report,
+                                               refine_critique=plan.refine_critique, seed=seed)  # fmt: skip
+            t_data = time.perf_counter() - t0
+            results[stage] = train_grpo(
+                base, prompts, WorldModelReward(teacher, hists), dest, adapter=adapter, config=cfg
+            )
         else:
             prompts, hists = rl_prompts(cohort, plan.rl_prompts, markov_share=plan.markov_share, seed=seed)
             t_data = time.perf_counter() - t0
@@ -610,11 +637,24 @@ def _recipe_135m_psr_brief() -> Recipe:
     # (benchmarks/experiments/psr_prompt_budget.py, one state), for the 45-minute PSR sweep. Everything else is
     # sepsisagent-135m-psr's, and the model is trained on the report it is run with (cautious values need
     # the planned continuation, which the plan has).
+    # Stage III trains the refine turn (rl_turns="refine"): the prompt the PSR agent decides in, ~1,000
+    # tokens with the brief report, so a GRPO step of 4 samples is about a minute on the 2 cores; 12 prompts,
+    # one per step. A committed refine reply is ~35 tokens: 64 leaves room for the rationale (32, the
+    # direct recipe's, would cut the JSON off and score every sample as invalid).
     r = _recipe_135m_psr()
+    lora = {"lora_r": 8, "lora_alpha": 16, "target_modules": list(ALL_LINEAR)}
     return replace(
         r,
         name="sepsisagent-135m-psr-brief",
-        plan=replace(r.plan, simulation_report="brief", refine_critique=False),
+        plan=replace(
+            r.plan, simulation_report="brief", refine_critique=False, rl_turns="refine", rl_prompts=12
+        ),
+        configs={
+            **r.configs,
+            "rl": StageConfig(
+                max_steps=12, learning_rate=1e-4, num_generations=4, max_completion_length=64, **lora
+            ),
+        },
     )
 
 
