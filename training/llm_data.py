@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -344,16 +344,8 @@ def graph_examples(
             scores are not in the prompt, and on 12 pilot states they disagreed with the report's best in 7.
         seed: sampling seed.
     """
-    if graph not in ("psr", "direct"):
-        raise UserError(f"graph must be 'psr' or 'direct', got {graph!r}")
-    if not 0.0 <= markov_share <= 1.0:
-        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
-    if proposal_order not in PROPOSAL_ORDERS:
-        raise UserError(f"proposal_order must be one of {PROPOSAL_ORDERS}, got {proposal_order!r}")
     if turns not in ("all", "refine"):
         raise UserError(f"turns must be 'all' or 'refine', got {turns!r}")
-    if refine_target not in ("teacher", "report"):
-        raise UserError(f"refine_target must be 'teacher' or 'report', got {refine_target!r}")
     rows = []
     for _, messages, reply in _graph_turns(cohort, teacher, n, graph=graph, n_candidates=n_candidates,
                                            markov_share=markov_share, proposal_order=proposal_order,
@@ -383,9 +375,17 @@ def _graph_turns(
     refine_target: str,
     refine_critique: bool,
     seed: int,
-) -> Iterator[tuple[PatientHistory, list[dict[str, Any]], str]]:
+) -> list[tuple[PatientHistory, list[dict[str, Any]], str]]:
     """``(history, messages, reply)`` for every model turn of the graph run around the teacher on ``n``
-    decision points (the arguments as in :func:`graph_examples`, already checked there)."""
+    decision points (the arguments as in :func:`graph_examples`, checked here)."""
+    if graph not in ("psr", "direct"):
+        raise UserError(f"graph must be 'psr' or 'direct', got {graph!r}")
+    if not 0.0 <= markov_share <= 1.0:
+        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
+    if proposal_order not in PROPOSAL_ORDERS:
+        raise UserError(f"proposal_order must be one of {PROPOSAL_ORDERS}, got {proposal_order!r}")
+    if refine_target not in ("teacher", "report"):
+        raise UserError(f"refine_target must be 'teacher' or 'report', got {refine_target!r}")
     from sepsis_sdk.graphs import build_direct_graph, build_psr_graph
     from sepsis_sdk.truth.agent import markov_history
 
@@ -403,13 +403,14 @@ def _graph_turns(
     hists = [h for h, _ in _sample_histories(cohort, n, seed, need_next=False)]
     hists = [markov_history(h) if rng.random() < markov_share else h for h in hists]
     all_scores = teacher.scores_many(hists)
+    out = []
     for hist, sc in zip(hists, all_scores, strict=True):
         fake.scores = sc
         fake.proposed = []
         fake.turns.clear()
         g.invoke({"history": hist})
-        for messages, reply in fake.turns:
-            yield hist, messages, reply
+        out += [(hist, messages, reply) for messages, reply in fake.turns]
+    return out
 
 
 def psr_examples(
@@ -471,10 +472,6 @@ def refine_rl_prompts(
     commits is rewarded by :class:`WorldModelReward`, so GRPO trains the decision where the agent makes
     it rather than in the direct graph's prompt. The agent must be run with the same settings.
     """
-    if not 0.0 <= markov_share <= 1.0:
-        raise UserError(f"markov_share must be in [0, 1], got {markov_share}")
-    if proposal_order not in PROPOSAL_ORDERS:
-        raise UserError(f"proposal_order must be one of {PROPOSAL_ORDERS}, got {proposal_order!r}")
     rows, hists = [], []
     for hist, messages, _ in _graph_turns(cohort, teacher, n, graph="psr", n_candidates=n_candidates,
                                           markov_share=markov_share, proposal_order=proposal_order,

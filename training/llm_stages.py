@@ -470,18 +470,17 @@ def run_pipeline(
             np.random.default_rng(seed).shuffle(data)  # direct and PSR turns mixed in every batch
             t_data = time.perf_counter() - t0
             results[stage] = train_sft(base, data, dest, stage=stage, adapter=adapter, config=cfg)
-        elif plan.rl_turns == "refine":
-            prompts, hists = refine_rl_prompts(cohort, teacher, plan.rl_prompts, n_candidates=plan.n_candidates,
-                                               markov_share=plan.markov_share,
-                                               proposal_order=plan.proposal_order,
-                                               simulation_report=plan.simulation_report,
-                                               refine_critique=plan.refine_critique, seed=seed)  # fmt: skip
-            t_data = time.perf_counter() - t0
-            results[stage] = train_grpo(
-                base, prompts, WorldModelReward(teacher, hists), dest, adapter=adapter, config=cfg
-            )
         else:
-            prompts, hists = rl_prompts(cohort, plan.rl_prompts, markov_share=plan.markov_share, seed=seed)
+            if plan.rl_turns == "refine":
+                prompts, hists = refine_rl_prompts(cohort, teacher, plan.rl_prompts,
+                                                   n_candidates=plan.n_candidates, markov_share=plan.markov_share,
+                                                   proposal_order=plan.proposal_order,
+                                                   simulation_report=plan.simulation_report,
+                                                   refine_critique=plan.refine_critique, seed=seed)  # fmt: skip
+            else:
+                prompts, hists = rl_prompts(
+                    cohort, plan.rl_prompts, markov_share=plan.markov_share, seed=seed
+                )
             t_data = time.perf_counter() - t0
             results[stage] = train_grpo(
                 base, prompts, WorldModelReward(teacher, hists), dest, adapter=adapter, config=cfg
@@ -642,19 +641,13 @@ def _recipe_135m_psr_brief() -> Recipe:
     # one per step. A committed refine reply is ~35 tokens: 64 leaves room for the rationale (32, the
     # direct recipe's, would cut the JSON off and score every sample as invalid).
     r = _recipe_135m_psr()
-    lora = {"lora_r": 8, "lora_alpha": 16, "target_modules": list(ALL_LINEAR)}
     return replace(
         r,
         name="sepsisagent-135m-psr-brief",
         plan=replace(
             r.plan, simulation_report="brief", refine_critique=False, rl_turns="refine", rl_prompts=12
         ),
-        configs={
-            **r.configs,
-            "rl": StageConfig(
-                max_steps=12, learning_rate=1e-4, num_generations=4, max_completion_length=64, **lora
-            ),
-        },
+        configs={**r.configs, "rl": replace(r.configs["rl"], max_steps=12, max_completion_length=64)},
     )
 
 
